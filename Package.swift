@@ -1,0 +1,179 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// One settings array for every Swift target, so the whole package is built the same way.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+
+let package = Package(
+    name: "FedSeg",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "FedSegMath", targets: ["FedSegMath"]),
+        .library(name: "FedSegEmbedding", targets: ["FedSegEmbedding"]),
+        .library(name: "FedSegClustering", targets: ["FedSegClustering"]),
+        .library(name: "FedSegPrivacy", targets: ["FedSegPrivacy"]),
+        .library(name: "FedSegCrypto", targets: ["FedSegCrypto"]),
+        .library(name: "FedSegSecureAggregation", targets: ["FedSegSecureAggregation"]),
+        .library(name: "FedSegProtocol", targets: ["FedSegProtocol"]),
+        .library(name: "FedSegRecommend", targets: ["FedSegRecommend"]),
+        .library(name: "FedSegCoordinator", targets: ["FedSegCoordinator"]),
+        .library(name: "FedSegClient", targets: ["FedSegClient"]),
+        .library(name: "FedSegSimulation", targets: ["FedSegSimulation"]),
+        .executable(name: "coordinator", targets: ["coordinator"]),
+        .executable(name: "client-sim", targets: ["client-sim"]),
+        .executable(name: "fedseg", targets: ["fedseg"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C layers. Only FedSegMath (BLAS, RNG stream) and FedSegCrypto import these.
+        .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"])]
+        ),
+        .systemLibrary(
+            name: "COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+
+        .target(name: "FedSegMath", dependencies: ["COpenBLAS", "CSodium"], swiftSettings: swiftSettings),
+        .target(name: "FedSegEmbedding", dependencies: ["FedSegMath"], swiftSettings: swiftSettings),
+        .target(name: "FedSegClustering", dependencies: ["FedSegMath"], swiftSettings: swiftSettings),
+        .target(name: "FedSegCrypto", dependencies: ["CSodium"], swiftSettings: swiftSettings),
+        .target(name: "FedSegPrivacy", dependencies: ["FedSegMath", "FedSegCrypto"], swiftSettings: swiftSettings),
+        .target(
+            name: "FedSegSecureAggregation",
+            dependencies: ["FedSegMath", "FedSegCrypto", "FedSegPrivacy"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "FedSegProtocol",
+            dependencies: ["FedSegMath", "FedSegCrypto"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "FedSegRecommend",
+            dependencies: ["FedSegMath", "FedSegClustering", "FedSegPrivacy"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "FedSegCoordinator",
+            dependencies: [
+                "FedSegMath", "FedSegEmbedding", "FedSegClustering", "FedSegPrivacy", "FedSegCrypto",
+                "FedSegSecureAggregation", "FedSegProtocol", "FedSegRecommend",
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "FedSegClient",
+            dependencies: [
+                "FedSegMath", "FedSegEmbedding", "FedSegClustering", "FedSegPrivacy", "FedSegCrypto",
+                "FedSegSecureAggregation", "FedSegProtocol", "FedSegRecommend",
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "FedSegSimulation",
+            dependencies: ["FedSegMath", "FedSegEmbedding", "FedSegClustering", "FedSegClient"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "FedSegTestSupport",
+            dependencies: ["FedSegMath"],
+            swiftSettings: swiftSettings
+        ),
+
+        // Executables: argument parsing and a call into a library, nothing else.
+        .executableTarget(
+            name: "coordinator",
+            dependencies: ["FedSegMath", "FedSegCoordinator", argumentParser],
+            path: "coordinator",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "client-sim",
+            dependencies: ["FedSegMath", "FedSegSimulation", argumentParser],
+            path: "client-sim",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "fedseg",
+            dependencies: [
+                "FedSegMath", "FedSegCrypto", "FedSegEmbedding", "FedSegClustering", "FedSegPrivacy",
+                argumentParser,
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        .testTarget(name: "FedSegMathTests", dependencies: ["FedSegMath", "FedSegTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "FedSegEmbeddingTests",
+            dependencies: ["FedSegEmbedding", "FedSegTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FedSegClusteringTests",
+            dependencies: ["FedSegClustering", "FedSegTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FedSegPrivacyTests",
+            dependencies: ["FedSegPrivacy", "FedSegTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FedSegCryptoTests",
+            dependencies: ["FedSegCrypto", "FedSegTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FedSegSecureAggregationTests",
+            dependencies: ["FedSegSecureAggregation", "FedSegTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FedSegProtocolTests",
+            dependencies: ["FedSegProtocol", "FedSegTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FedSegRecommendTests",
+            dependencies: ["FedSegRecommend", "FedSegTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FedSegCoordinatorTests",
+            dependencies: ["FedSegCoordinator", "FedSegTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FedSegClientTests",
+            dependencies: ["FedSegClient", "FedSegTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FedSegSimulationTests",
+            dependencies: ["FedSegSimulation", "FedSegTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FedSegTestSupportTests",
+            dependencies: ["FedSegTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["FedSegMath", "FedSegTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

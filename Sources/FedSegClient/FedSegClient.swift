@@ -1,0 +1,1 @@
+// FedSegClient: see DESIGN.md's layout table; filled by its issue.

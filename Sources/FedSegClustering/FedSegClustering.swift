@@ -1,0 +1,1 @@
+// FedSegClustering: see DESIGN.md's layout table; filled by its issue.

@@ -1,0 +1,1 @@
+// FedSegCoordinator: see DESIGN.md's layout table; filled by its issue.

@@ -1,0 +1,1 @@
+// FedSegPrivacy: see DESIGN.md's layout table; filled by its issue.

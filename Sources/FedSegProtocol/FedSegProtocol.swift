@@ -1,0 +1,1 @@
+// FedSegProtocol: see DESIGN.md's layout table; filled by its issue.

@@ -1,0 +1,1 @@
+// FedSegRecommend: see DESIGN.md's layout table; filled by its issue.

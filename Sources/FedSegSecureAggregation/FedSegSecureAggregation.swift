@@ -1,0 +1,1 @@
+// FedSegSecureAggregation: see DESIGN.md's layout table; filled by its issue.

@@ -1,0 +1,1 @@
+// FedSegSimulation: see DESIGN.md's layout table; filled by its issue.

@@ -1,0 +1,2 @@
+// Tests for FedSegClient arrive with the issue that builds it.
+import FedSegClient

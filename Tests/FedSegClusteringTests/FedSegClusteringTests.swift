@@ -1,0 +1,2 @@
+// Tests for FedSegClustering arrive with the issue that builds it.
+import FedSegClustering

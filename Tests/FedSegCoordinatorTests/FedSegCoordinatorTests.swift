@@ -1,0 +1,2 @@
+// Tests for FedSegCoordinator arrive with the issue that builds it.
+import FedSegCoordinator

@@ -1,0 +1,2 @@
+// Tests for FedSegPrivacy arrive with the issue that builds it.
+import FedSegPrivacy

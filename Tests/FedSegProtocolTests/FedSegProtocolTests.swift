@@ -1,0 +1,2 @@
+// Tests for FedSegProtocol arrive with the issue that builds it.
+import FedSegProtocol

@@ -1,0 +1,2 @@
+// Tests for FedSegRecommend arrive with the issue that builds it.
+import FedSegRecommend

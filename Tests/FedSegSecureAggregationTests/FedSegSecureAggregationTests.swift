@@ -1,0 +1,2 @@
+// Tests for FedSegSecureAggregation arrive with the issue that builds it.
+import FedSegSecureAggregation

@@ -1,0 +1,2 @@
+// Tests for FedSegSimulation arrive with the issue that builds it.
+import FedSegSimulation

@@ -1,0 +1,68 @@
+import FedSegMath
+import FedSegTestSupport
+import Foundation
+import Testing
+
+/// The environment variables that steer kernel selection, cleared so each test sets its own.
+private let blasVariables = [
+    "OPENBLAS_CORETYPE", "FEDSEG_BLAS_KERNEL", "FEDSEG_BLAS_SELECTED", "FEDSEG_BLAS_DETECTED", "FEDSEG_BLAS_FALLBACK",
+]
+
+private func doctor(_ environment: [String: String], arguments: [String] = []) throws -> [String: Any] {
+    let result = try Executables.run("fedseg", ["doctor", "--json"] + arguments, environment: environment, removing: blasVariables)
+    let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+    return try #require(object, "doctor printed no JSON: \(result.stdout) \(result.stderr)")
+}
+
+@Suite("fedseg doctor and kernel selection in a real process")
+struct DoctorTests {
+    @Test("the process ends up on the best kernel this CPU supports")
+    func automaticSelection() throws {
+        let report = try doctor([:])
+        let blas = try #require(report["blas"] as? [String: Any])
+        let core = try #require(blas["core"] as? String)
+        #expect(blas["self_check_passed"] as? Bool == true)
+        if let best = BLASKernel.bestCore(for: .current()) {
+            #expect(BLASKernel.rank(ofCore: core) >= best.rank, "ended on \(core), CPU supports \(best.core)")
+        }
+        #expect(report["libsodium_version"] as? String != nil)
+    }
+
+    @Test("starting on Prescott, FedSeg re-executes onto the requested core after checking the CPU")
+    func reexecFromPrescott() throws {
+        let cpu = CPUFeatures.current()
+        let report = try doctor(["OPENBLAS_CORETYPE": "Prescott", "FEDSEG_BLAS_KERNEL": "SkylakeX"])
+        let blas = try #require(report["blas"] as? [String: Any])
+        if BLASKernel.canRun(core: "SkylakeX", on: cpu) {
+            #expect(blas["core"] as? String == "SkylakeX")
+            #expect(blas["library_detected_core"] as? String == "Prescott")
+            #expect(blas["selected_by_fed_seg"] as? Bool == true)
+        } else {
+            #expect(blas["core"] as? String == "Prescott")
+        }
+        #expect(blas["self_check_passed"] as? Bool == true)
+    }
+
+    @Test("an explicit OPENBLAS_CORETYPE is left alone")
+    func userWins() throws {
+        let report = try doctor(["OPENBLAS_CORETYPE": "Prescott"])
+        let blas = try #require(report["blas"] as? [String: Any])
+        #expect(blas["core"] as? String == "Prescott")
+        #expect(blas["selected_by_fed_seg"] as? Bool == false)
+    }
+
+    @Test("a state directory open to others is a problem, exit status 1")
+    func stateDirectoryPermissions() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fedseg-doctor-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: dir.path)
+        let open = try Executables.run("fedseg", ["doctor", "--json", "--state-dir", dir.path], removing: blasVariables)
+        #expect(open.status == 1)
+        #expect(open.stdout.contains("accessible by other users"))
+        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: dir.path)
+        let report = try doctor([:], arguments: ["--state-dir", dir.path])
+        let state = try #require(report["state_directory"] as? [String: Any])
+        #expect(state["owner_only"] as? Bool == true)
+    }
+}
