@@ -14,6 +14,7 @@ let package = Package(
             name: "fedseg-bench",
             dependencies: [
                 .product(name: "FedSegMath", package: "FedSeg"),
+                .product(name: "FedSegClustering", package: "FedSeg"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: [.enableUpcomingFeature("ExistentialAny")]

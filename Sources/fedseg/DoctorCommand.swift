@@ -98,7 +98,7 @@ struct DoctorReport: Encodable {
             ("cpu features", blas.cpuFeatures.joined(separator: " ")),
             ("openblas core", blas.core + (blas.selectedByFedSeg ? " (selected by FedSeg; library picked \(blas.libraryDetectedCore))" : "")),
             ("openblas reason", blas.reason),
-            ("openblas threads", String(blas.threads)),
+            ("openblas threads", "\(blas.threads) per call, \(blas.workers) parallel workers"),
             ("sgemm self-check", blas.selfCheckPassed ? "passed" : "FAILED"),
             ("model dir", model.directory),
             ("model weights", model.present ? (model.verified ? "present, sha256 verified" : "present, sha256 MISMATCH") : "missing"),

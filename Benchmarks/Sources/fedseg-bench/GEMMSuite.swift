@@ -28,6 +28,7 @@ struct GEMMSuite: ParsableCommand {
         var libraryDetectedCore: String
         var selectedByFedseg: Bool
         var threads: Int
+        var workers: Int
         var rows: [Row]
     }
 
@@ -48,13 +49,13 @@ struct GEMMSuite: ParsableCommand {
             let b = rng.normalMatrix(rows: n, cols: n)
             var c = Matrix(rows: n, cols: n)
             let budget = n >= 2048 ? 1.5 : 0.5
-            let seconds = medianSeconds(budget: budget) { BLAS.gemm(a, b, into: &c) }
+            let seconds = medianSeconds(budget: budget) { BLAS.parallelGemm(a, b, into: &c) }
             rows.append(Row(n: n, seconds: seconds, gflops: 2 * pow(Double(n), 3) / seconds / 1e9))
         }
         let report = BLASKernel.report()
         return KernelRun(
             core: report.core, libraryDetectedCore: report.libraryDetectedCore,
-            selectedByFedseg: report.selectedByFedSeg, threads: report.threads, rows: rows
+            selectedByFedseg: report.selectedByFedSeg, threads: report.threads, workers: Parallel.workerCount, rows: rows
         )
     }
 
@@ -75,7 +76,7 @@ struct GEMMSuite: ParsableCommand {
             try printJSON(output)
             return
         }
-        print("kernel in use: \(selected.core) (library picked \(selected.libraryDetectedCore)), \(selected.threads) threads")
+        print("kernel in use: \(selected.core) (library picked \(selected.libraryDetectedCore)); rows split over \(selected.workers) workers, \(selected.threads) OpenBLAS thread(s) per call")
         print("kernel      n      ms     GFLOP/s")
         for run in [("selected", selected), ("library", output.libraryPick), ("prescott", output.prescott)] {
             guard let kernel = run.1 else { continue }

@@ -1,1 +1,0 @@
-// FedSegClustering: see DESIGN.md's layout table; filled by its issue.

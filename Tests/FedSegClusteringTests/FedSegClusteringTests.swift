@@ -1,2 +1,0 @@
-// Tests for FedSegClustering arrive with the issue that builds it.
-import FedSegClustering

@@ -1,0 +1,86 @@
+import FedSegClustering
+import FedSegMath
+import Testing
+
+/// Gaussian blobs around `k` random centres, deterministic under the seed.
+func blobs(n: Int, d: Int, k: Int, spread: Double = 0.3, seed: UInt64) -> (points: Matrix, truth: [Int32]) {
+    var rng = SeededRandom(seed: seed)
+    let centres = rng.normalMatrix(rows: k, cols: d)
+    var points = Matrix(rows: n, cols: d)
+    var truth = [Int32](repeating: 0, count: n)
+    for i in 0..<n {
+        let c = Int(rng.next(upperBound: UInt64(k)))
+        truth[i] = Int32(c)
+        for t in 0..<d { points[i, t] = centres[c, t] + Float(spread * rng.nextStandardNormal()) }
+    }
+    return (points, truth)
+}
+
+@Suite("Local statistics")
+struct StatisticsTests {
+    @Test(
+        "statistics over a random split add up to those over the whole data",
+        arguments: [UInt64(1), 2, 3, 4, 5, 6, 7, 8]
+    )
+    func federatedEqualsCentralised(seed: UInt64) {
+        var rng = SeededRandom(seed: seed, stream: 99)
+        let n = 300 + Int(rng.next(upperBound: UInt64(3000)))
+        let d = 1 + Int(rng.next(upperBound: UInt64(64)))
+        let k = 1 + Int(rng.next(upperBound: UInt64(12)))
+        let clip: Float? = rng.next(upperBound: UInt64(2)) == 0 ? nil : Float(0.5 + rng.nextUniform() * 3)
+        let data = blobs(n: n, d: d, k: k, seed: seed).points
+        let centroids = rng.normalMatrix(rows: k, cols: d)
+        let whole = LocalStatistics.compute(points: data, centroids: centroids, clipNorm: clip)
+        // Split into a random number of random-sized parts.
+        let parts = 1 + Int(rng.next(upperBound: UInt64(7)))
+        var cuts = (0..<(parts - 1)).map { _ in Int(rng.next(upperBound: UInt64(n))) }.sorted()
+        cuts = [0] + cuts + [n]
+        var merged = LocalStatistics(k: k, dimension: d)
+        for p in 0..<parts where cuts[p] < cuts[p + 1] {
+            merged.merge(LocalStatistics.compute(points: data.rows(cuts[p]..<cuts[p + 1]), centroids: centroids, clipNorm: clip))
+        }
+        #expect(merged.counts == whole.counts)
+        #expect(merged.total == n)
+        for i in whole.sums.indices {
+            #expect(abs(merged.sums[i] - whole.sums[i]) <= 1e-9 * max(1, abs(whole.sums[i])))
+        }
+        #expect(abs(merged.inertia - whole.inertia) <= 1e-9 * whole.inertia)
+    }
+
+    @Test("clipping bounds every vector's contribution to the clip norm", arguments: [Float(0.1), 0.5, 1, 4])
+    func clippingBoundsContributions(clip: Float) {
+        let data = blobs(n: 500, d: 16, k: 3, spread: 2, seed: 17).points
+        var rng = SeededRandom(seed: 3)
+        let centroids = rng.normalMatrix(rows: 3, cols: 16)
+        let labels = KMeans.assign(data, to: centroids)
+        let norms = data.rowNorms()
+        for i in 0..<data.rows {
+            let single = LocalStatistics.compute(points: data.rows(i..<i + 1), centroids: centroids, clipNorm: clip)
+            let j = Int(labels[i])
+            let norm = single.sum(ofCluster: j).reduce(0) { $0 + $1 * $1 }.squareRoot()
+            #expect(norm <= Double(clip) * (1 + 1e-6))
+            #expect(abs(norm - Double(min(norms[i], clip))) < 1e-4 * Double(max(1, clip)))
+            #expect(single.counts[j] == 1 && single.total == 1)
+        }
+    }
+
+    @Test("assignment picks the nearest centroid and breaks ties towards the lower index")
+    func nearestAndTies() {
+        let points = Matrix(rowVectors: [[0, 0], [1, 0], [0.5, 0], [10, 10]])
+        let centroids = Matrix(rowVectors: [[0, 0], [1, 0], [10, 10]])
+        let labels = KMeans.assign(points, to: centroids)
+        #expect(labels == [0, 1, 0, 2])
+        let duplicate = Matrix(rowVectors: [[1, 1], [1, 1]])
+        #expect(KMeans.assign(points, to: duplicate) == [0, 0, 0, 0])
+    }
+
+    @Test("the inertia from the GEMM identity equals the direct double-precision cost")
+    func inertiaAgrees() {
+        let data = blobs(n: 4000, d: 48, k: 6, seed: 8).points
+        var rng = SeededRandom(seed: 1)
+        let centroids = rng.normalMatrix(rows: 6, cols: 48)
+        let stats = LocalStatistics.compute(points: data, centroids: centroids)
+        let direct = Metrics.cost(points: data, centroids: centroids)
+        #expect(abs(stats.inertia - direct) / direct < 1e-4)
+    }
+}
