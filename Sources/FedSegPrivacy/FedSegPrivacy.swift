@@ -1,1 +1,0 @@
-// FedSegPrivacy: see DESIGN.md's layout table; filled by its issue.

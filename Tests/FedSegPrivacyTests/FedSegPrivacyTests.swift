@@ -1,2 +1,0 @@
-// Tests for FedSegPrivacy arrive with the issue that builds it.
-import FedSegPrivacy
