@@ -59,3 +59,33 @@ private struct GEMMBuffers: @unchecked Sendable {
     let b: UnsafePointer<Float>?
     let c: UnsafeMutablePointer<Float>?
 }
+
+/// A pointer handed to parallel workers that each touch a disjoint part of the buffer it points
+/// into. The caller keeps the buffer alive for the parallel section.
+public struct SharedPointer<Pointee>: @unchecked Sendable {
+    public let base: UnsafeMutablePointer<Pointee>
+
+    public init(_ base: UnsafeMutablePointer<Pointee>) {
+        self.base = base
+    }
+}
+
+extension Parallel {
+    /// Splits rows 0..<count into contiguous ranges, one per worker, and runs them concurrently.
+    /// Small jobs (fewer than `minimumRowsPerWorker` rows per worker) stay on one thread.
+    public static func forRows(
+        _ count: Int, minimumRowsPerWorker: Int = 16, _ body: @Sendable (Range<Int>) -> Void
+    ) {
+        let workers = max(1, min(workerCount, count / max(1, minimumRowsPerWorker)))
+        if workers == 1 {
+            if count > 0 { body(0..<count) }
+            return
+        }
+        let share = (count + workers - 1) / workers
+        run(workers: workers) { w in
+            let lo = w * share
+            let hi = min(count, lo + share)
+            if lo < hi { body(lo..<hi) }
+        }
+    }
+}

@@ -1,0 +1,168 @@
+import FedSegMath
+import Foundation
+
+/// Turns texts into unit-norm vectors, locally.
+public protocol Embedder: Sendable {
+    /// Names the model and its parameters; vectors from different identifiers are not comparable.
+    var identifier: String { get }
+    var dimension: Int { get }
+    /// One unit-norm row per text, in input order.
+    func embed(_ texts: [String]) throws -> Matrix
+}
+
+/// MiniLM-L6-v2 sentence embeddings, batched by token length.
+public struct MiniLMEmbedder: Embedder {
+    public let tokenizer: BertTokenizer
+    public let encoder: MiniLMEncoder
+    public var batchSize: Int
+
+    public var identifier: String { "all-MiniLM-L6-v2" }
+    public var dimension: Int { encoder.dimension }
+
+    public init(files: MiniLMModelFiles = .defaultLocation(), batchSize: Int = 32) throws {
+        tokenizer = try BertTokenizer(vocabularyFile: files.vocabulary, maximumLength: 256)
+        encoder = try MiniLMEncoder(files: files)
+        self.batchSize = max(1, batchSize)
+    }
+
+    /// Texts are sorted by token count and cut into batches of similar length, so a batch's
+    /// attention blocks are alike in size; the result is returned in input order.
+    public func embed(_ texts: [String]) throws -> Matrix {
+        let sequences = texts.map { tokenizer.encode($0) }
+        let order = sequences.indices.sorted { (sequences[$0].count, $0) < (sequences[$1].count, $1) }
+        var result = Matrix(rows: texts.count, cols: dimension)
+        var start = 0
+        while start < order.count {
+            let batch = Array(order[start..<min(order.count, start + batchSize)])
+            let vectors = encoder.encode(batch.map { sequences[$0] })
+            for (row, index) in batch.enumerated() { result.setRow(index, to: vectors.row(row)) }
+            start += batchSize
+        }
+        return result
+    }
+}
+
+/// Embeddings without a model: feature-hashed word unigrams and bigrams and character 3- to
+/// 5-grams (of the lower-cased, accent-stripped tokens), weighted by sublinear term frequency
+/// (1 + ln tf) and optionally by inverse document frequency fitted on local texts, projected to
+/// `dimension` by a fixed seeded sparse random projection (each feature lands in 4 coordinates
+/// with ±1 signs from SipHash), then L2-normalised.
+///
+/// It is the fallback when the MiniLM weights are missing, and a fast embedder for tests.
+public struct HashingEmbedder: Embedder {
+    public let dimension: Int
+    public let seed: UInt64
+    /// Document frequencies per hashed feature bucket, when fitted.
+    public private(set) var inverseDocumentFrequency: [Float]?
+    private let hasher: KeyedHash
+    static let buckets = 1 << 18
+    static let projections = 4
+
+    public var identifier: String { "hashing-v1-d\(dimension)-s\(seed)\(inverseDocumentFrequency == nil ? "" : "-idf")" }
+
+    public init(dimension: Int = 384, seed: UInt64 = 0) {
+        precondition(dimension > 0, "dimension must be positive")
+        self.dimension = dimension
+        self.seed = seed
+        self.hasher = KeyedHash(seed: seed)
+    }
+
+    /// Learns idf = ln((1 + N) / (1 + df)) + 1 over hashed feature buckets (scikit-learn's smooth idf).
+    public mutating func fitInverseDocumentFrequency(_ texts: [String]) {
+        var documentFrequency = [Int32](repeating: 0, count: Self.buckets)
+        for text in texts {
+            for bucket in Set(features(of: text).keys.map { Int($0 % UInt64(Self.buckets)) }) {
+                documentFrequency[bucket] += 1
+            }
+        }
+        let n = Float(texts.count)
+        inverseDocumentFrequency = documentFrequency.map { log((1 + n) / (1 + Float($0))) + 1 }
+    }
+
+    public func embed(_ texts: [String]) throws -> Matrix {
+        var result = Matrix(rows: texts.count, cols: dimension)
+        for (row, text) in texts.enumerated() {
+            for (feature, count) in features(of: text) {
+                var weight = 1 + log(Float(count))
+                if let idf = inverseDocumentFrequency { weight *= idf[Int(feature % UInt64(Self.buckets))] }
+                // Each projection slot takes 16 bits of a second hash for index and one for sign.
+                var mix = hasher.hash(withUnsafeBytes(of: feature.littleEndian) { Array($0) })
+                for _ in 0..<Self.projections {
+                    let index = Int((mix & 0xFFFF_FFFF) % UInt64(dimension))
+                    let sign: Float = (mix >> 32) & 1 == 0 ? 1 : -1
+                    result[row, index] += sign * weight
+                    mix = mix &* 0x9E37_79B9_7F4A_7C15 &+ 0xBF58_476D_1CE4_E5B9
+                    mix ^= mix >> 29
+                }
+            }
+        }
+        result.normalizeRows()
+        return result
+    }
+
+    /// Hashed feature → count. Word features and character n-grams share one hash space,
+    /// distinguished by a prefix.
+    func features(of text: String) -> [UInt64: Int] {
+        let words = Self.words(text)
+        var counts: [UInt64: Int] = [:]
+        for (i, word) in words.enumerated() {
+            counts[hasher.hash("w:" + word), default: 0] += 1
+            if i + 1 < words.count { counts[hasher.hash("b:" + word + " " + words[i + 1]), default: 0] += 1 }
+            let scalars = Array(("<" + word + ">").unicodeScalars)
+            for n in 3...5 where scalars.count >= n {
+                for start in 0...(scalars.count - n) {
+                    var gram = "c:"
+                    gram.unicodeScalars.append(contentsOf: scalars[start..<start + n])
+                    counts[hasher.hash(gram), default: 0] += 1
+                }
+            }
+        }
+        return counts
+    }
+
+    static func words(_ text: String) -> [String] {
+        let folded = text.folding(options: [.caseInsensitive, .diacriticInsensitive, .widthInsensitive], locale: nil)
+        var words: [String] = []
+        var current = String.UnicodeScalarView()
+        for scalar in folded.unicodeScalars {
+            if scalar.properties.isAlphabetic || scalar.properties.numericType != nil {
+                current.append(scalar)
+                // CJK ideographs are words on their own.
+                if BertTokenizer.isCJK(scalar) {
+                    words.append(String(current))
+                    current = String.UnicodeScalarView()
+                }
+            } else if !current.isEmpty {
+                words.append(String(current))
+                current = String.UnicodeScalarView()
+            }
+        }
+        if !current.isEmpty { words.append(String(current)) }
+        return words
+    }
+}
+
+/// Which embedder to use, falling back to hashing (and saying so) when the model is missing.
+public enum EmbedderChoice: String, Sendable, CaseIterable {
+    case minilm
+    case hashing
+
+    /// The embedder, and a warning when MiniLM was asked for but could not be loaded.
+    public func make(files: MiniLMModelFiles = .defaultLocation(), batchSize: Int = 32, hashingDimension: Int = 384)
+        -> (embedder: any Embedder, warning: String?)
+    {
+        switch self {
+        case .hashing:
+            return (HashingEmbedder(dimension: hashingDimension), nil)
+        case .minilm:
+            do {
+                return (try MiniLMEmbedder(files: files, batchSize: batchSize), nil)
+            } catch {
+                return (
+                    HashingEmbedder(dimension: hashingDimension),
+                    "MiniLM unavailable (\(error)); falling back to the hashing embedder, whose vectors are not comparable"
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,336 @@
+import FedSegMath
+import Foundation
+
+/// The all-MiniLM-L6-v2 encoder (BERT: embeddings, 6 post-LayerNorm transformer layers, exact erf
+/// GELU), mean pooling over each sentence's tokens and L2 normalisation — sentence-transformers'
+/// pipeline for this model.
+///
+/// Sentences of a batch are packed row after row with no padding: dense layers see one
+/// `tokens x hidden` matrix (row-split SGEMM across the cores), and attention runs per sentence and
+/// head on that sentence's rows only, so a padding mask is never needed and no work is wasted on
+/// padding. Buffers are allocated per batch, never per token.
+public final class MiniLMEncoder: Sendable {
+    public let configuration: MiniLMConfiguration
+
+    struct Layer: Sendable {
+        /// Query, key and value projections stacked: `3H x H` (out x in, as stored).
+        var qkvWeight: Matrix
+        var qkvBias: [Float]
+        var outputWeight: Matrix
+        var outputBias: [Float]
+        var attentionNormGain: [Float]
+        var attentionNormBias: [Float]
+        var intermediateWeight: Matrix
+        var intermediateBias: [Float]
+        var ffnOutputWeight: Matrix
+        var ffnOutputBias: [Float]
+        var outputNormGain: [Float]
+        var outputNormBias: [Float]
+    }
+
+    let wordEmbeddings: [Float]
+    let positionEmbeddings: [Float]
+    let tokenTypeEmbedding: [Float]
+    let embeddingNormGain: [Float]
+    let embeddingNormBias: [Float]
+    let layers: [Layer]
+
+    /// Tensors in the checkpoint that the sentence encoder does not use.
+    static let unusedTensors: Set<String> = ["embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias"]
+
+    public convenience init(files: MiniLMModelFiles) throws {
+        let configuration = try MiniLMConfiguration.load(from: files.config)
+        try self.init(configuration: configuration, weights: SafeTensorsFile(url: files.weights))
+    }
+
+    /// Loads every tensor the model needs, failing on any missing tensor, unexpected tensor or
+    /// shape mismatch.
+    public init(configuration: MiniLMConfiguration, weights: SafeTensorsFile) throws {
+        try configuration.validate()
+        self.configuration = configuration
+        let h = configuration.hiddenSize
+        let i = configuration.intermediateSize
+        var expected = Self.unusedTensors
+        func take(_ name: String, _ shape: [Int]) throws -> [Float] {
+            expected.insert(name)
+            return try weights.floats(name, shape: shape)
+        }
+        func matrix(_ name: String, _ rows: Int, _ cols: Int) throws -> Matrix {
+            Matrix(rows: rows, cols: cols, storage: try take(name, [rows, cols]))
+        }
+        wordEmbeddings = try take("embeddings.word_embeddings.weight", [configuration.vocabSize, h])
+        positionEmbeddings = try take("embeddings.position_embeddings.weight", [configuration.maxPositionEmbeddings, h])
+        tokenTypeEmbedding = Array(try take("embeddings.token_type_embeddings.weight", [configuration.typeVocabSize, h])[0..<h])
+        embeddingNormGain = try take("embeddings.LayerNorm.weight", [h])
+        embeddingNormBias = try take("embeddings.LayerNorm.bias", [h])
+        var layers: [Layer] = []
+        for l in 0..<configuration.numHiddenLayers {
+            let p = "encoder.layer.\(l)."
+            let q = try take(p + "attention.self.query.weight", [h, h])
+            let k = try take(p + "attention.self.key.weight", [h, h])
+            let v = try take(p + "attention.self.value.weight", [h, h])
+            let qb = try take(p + "attention.self.query.bias", [h])
+            let kb = try take(p + "attention.self.key.bias", [h])
+            let vb = try take(p + "attention.self.value.bias", [h])
+            layers.append(
+                Layer(
+                    qkvWeight: Matrix(rows: 3 * h, cols: h, storage: q + k + v),
+                    qkvBias: qb + kb + vb,
+                    outputWeight: try matrix(p + "attention.output.dense.weight", h, h),
+                    outputBias: try take(p + "attention.output.dense.bias", [h]),
+                    attentionNormGain: try take(p + "attention.output.LayerNorm.weight", [h]),
+                    attentionNormBias: try take(p + "attention.output.LayerNorm.bias", [h]),
+                    intermediateWeight: try matrix(p + "intermediate.dense.weight", i, h),
+                    intermediateBias: try take(p + "intermediate.dense.bias", [i]),
+                    ffnOutputWeight: try matrix(p + "output.dense.weight", h, i),
+                    ffnOutputBias: try take(p + "output.dense.bias", [h]),
+                    outputNormGain: try take(p + "output.LayerNorm.weight", [h]),
+                    outputNormBias: try take(p + "output.LayerNorm.bias", [h])
+                )
+            )
+        }
+        self.layers = layers
+        if let extra = Set(weights.tensors.keys).subtracting(expected).sorted().first {
+            throw EmbeddingError.unexpectedTensor(extra)
+        }
+    }
+
+    public var dimension: Int { configuration.hiddenSize }
+
+    /// Sentence embeddings (one unit-norm row per sequence) for already tokenised sequences, each
+    /// with `[CLS]`/`[SEP]` and at most `max_position_embeddings` ids.
+    public func encode(_ sequences: [[Int32]]) -> Matrix {
+        let h = configuration.hiddenSize
+        var offsets = [0]
+        for sequence in sequences {
+            precondition(!sequence.isEmpty && sequence.count <= configuration.maxPositionEmbeddings, "sequence length out of range")
+            offsets.append(offsets.last! + sequence.count)
+        }
+        let tokens = offsets.last!
+        guard tokens > 0 else { return Matrix(rows: 0, cols: h) }
+
+        var hidden = Matrix(rows: tokens, cols: h)
+        embed(sequences, offsets: offsets, into: &hidden)
+        var qkv = Matrix(rows: tokens, cols: 3 * h)
+        var context = Matrix(rows: tokens, cols: h)
+        var projected = Matrix(rows: tokens, cols: h)
+        var intermediate = Matrix(rows: tokens, cols: configuration.intermediateSize)
+        for layer in layers {
+            BLAS.parallelGemm(hidden, layer.qkvWeight, transB: .transpose, into: &qkv)
+            Self.addBias(layer.qkvBias, to: &qkv)
+            attention(qkv: qkv, offsets: offsets, into: &context)
+            BLAS.parallelGemm(context, layer.outputWeight, transB: .transpose, into: &projected)
+            Self.addBiasResidualNorm(
+                bias: layer.outputBias, residual: &hidden, update: projected,
+                gain: layer.attentionNormGain, shift: layer.attentionNormBias, epsilon: Float(configuration.layerNormEps)
+            )
+            BLAS.parallelGemm(hidden, layer.intermediateWeight, transB: .transpose, into: &intermediate)
+            Self.addBiasGELU(layer.intermediateBias, to: &intermediate)
+            BLAS.parallelGemm(intermediate, layer.ffnOutputWeight, transB: .transpose, into: &projected)
+            Self.addBiasResidualNorm(
+                bias: layer.ffnOutputBias, residual: &hidden, update: projected,
+                gain: layer.outputNormGain, shift: layer.outputNormBias, epsilon: Float(configuration.layerNormEps)
+            )
+        }
+        return Self.meanPoolAndNormalize(hidden, offsets: offsets)
+    }
+
+    // MARK: stages
+
+    private func embed(_ sequences: [[Int32]], offsets: [Int], into hidden: inout Matrix) {
+        let h = configuration.hiddenSize
+        let vocabulary = configuration.vocabSize
+        hidden.storage.withUnsafeMutableBufferPointer { out in
+            wordEmbeddings.withUnsafeBufferPointer { words in
+                positionEmbeddings.withUnsafeBufferPointer { positions in
+                    for (s, sequence) in sequences.enumerated() {
+                        for (p, id) in sequence.enumerated() {
+                            let token = Int(id)
+                            precondition(token >= 0 && token < vocabulary, "token id \(token) outside the vocabulary")
+                            let row = out.baseAddress! + (offsets[s] + p) * h
+                            let word = words.baseAddress! + token * h
+                            let position = positions.baseAddress! + p * h
+                            for t in 0..<h { row[t] = word[t] + position[t] + tokenTypeEmbedding[t] }
+                        }
+                    }
+                }
+            }
+        }
+        Self.layerNorm(&hidden, gain: embeddingNormGain, shift: embeddingNormBias, epsilon: Float(configuration.layerNormEps))
+    }
+
+    /// Scaled dot-product attention per sentence and head, on that sentence's rows of the packed
+    /// Q, K, V; softmax in Float with the row maximum subtracted.
+    private func attention(qkv: Matrix, offsets: [Int], into context: inout Matrix) {
+        let h = configuration.hiddenSize
+        let heads = configuration.numAttentionHeads
+        let headSize = h / heads
+        let scale = 1 / Float(headSize).squareRoot()
+        let sequences = offsets.count - 1
+        let longest = zip(offsets.dropFirst(), offsets).map { $0 - $1 }.max() ?? 0
+        let workers = Parallel.workerCount
+        var scratch = [Float](repeating: 0, count: workers * longest * longest)
+        let jobs = sequences * heads
+        qkv.storage.withUnsafeBufferPointer { qkvBuffer in
+            context.storage.withUnsafeMutableBufferPointer { contextBuffer in
+                scratch.withUnsafeMutableBufferPointer { scratchBuffer in
+                    let input = SharedPointer(UnsafeMutablePointer(mutating: qkvBuffer.baseAddress!))
+                    let output = SharedPointer(contextBuffer.baseAddress!)
+                    let scores = SharedPointer(scratchBuffer.baseAddress!)
+                    Parallel.run(workers: min(workers, jobs)) { w in
+                        let s = scores.base + w * longest * longest
+                        var job = w
+                        while job < jobs {
+                            let sequence = job / heads
+                            let head = job % heads
+                            let start = offsets[sequence]
+                            let n = offsets[sequence + 1] - start
+                            let base = input.base + start * 3 * h + head * headSize
+                            BLAS.gemm(
+                                m: n, n: n, k: headSize, alpha: scale,
+                                a: base, lda: 3 * h, transA: .none,
+                                b: base + h, ldb: 3 * h, transB: .transpose,
+                                beta: 0, c: s, ldc: n
+                            )
+                            for r in 0..<n {
+                                let row = s + r * n
+                                var maximum = row[0]
+                                for c in 1..<n { maximum = max(maximum, row[c]) }
+                                var total: Float = 0
+                                for c in 0..<n {
+                                    let e = expf(row[c] - maximum)
+                                    row[c] = e
+                                    total += e
+                                }
+                                let inverse = 1 / total
+                                for c in 0..<n { row[c] *= inverse }
+                            }
+                            BLAS.gemm(
+                                m: n, n: headSize, k: n, alpha: 1,
+                                a: s, lda: n, transA: .none,
+                                b: base + 2 * h, ldb: 3 * h, transB: .none,
+                                beta: 0, c: output.base + start * h + head * headSize, ldc: h
+                            )
+                            job += workers
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    static func addBias(_ bias: [Float], to matrix: inout Matrix) {
+        let cols = matrix.cols
+        let rows = matrix.rows
+        matrix.storage.withUnsafeMutableBufferPointer { buffer in
+            bias.withUnsafeBufferPointer { b in
+                let out = SharedPointer(buffer.baseAddress!)
+                let bias = SharedPointer(UnsafeMutablePointer(mutating: b.baseAddress!))
+                Parallel.forRows(rows) { range in
+                    for r in range {
+                        let row = out.base + r * cols
+                        for c in 0..<cols { row[c] += bias.base[c] }
+                    }
+                }
+            }
+        }
+    }
+
+    /// GELU with the exact error function, as BERT's `gelu`: x/2 (1 + erf(x/√2)).
+    static func addBiasGELU(_ bias: [Float], to matrix: inout Matrix) {
+        let cols = matrix.cols
+        let rows = matrix.rows
+        matrix.storage.withUnsafeMutableBufferPointer { buffer in
+            bias.withUnsafeBufferPointer { b in
+                let out = SharedPointer(buffer.baseAddress!)
+                let bias = SharedPointer(UnsafeMutablePointer(mutating: b.baseAddress!))
+                Parallel.forRows(rows) { range in
+                    let inverseRoot2: Float = 0.70710678118654752
+                    for r in range {
+                        let row = out.base + r * cols
+                        for c in 0..<cols {
+                            let x = row[c] + bias.base[c]
+                            row[c] = 0.5 * x * (1 + erff(x * inverseRoot2))
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// residual = LayerNorm(residual + update + bias).
+    static func addBiasResidualNorm(
+        bias: [Float], residual: inout Matrix, update: Matrix, gain: [Float], shift: [Float], epsilon: Float
+    ) {
+        let cols = residual.cols
+        residual.storage.withUnsafeMutableBufferPointer { r in
+            update.storage.withUnsafeBufferPointer { u in
+                bias.withUnsafeBufferPointer { b in
+                    let out = SharedPointer(r.baseAddress!)
+                    let add = SharedPointer(UnsafeMutablePointer(mutating: u.baseAddress!))
+                    let bias = SharedPointer(UnsafeMutablePointer(mutating: b.baseAddress!))
+                    Parallel.forRows(residual.rows) { range in
+                        for row in range {
+                            let x = out.base + row * cols
+                            let y = add.base + row * cols
+                            for c in 0..<cols { x[c] += y[c] + bias.base[c] }
+                        }
+                    }
+                }
+            }
+        }
+        layerNorm(&residual, gain: gain, shift: shift, epsilon: epsilon)
+    }
+
+    /// Row-wise LayerNorm with population variance; statistics accumulated in Double.
+    static func layerNorm(_ matrix: inout Matrix, gain: [Float], shift: [Float], epsilon: Float) {
+        let cols = matrix.cols
+        let rows = matrix.rows
+        matrix.storage.withUnsafeMutableBufferPointer { buffer in
+            gain.withUnsafeBufferPointer { g in
+                shift.withUnsafeBufferPointer { b in
+                    let out = SharedPointer(buffer.baseAddress!)
+                    let gain = SharedPointer(UnsafeMutablePointer(mutating: g.baseAddress!))
+                    let shift = SharedPointer(UnsafeMutablePointer(mutating: b.baseAddress!))
+                    Parallel.forRows(rows) { range in
+                        for r in range {
+                            let x = out.base + r * cols
+                            var sum = 0.0
+                            for c in 0..<cols { sum += Double(x[c]) }
+                            let mean = sum / Double(cols)
+                            var squares = 0.0
+                            for c in 0..<cols {
+                                let d = Double(x[c]) - mean
+                                squares += d * d
+                            }
+                            let inverse = Float(1 / (squares / Double(cols) + Double(epsilon)).squareRoot())
+                            let m = Float(mean)
+                            for c in 0..<cols { x[c] = (x[c] - m) * inverse * gain.base[c] + shift.base[c] }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    static func meanPoolAndNormalize(_ hidden: Matrix, offsets: [Int]) -> Matrix {
+        let h = hidden.cols
+        var pooled = Matrix(rows: offsets.count - 1, cols: h)
+        for s in 0..<(offsets.count - 1) {
+            var sums = [Double](repeating: 0, count: h)
+            for row in offsets[s]..<offsets[s + 1] {
+                for c in 0..<h { sums[c] += Double(hidden[row, c]) }
+            }
+            let count = Double(offsets[s + 1] - offsets[s])
+            var norm = 0.0
+            for c in 0..<h {
+                sums[c] /= count
+                norm += sums[c] * sums[c]
+            }
+            // sentence-transformers' Normalize divides by max(‖v‖, 1e-12).
+            let scale = 1 / max(norm.squareRoot(), 1e-12)
+            for c in 0..<h { pooled[s, c] = Float(sums[c] * scale) }
+        }
+        return pooled
+    }
+}

@@ -1,0 +1,86 @@
+import FedSegEmbedding
+import FedSegMath
+import Foundation
+import Testing
+
+@Suite("MiniLM encoder against sentence-transformers")
+struct MiniLMTests {
+    static let embedder: MiniLMEmbedder? = try? MiniLMEmbedder(files: ModelUnderTest.files, batchSize: 8)
+
+    static func compare(_ vector: [Float], _ reference: [Float]) -> (cosine: Double, maxAbs: Double) {
+        var dot = 0.0, a = 0.0, b = 0.0, worst = 0.0
+        for (x, y) in zip(vector, reference) {
+            dot += Double(x) * Double(y)
+            a += Double(x) * Double(x)
+            b += Double(y) * Double(y)
+            worst = max(worst, abs(Double(x) - Double(y)))
+        }
+        return (dot / (a.squareRoot() * b.squareRoot()), worst)
+    }
+
+    @Test("the model loads from the cache dir")
+    func loads() throws {
+        let embedder = try #require(Self.embedder, "MiniLM files missing in \(ModelUnderTest.files.directory.path): run scripts/setup")
+        #expect(embedder.dimension == 384)
+    }
+
+    @Test("every reference embedding within cosine 0.9999 and 1e-4, batched in any order")
+    func embeddingsMatch() throws {
+        let embedder = try #require(Self.embedder)
+        let cases = MiniLMReference.all
+        let vectors = try embedder.embed(cases.map(\.text))
+        var worstCosine = 1.0
+        var worstAbs = 0.0
+        for (i, reference) in cases.enumerated() {
+            #expect(reference.embedding.count == 384)
+            let (cosine, maxAbs) = Self.compare(vectors.row(i), reference.embedding)
+            #expect(cosine >= 0.9999, "\(reference.testDescription): cosine \(cosine)")
+            #expect(maxAbs <= 1e-4, "\(reference.testDescription): max abs diff \(maxAbs)")
+            worstCosine = min(worstCosine, cosine)
+            worstAbs = max(worstAbs, maxAbs)
+        }
+        // One text alone gives the same vector as inside a batch.
+        let single = try embedder.embed([cases[5].text])
+        let (cosine, _) = Self.compare(single.row(0), vectors.row(5))
+        #expect(cosine > 0.999999)
+        print("MiniLM vs sentence-transformers: worst cosine \(worstCosine), worst max-abs \(worstAbs)")
+    }
+
+    @Test("a missing model is a clear error and the factory falls back to hashing, saying so")
+    func fallback() {
+        let missing = MiniLMModelFiles(directory: URL(fileURLWithPath: "/nonexistent/minilm"))
+        #expect(throws: EmbeddingError.self) { try MiniLMEmbedder(files: missing) }
+        let (embedder, warning) = EmbedderChoice.minilm.make(files: missing)
+        #expect(embedder is HashingEmbedder)
+        #expect(warning?.contains("falling back to the hashing embedder") == true)
+    }
+}
+
+@Suite("Hashing embedder")
+struct HashingEmbedderTests {
+    @Test("unit norm, deterministic, seed-dependent, and similar texts are closer")
+    func properties() throws {
+        let embedder = HashingEmbedder(dimension: 128, seed: 7)
+        let texts = ["hiking boots for muddy trails", "waterproof hiking boots and trails", "jazz piano at night", ""]
+        let a = try embedder.embed(texts)
+        let b = try HashingEmbedder(dimension: 128, seed: 7).embed(texts)
+        #expect(a == b)
+        let c = try HashingEmbedder(dimension: 128, seed: 8).embed(texts)
+        #expect(a.row(0) != c.row(0))
+        for (r, norm) in a.rowNorms().enumerated() {
+            #expect(r == 3 ? norm == 0 : abs(norm - 1) < 1e-5)
+        }
+        #expect(BLAS.dot(a.row(0), a.row(1)) > BLAS.dot(a.row(0), a.row(2)) + 0.2)
+    }
+
+    @Test("fitted idf down-weights features every document shares")
+    func idf() throws {
+        var embedder = HashingEmbedder(dimension: 256, seed: 1)
+        let corpus = (0..<50).map { "common words here plus topic\($0 % 5)" }
+        let before = try embedder.embed(["common words here plus topic1", "common words here plus topic2"])
+        embedder.fitInverseDocumentFrequency(corpus)
+        let after = try embedder.embed(["common words here plus topic1", "common words here plus topic2"])
+        #expect(BLAS.dot(after.row(0), after.row(1)) < BLAS.dot(before.row(0), before.row(1)))
+        #expect(embedder.identifier.hasSuffix("-idf"))
+    }
+}
