@@ -1,6 +1,6 @@
 # FedSeg: `make test` and `make demo` work on a fresh Debian machine; both install what is missing.
 SWIFT ?= swift
-BENCH_SUITES ?= gemm
+BENCH_SUITES ?= gemm kmeans embed
 
 .PHONY: all setup build test demo bench clean
 

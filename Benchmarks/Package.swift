@@ -15,6 +15,7 @@ let package = Package(
             dependencies: [
                 .product(name: "FedSegMath", package: "FedSeg"),
                 .product(name: "FedSegClustering", package: "FedSeg"),
+                .product(name: "FedSegEmbedding", package: "FedSeg"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: [.enableUpcomingFeature("ExistentialAny")]

@@ -25,18 +25,40 @@ public struct MiniLMEmbedder: Embedder {
         self.batchSize = max(1, batchSize)
     }
 
-    /// Texts are sorted by token count and cut into batches of similar length, so a batch's
-    /// attention blocks are alike in size; the result is returned in input order.
+    /// Texts are sorted by token count and cut into batches of similar length. With several
+    /// batches, whole batches run on separate cores (each single-threaded); a lone batch uses all
+    /// cores inside itself. The result is in input order.
     public func embed(_ texts: [String]) throws -> Matrix {
         let sequences = texts.map { tokenizer.encode($0) }
         let order = sequences.indices.sorted { (sequences[$0].count, $0) < (sequences[$1].count, $1) }
+        let batches = stride(from: 0, to: order.count, by: batchSize).map { Array(order[$0..<min(order.count, $0 + batchSize)]) }
         var result = Matrix(rows: texts.count, cols: dimension)
-        var start = 0
-        while start < order.count {
-            let batch = Array(order[start..<min(order.count, start + batchSize)])
-            let vectors = encoder.encode(batch.map { sequences[$0] })
-            for (row, index) in batch.enumerated() { result.setRow(index, to: vectors.row(row)) }
-            start += batchSize
+        let cores = Parallel.workerCount
+        if batches.count < 2 || cores < 2 {
+            for batch in batches {
+                let vectors = encoder.encode(batch.map { sequences[$0] }, workers: cores)
+                for (row, index) in batch.enumerated() { result.setRow(index, to: vectors.row(row)) }
+            }
+            return result
+        }
+        let dimension = self.dimension
+        let encoder = self.encoder
+        result.storage.withUnsafeMutableBufferPointer { buffer in
+            let output = SharedPointer(buffer.baseAddress!)
+            // Batches are dealt round-robin; each row of the result is written by one worker only.
+            Parallel.run(workers: min(cores, batches.count)) { w in
+                var b = w
+                while b < batches.count {
+                    let batch = batches[b]
+                    let vectors = encoder.encode(batch.map { sequences[$0] }, workers: 1)
+                    vectors.storage.withUnsafeBufferPointer { source in
+                        for (row, index) in batch.enumerated() {
+                            (output.base + index * dimension).update(from: source.baseAddress! + row * dimension, count: dimension)
+                        }
+                    }
+                    b += min(cores, batches.count)
+                }
+            }
         }
         return result
     }

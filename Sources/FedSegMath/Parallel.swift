@@ -74,9 +74,10 @@ extension Parallel {
     /// Splits rows 0..<count into contiguous ranges, one per worker, and runs them concurrently.
     /// Small jobs (fewer than `minimumRowsPerWorker` rows per worker) stay on one thread.
     public static func forRows(
-        _ count: Int, minimumRowsPerWorker: Int = 16, _ body: @Sendable (Range<Int>) -> Void
+        _ count: Int, workers maximum: Int = Parallel.workerCount, minimumRowsPerWorker: Int = 16,
+        _ body: @Sendable (Range<Int>) -> Void
     ) {
-        let workers = max(1, min(workerCount, count / max(1, minimumRowsPerWorker)))
+        let workers = max(1, min(maximum, count / max(1, minimumRowsPerWorker)))
         if workers == 1 {
             if count > 0 { body(0..<count) }
             return

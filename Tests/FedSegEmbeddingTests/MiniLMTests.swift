@@ -84,3 +84,18 @@ struct HashingEmbedderTests {
         #expect(embedder.identifier.hasSuffix("-idf"))
     }
 }
+
+@Suite("Vectorised erf")
+struct VectorErfTests {
+    @Test("within 3.5e-7 of libm's erf over [-12, 12]")
+    func accuracy() {
+        var worst = 0.0
+        var x = -12.0
+        while x <= 12 {
+            let approximate = Double(MiniLMEncoder.testingErf(Float(x)))
+            worst = max(worst, abs(approximate - Foundation.erf(Double(Float(x)))))
+            x += 0.0005
+        }
+        #expect(worst < 3.5e-7, "max error \(worst)")
+    }
+}
