@@ -8,6 +8,7 @@ let swiftSettings: [SwiftSetting] = [
 ]
 
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+let grdb = Target.Dependency.product(name: "GRDB", package: "GRDB.swift")
 
 let package = Package(
     name: "FedSeg",
@@ -30,6 +31,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
     ],
     targets: [
         // C layers. Only FedSegMath (BLAS, RNG stream) and FedSegCrypto import these.
@@ -48,7 +50,7 @@ let package = Package(
         .target(name: "FedSegEmbedding", dependencies: ["FedSegMath"], swiftSettings: swiftSettings),
         .target(name: "FedSegClustering", dependencies: ["FedSegMath"], swiftSettings: swiftSettings),
         .target(name: "FedSegCrypto", dependencies: ["CSodium"], swiftSettings: swiftSettings),
-        .target(name: "FedSegPrivacy", dependencies: ["FedSegMath", "FedSegCrypto"], swiftSettings: swiftSettings),
+        .target(name: "FedSegPrivacy", dependencies: ["FedSegMath", "FedSegCrypto", grdb], swiftSettings: swiftSettings),
         .target(
             name: "FedSegSecureAggregation",
             dependencies: ["FedSegMath", "FedSegCrypto", "FedSegPrivacy"],
@@ -126,7 +128,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FedSegPrivacyTests",
-            dependencies: ["FedSegPrivacy", "FedSegTestSupport"],
+            dependencies: ["FedSegPrivacy", "FedSegTestSupport", grdb],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -171,7 +173,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["FedSegMath", "FedSegTestSupport"],
+            dependencies: ["FedSegMath", "FedSegPrivacy", "FedSegTestSupport", grdb],
             swiftSettings: swiftSettings
         ),
     ],

@@ -6,7 +6,7 @@ struct PrivacyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "privacy",
         abstract: "Privacy accounting: ε for a plan, and the noise a target ε needs.",
-        subcommands: [Epsilon.self, Calibrate.self]
+        subcommands: [Epsilon.self, Calibrate.self, Audit.self]
     )
 
     struct Epsilon: ParsableCommand {
@@ -84,6 +84,59 @@ struct PrivacyCommand: ParsableCommand {
             } else {
                 print("noise multiplier z = \(z) keeps \(rounds) releases within ε = \(epsilon), δ = \(delta)")
             }
+        }
+    }
+
+    struct Audit: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Verify a state directory's privacy ledger and show what each population has spent and has left.",
+            discussion: "Exit status 1 when any record fails verification."
+        )
+
+        @Option(name: .long, help: "A coordinator's or a client's state directory.")
+        var stateDir: String
+
+        @Flag(name: .long, help: "One JSON object.")
+        var json = false
+
+        @Option(name: .long, help: "Also write an SVG chart of ε over releases to this file.")
+        var svg: String?
+
+        func run() throws {
+            let path = URL(fileURLWithPath: stateDir).appendingPathComponent(PrivacyLedger.fileName).path
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw ValidationError("no ledger at \(path)")
+            }
+            let audit = try LedgerAudit.run(PrivacyLedger(path: path))
+            if let svg {
+                try audit.svg().write(toFile: svg, atomically: true, encoding: .utf8)
+            }
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                encoder.keyEncodingStrategy = .convertToSnakeCase
+                print(String(decoding: try encoder.encode(audit), as: UTF8.self))
+            } else {
+                print("ledger \(path): \(audit.records) records, \(audit.verified ? "chain verified" : "VERIFICATION FAILED")")
+                print("population            releases     ε spent    ε budget      ε left           δ")
+                for p in audit.populations {
+                    func f(_ v: Double?) -> String { v.map { String(format: "%10.4f", $0) } ?? "         -" }
+                    print(p.population.padding(toLength: 20, withPad: " ", startingAt: 0) + String(format: " %9d  ", p.releases)
+                        + f(p.epsilonSpent) + "  " + f(p.epsilonBudget) + "  " + f(p.epsilonLeft) + "  " + (p.delta.map { String(format: "%10.2g", $0) } ?? "-"))
+                }
+                print("\nround  release            population            mode         ε after")
+                for p in audit.populations {
+                    for point in p.series {
+                        print(String(format: "%5lld  ", point.round) + point.releaseID.padding(toLength: 18, withPad: " ", startingAt: 0) + " "
+                            + p.population.padding(toLength: 20, withPad: " ", startingAt: 0) + "  " + point.mode.padding(toLength: 11, withPad: " ", startingAt: 0)
+                            + String(format: " %10.4f", point.epsilon))
+                    }
+                }
+                for problem in audit.problems {
+                    print("problem: " + (problem.sequence.map { "record \($0): " } ?? "") + problem.reason)
+                }
+            }
+            if !audit.verified { throw ExitCode(1) }
         }
     }
 }

@@ -1,0 +1,135 @@
+import Foundation
+
+/// Verifies a ledger without trusting anything stored about totals: the hash chain, every
+/// record's own hash, the sequence (deleted or reordered records), the head, and every ε
+/// recomputed from the recorded mechanism parameters.
+public struct LedgerAudit: Sendable, Codable {
+    public struct Problem: Sendable, Codable, Equatable {
+        public var sequence: Int64?
+        public var reason: String
+    }
+
+    public struct Point: Sendable, Codable, Equatable {
+        public var sequence: Int64
+        public var round: Int64
+        public var releaseID: String
+        public var mode: String
+        public var epsilon: Double
+    }
+
+    public struct Population: Sendable, Codable, Equatable {
+        public var population: String
+        public var releases: Int
+        public var epsilonSpent: Double
+        public var epsilonBudget: Double?
+        public var epsilonLeft: Double?
+        public var delta: Double?
+        /// ε after each of this population's releases, in order (recomputed).
+        public var series: [Point]
+    }
+
+    public var records: Int
+    public var verified: Bool
+    public var problems: [Problem]
+    public var populations: [Population]
+
+    public static func run(_ ledger: PrivacyLedger) throws -> LedgerAudit {
+        let records = try ledger.records()
+        let budgets = Dictionary(uniqueKeysWithValues: try ledger.budgets().map { ($0.population, $0) })
+        var problems: [Problem] = []
+        var previousHash = PrivacyLedger.genesisHash
+        var histories: [String: [PrivacyLedger.Mechanism]] = [:]
+        var series: [String: [Point]] = [:]
+        for (index, record) in records.enumerated() {
+            if record.sequence != Int64(index + 1) {
+                problems.append(Problem(sequence: record.sequence, reason: "expected sequence \(index + 1): a record was deleted or reordered"))
+            }
+            if record.previousHash != previousHash {
+                problems.append(Problem(sequence: record.sequence, reason: "previous-hash link broken"))
+            }
+            if record.computeHash() != record.hash {
+                problems.append(Problem(sequence: record.sequence, reason: "record hash does not match its fields (tampered)"))
+            }
+            previousHash = record.hash
+            guard let mechanism = record.mechanismValue else {
+                problems.append(Problem(sequence: record.sequence, reason: "unknown mechanism \(record.mechanism)"))
+                continue
+            }
+            var history = histories[record.population, default: []]
+            history.append(mechanism)
+            histories[record.population] = history
+            let delta = budgets[record.population]?.delta ?? record.delta
+            if budgets[record.population] != nil && delta != record.delta {
+                problems.append(Problem(sequence: record.sequence, reason: "recorded δ \(record.delta) differs from the population's δ \(delta)"))
+            }
+            let epsilon: Double
+            do {
+                epsilon = try PrivacyLedger.epsilon(of: history, delta: delta)
+            } catch {
+                problems.append(Problem(sequence: record.sequence, reason: "parameters do not account: \(error)"))
+                continue
+            }
+            if abs(epsilon - record.epsilonAfter) > 1e-9 * max(1, epsilon) {
+                problems.append(Problem(sequence: record.sequence, reason: "stored ε \(record.epsilonAfter) differs from recomputed ε \(epsilon)"))
+            }
+            if let budget = budgets[record.population], epsilon > budget.epsilon * (1 + 1e-12) {
+                problems.append(Problem(sequence: record.sequence, reason: "ε \(epsilon) exceeds the budget \(budget.epsilon)"))
+            }
+            series[record.population, default: []].append(Point(
+                sequence: record.sequence, round: record.round, releaseID: record.releaseID, mode: record.mode, epsilon: epsilon
+            ))
+        }
+        let head = try ledger.head()
+        if let last = records.last {
+            if head?.sequence != last.sequence || head?.hash != last.hash {
+                problems.append(Problem(sequence: nil, reason: "ledger head (\(head.map { "\($0.sequence)" } ?? "none")) does not match the newest record (\(last.sequence)): records were deleted from the end"))
+            }
+        } else if let head {
+            problems.append(Problem(sequence: nil, reason: "ledger head says \(head.sequence) records but the ledger is empty"))
+        }
+        let names = Set(budgets.keys).union(histories.keys).sorted()
+        let populations = names.map { name -> Population in
+            let points = series[name] ?? []
+            let spent = points.last?.epsilon ?? 0
+            let budget = budgets[name]
+            return Population(
+                population: name, releases: points.count, epsilonSpent: spent, epsilonBudget: budget?.epsilon,
+                epsilonLeft: budget.map { max(0, $0.epsilon - spent) }, delta: budget?.delta, series: points
+            )
+        }
+        return LedgerAudit(records: records.count, verified: problems.isEmpty, problems: problems, populations: populations)
+    }
+
+    /// A line chart of ε after each release, one line per population (at most 12).
+    public func svg(width: Int = 720, height: Int = 360) -> String {
+        let margin = 48.0
+        let shown = populations.prefix(12)
+        let maxEpsilon = max(shown.flatMap { $0.series.map(\.epsilon) + [$0.epsilonBudget ?? 0] }.max() ?? 1, 1e-9)
+        let maxIndex = max(shown.map(\.series.count).max() ?? 1, 1)
+        let w = Double(width) - 2 * margin
+        let h = Double(height) - 2 * margin
+        func x(_ i: Int) -> Double { margin + w * Double(i) / Double(max(maxIndex - 1, 1)) }
+        func y(_ e: Double) -> Double { margin + h * (1 - e / maxEpsilon) }
+        let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#393b79", "#637939"]
+        var out = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(height)\" font-family=\"sans-serif\" font-size=\"12\">\n"
+        out += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+        out += "<text x=\"\(margin)\" y=\"20\">ε spent after each release (δ per population)</text>\n"
+        out += "<line x1=\"\(margin)\" y1=\"\(margin + h)\" x2=\"\(margin + w)\" y2=\"\(margin + h)\" stroke=\"black\"/>\n"
+        out += "<line x1=\"\(margin)\" y1=\"\(margin)\" x2=\"\(margin)\" y2=\"\(margin + h)\" stroke=\"black\"/>\n"
+        out += "<text x=\"4\" y=\"\(margin + 4)\">\(String(format: "%.3g", maxEpsilon))</text><text x=\"4\" y=\"\(margin + h)\">0</text>\n"
+        out += "<text x=\"\(margin + w / 2 - 30)\" y=\"\(Double(height) - 10)\">release</text>\n"
+        for (index, population) in shown.enumerated() {
+            let color = colors[index % colors.count]
+            let points = population.series.enumerated().map { String(format: "%.1f,%.1f", x($0.offset), y($0.element.epsilon)) }
+            if !points.isEmpty {
+                out += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(points.joined(separator: " "))\"/>\n"
+            }
+            if let budget = population.epsilonBudget {
+                out += "<line x1=\"\(margin)\" y1=\"\(y(budget))\" x2=\"\(margin + w)\" y2=\"\(y(budget))\" stroke=\"\(color)\" stroke-dasharray=\"4 4\"/>\n"
+            }
+            let label = population.population.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            out += "<text x=\"\(margin + w - 150)\" y=\"\(margin + 14 * Double(index + 1))\" fill=\"\(color)\">\(label)</text>\n"
+        }
+        return out + "</svg>\n"
+    }
+}

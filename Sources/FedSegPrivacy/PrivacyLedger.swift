@@ -1,0 +1,270 @@
+import FedSegCrypto
+import Foundation
+import GRDB
+
+/// The append-only, hash-chained record of every privacy charge, in SQLite (WAL) through GRDB.
+///
+/// Each record names the release, its round, its mechanism and parameters, the population it
+/// is charged to, and ε for that population after the charge at the population's δ; it carries
+/// the SHA-256 of the previous record and its own hash over every field. A charge is checked
+/// against the population's budget and written in one transaction, before the release happens;
+/// a refused charge writes nothing. Used by the coordinator and by every client.
+public final class PrivacyLedger: Sendable {
+    public let database: any DatabaseWriter
+
+    /// One mechanism application as recorded: enough to recompute its privacy cost.
+    public struct Mechanism: Sendable, Equatable, Codable {
+        public enum Kind: String, Sendable, Codable {
+            case gaussian
+            case poissonSampledGaussian = "poisson_sampled_gaussian"
+            case discreteGaussian = "discrete_gaussian"
+        }
+
+        public var kind: Kind
+        public var noiseMultiplier: Double
+        public var samplingRate: Double
+        /// How many identical applications (rounds) this record charges.
+        public var count: Int
+        /// local, central or distributed: how the noise was added.
+        public var mode: String
+
+        public init(kind: Kind, noiseMultiplier: Double, samplingRate: Double = 1, count: Int = 1, mode: String = "local") {
+            self.kind = kind
+            self.noiseMultiplier = noiseMultiplier
+            self.samplingRate = samplingRate
+            self.count = count
+            self.mode = mode
+        }
+
+        var event: RDPAccountant.Event {
+            samplingRate < 1
+                ? .poissonSampledGaussian(samplingRate: samplingRate, noiseMultiplier: noiseMultiplier)
+                : .gaussian(noiseMultiplier: noiseMultiplier)
+        }
+    }
+
+    public struct Record: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
+        public static let databaseTableName = "privacy_ledger"
+        public var sequence: Int64
+        public var releaseID: String
+        public var round: Int64
+        public var population: String
+        public var mechanism: String
+        public var noiseMultiplier: Double
+        public var samplingRate: Double
+        public var count: Int
+        public var mode: String
+        public var delta: Double
+        public var epsilonAfter: Double
+        public var createdAt: String
+        public var previousHash: String
+        public var hash: String
+
+        enum CodingKeys: String, CodingKey {
+            case sequence, round, population, mechanism, count, mode, delta, hash
+            case releaseID = "release_id"
+            case noiseMultiplier = "noise_multiplier"
+            case samplingRate = "sampling_rate"
+            case epsilonAfter = "epsilon_after"
+            case createdAt = "created_at"
+            case previousHash = "previous_hash"
+        }
+
+        public var mechanismValue: Mechanism? {
+            Mechanism.Kind(rawValue: mechanism).map {
+                Mechanism(kind: $0, noiseMultiplier: noiseMultiplier, samplingRate: samplingRate, count: count, mode: mode)
+            }
+        }
+
+        /// SHA-256 over every field but the hash, in a fixed, unambiguous layout.
+        public func computeHash() -> String {
+            var text = "fedseg-ledger-v1"
+            for field in [
+                String(sequence), releaseID, String(round), population, mechanism, noiseMultiplier.bitPattern.description,
+                samplingRate.bitPattern.description, String(count), mode, delta.bitPattern.description,
+                epsilonAfter.bitPattern.description, createdAt, previousHash,
+            ] {
+                text += "\u{1F}\(field.utf8.count):\(field)"
+            }
+            return SHA256.hash(Data(text.utf8)).hex
+        }
+    }
+
+    public struct Budget: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
+        public static let databaseTableName = "privacy_budget"
+        public var population: String
+        public var epsilon: Double
+        public var delta: Double
+
+        public init(population: String, epsilon: Double, delta: Double) {
+            self.population = population
+            self.epsilon = epsilon
+            self.delta = delta
+        }
+    }
+
+    public enum Failure: Error, Equatable, CustomStringConvertible {
+        case noBudget(population: String)
+        case budgetExceeded(population: String, budget: Double, spent: Double, requested: Double, wouldBe: Double)
+        case duplicateRelease(String)
+        case invalid(String)
+
+        public var description: String {
+            switch self {
+            case .noBudget(let population):
+                "no privacy budget is set for population \(population)"
+            case .budgetExceeded(let population, let budget, let spent, let requested, let wouldBe):
+                "refused: population \(population) has spent ε=\(spent) of its ε=\(budget) (left \(max(0, budget - spent))); this release would bring it to ε=\(wouldBe) (asked \(requested))"
+            case .duplicateRelease(let id): "release \(id) is already in the ledger"
+            case .invalid(let why): why
+            }
+        }
+    }
+
+    static let genesisHash = String(repeating: "0", count: 64)
+
+    /// Opens (creating if needed) a ledger in an SQLite file, WAL mode.
+    public convenience init(path: String) throws {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        try self.init(database: DatabasePool(path: path, configuration: configuration))
+    }
+
+    /// Uses an existing database (the coordinator's own, or an in-memory queue for tests).
+    public init(database: any DatabaseWriter) throws {
+        self.database = database
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("privacy-ledger-v1") { db in
+            try db.create(table: Budget.databaseTableName) { t in
+                t.column("population", .text).primaryKey()
+                t.column("epsilon", .double).notNull()
+                t.column("delta", .double).notNull()
+            }
+            try db.create(table: Record.databaseTableName) { t in
+                t.column("sequence", .integer).primaryKey()
+                t.column("release_id", .text).notNull()
+                t.column("round", .integer).notNull()
+                t.column("population", .text).notNull()
+                t.column("mechanism", .text).notNull()
+                t.column("noise_multiplier", .double).notNull()
+                t.column("sampling_rate", .double).notNull()
+                t.column("count", .integer).notNull()
+                t.column("mode", .text).notNull()
+                t.column("delta", .double).notNull()
+                t.column("epsilon_after", .double).notNull()
+                t.column("created_at", .text).notNull()
+                t.column("previous_hash", .text).notNull()
+                t.column("hash", .text).notNull()
+                t.uniqueKey(["release_id", "population"])
+            }
+            try db.create(index: "privacy_ledger_population", on: Record.databaseTableName, columns: ["population"])
+            // The newest record's sequence and hash, written with it: a deleted tail no longer
+            // matches the head.
+            try db.create(table: "privacy_ledger_head") { t in
+                t.column("id", .integer).primaryKey()
+                t.column("sequence", .integer).notNull()
+                t.column("hash", .text).notNull()
+            }
+        }
+        try migrator.migrate(database)
+    }
+
+    /// Sets (or raises) a population's budget. Lowering it below what is spent is allowed; further
+    /// charges are then refused.
+    public func setBudget(_ budget: Budget) throws {
+        guard budget.epsilon > 0, budget.delta > 0, budget.delta < 1 else {
+            throw Failure.invalid("a budget needs ε > 0 and δ in (0, 1)")
+        }
+        try database.write { db in try budget.save(db) }
+    }
+
+    public func budget(for population: String) throws -> Budget? {
+        try database.read { db in try Budget.fetchOne(db, key: population) }
+    }
+
+    /// ε spent by a population, recomputed from its recorded mechanisms.
+    public func spent(by population: String) throws -> Double {
+        try database.read { db in
+            guard let budget = try Budget.fetchOne(db, key: population) else { throw Failure.noBudget(population: population) }
+            return try Self.epsilon(of: Self.records(db, population: population).compactMap(\.mechanismValue), delta: budget.delta)
+        }
+    }
+
+    /// Charges a release to each population, all or none, before it happens. Throws
+    /// `budgetExceeded` (and writes nothing) if any population would go over its budget.
+    @discardableResult
+    public func charge(
+        releaseID: String, round: Int64, mechanism: Mechanism, populations: [String], now: Date = Date()
+    ) throws -> [Record] {
+        guard mechanism.noiseMultiplier > 0, mechanism.noiseMultiplier.isFinite else {
+            throw Failure.invalid("noise multiplier must be positive and finite")
+        }
+        guard mechanism.samplingRate > 0, mechanism.samplingRate <= 1, mechanism.count >= 1 else {
+            throw Failure.invalid("sampling rate must be in (0, 1] and count at least 1")
+        }
+        guard !populations.isEmpty else { throw Failure.invalid("a charge needs at least one population") }
+        let timestamp = ISO8601DateFormatter().string(from: now)
+        return try database.write { db in
+            var written: [Record] = []
+            var previous = try Record.order(Column("sequence").desc).fetchOne(db)
+            for population in populations {
+                guard let budget = try Budget.fetchOne(db, key: population) else { throw Failure.noBudget(population: population) }
+                if try Record.filter(Column("release_id") == releaseID && Column("population") == population).fetchCount(db) > 0 {
+                    throw Failure.duplicateRelease(releaseID)
+                }
+                let history = try Self.records(db, population: population).compactMap(\.mechanismValue)
+                let before = try Self.epsilon(of: history, delta: budget.delta)
+                let after = try Self.epsilon(of: history + [mechanism], delta: budget.delta)
+                let alone = try Self.epsilon(of: [mechanism], delta: budget.delta)
+                guard after <= budget.epsilon else {
+                    throw Failure.budgetExceeded(population: population, budget: budget.epsilon, spent: before, requested: alone, wouldBe: after)
+                }
+                var record = Record(
+                    sequence: (previous?.sequence ?? 0) + 1, releaseID: releaseID, round: round, population: population,
+                    mechanism: mechanism.kind.rawValue, noiseMultiplier: mechanism.noiseMultiplier,
+                    samplingRate: mechanism.samplingRate, count: mechanism.count, mode: mechanism.mode,
+                    delta: budget.delta, epsilonAfter: after, createdAt: timestamp,
+                    previousHash: previous?.hash ?? Self.genesisHash, hash: ""
+                )
+                record.hash = record.computeHash()
+                try record.insert(db)
+                try db.execute(
+                    sql: "INSERT INTO privacy_ledger_head (id, sequence, hash) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET sequence = excluded.sequence, hash = excluded.hash",
+                    arguments: [record.sequence, record.hash]
+                )
+                written.append(record)
+                previous = record
+            }
+            return written
+        }
+    }
+
+    /// The state directory's ledger file.
+    public static let fileName = "fedseg.sqlite"
+
+    /// (sequence, hash) of the newest record as the head table has it.
+    public func head() throws -> (sequence: Int64, hash: String)? {
+        try database.read { db in
+            try Row.fetchOne(db, sql: "SELECT sequence, hash FROM privacy_ledger_head WHERE id = 1").map { ($0["sequence"], $0["hash"]) }
+        }
+    }
+
+    public func records() throws -> [Record] {
+        try database.read { db in try Record.order(Column("sequence")).fetchAll(db) }
+    }
+
+    public func budgets() throws -> [Budget] {
+        try database.read { db in try Budget.order(Column("population")).fetchAll(db) }
+    }
+
+    static func records(_ db: Database, population: String) throws -> [Record] {
+        try Record.filter(Column("population") == population).order(Column("sequence")).fetchAll(db)
+    }
+
+    /// ε of a sequence of mechanisms at δ, by the RDP accountant.
+    public static func epsilon(of mechanisms: [Mechanism], delta: Double) throws -> Double {
+        var accountant = RDPAccountant()
+        for mechanism in mechanisms { try accountant.compose(mechanism.event, count: mechanism.count) }
+        return try accountant.epsilon(delta: delta).epsilon
+    }
+}

@@ -1,0 +1,165 @@
+import FedSegMath
+import FedSegPrivacy
+import Foundation
+import Testing
+
+/// Statistical checks on 10^6 draws. Each bound sits at 6 standard errors (or a chi-square
+/// quantile with p < 1e-8), so a correct sampler fails a given check with probability below
+/// 2e-9 and the whole suite with probability below 1e-7; seeded generators make runs repeat.
+@Suite("Noise samplers")
+struct SamplerTests {
+    static let draws = 1_000_000
+
+    @Test("continuous Gaussian: mean, variance and tail frequencies")
+    func gaussian() {
+        var sampler = GaussianSampler(generator: SeededRandom(seed: 101))
+        let sigma = 2.5
+        var sum = 0.0, squares = 0.0, beyond1 = 0, beyond2 = 0, beyond3 = 0
+        for _ in 0..<Self.draws {
+            let x = sampler.next(standardDeviation: sigma)
+            sum += x
+            squares += x * x
+            let z = abs(x) / sigma
+            if z > 1 { beyond1 += 1 }
+            if z > 2 { beyond2 += 1 }
+            if z > 3 { beyond3 += 1 }
+        }
+        let n = Double(Self.draws)
+        let mean = sum / n
+        let variance = squares / n - mean * mean
+        #expect(abs(mean) < 6 * sigma / n.squareRoot())
+        // Var of the sample variance ≈ 2σ⁴/n.
+        #expect(abs(variance - sigma * sigma) < 6 * (2 / n).squareRoot() * sigma * sigma)
+        for (count, p) in [(beyond1, 0.31731050786291415), (beyond2, 0.04550026389635842), (beyond3, 0.0026997960632601866)] {
+            #expect(abs(Double(count) / n - p) < 6 * (p * (1 - p) / n).squareRoot(), "tail \(p)")
+        }
+    }
+
+    @Test("secure Gaussian noise is not constant")
+    func secure() {
+        var sampler = GaussianSampler()
+        let values = (0..<100).map { _ in sampler.nextStandard() }
+        #expect(Set(values).count == 100)
+    }
+
+    @Test("discrete Gaussian: integer draws with mean 0 and variance σ², tails as the pmf says")
+    func discreteMoments() throws {
+        let sigma = 3.0
+        var sampler = try DiscreteGaussianSampler(sigma: sigma, generator: SeededRandom(seed: 202))
+        var sum = 0.0, squares = 0.0, beyond = 0
+        var histogram: [Int64: Int] = [:]
+        for _ in 0..<Self.draws {
+            let x = sampler.next()
+            sum += Double(x)
+            squares += Double(x * x)
+            if abs(x) > 6 { beyond += 1 }
+            histogram[x, default: 0] += 1
+        }
+        let n = Double(Self.draws)
+        let pmf = Self.discreteGaussianPMF(sigma2: sampler.variance, range: -60...60)
+        let mean = sum / n
+        #expect(abs(mean) < 6 * sigma / n.squareRoot())
+        // The discrete Gaussian's variance is slightly below σ² for small σ: compare with the pmf's.
+        let exactVariance = pmf.reduce(0.0) { $0 + Double($1.key * $1.key) * $1.value }
+        #expect(abs(squares / n - exactVariance) < 6 * (2 / n).squareRoot() * exactVariance)
+        let tail = pmf.filter { abs($0.key) > 6 }.values.reduce(0, +)
+        #expect(abs(Double(beyond) / n - tail) < 6 * (tail * (1 - tail) / n).squareRoot())
+
+        // Chi-square against the pmf over cells with expected count ≥ 5; the rest pooled.
+        var chiSquare = 0.0
+        var cells = 0
+        var pooledObserved = 0.0, pooledExpected = 0.0
+        for (value, p) in pmf {
+            let expected = p * n
+            let observed = Double(histogram[value] ?? 0)
+            if expected >= 5 {
+                chiSquare += (observed - expected) * (observed - expected) / expected
+                cells += 1
+            } else {
+                pooledObserved += observed
+                pooledExpected += expected
+            }
+        }
+        let outside = Double(histogram.filter { !(-60...60).contains($0.key) }.values.reduce(0, +))
+        pooledObserved += outside
+        if pooledExpected > 0 {
+            chiSquare += (pooledObserved - pooledExpected) * (pooledObserved - pooledExpected) / pooledExpected
+            cells += 1
+        }
+        // df = cells − 1 (about 40); P(χ²₄₀ > 110) < 1e-8.
+        #expect(cells > 20)
+        #expect(chiSquare < Double(cells - 1) + 12 * Double(cells - 1).squareRoot(), "chi-square \(chiSquare) over \(cells) cells")
+    }
+
+    @Test("discrete Gaussian with a large σ keeps its variance")
+    func discreteLargeSigma() throws {
+        var sampler = try DiscreteGaussianSampler(sigma: 1000, generator: SeededRandom(seed: 303))
+        let n = 100_000
+        var squares = 0.0
+        for _ in 0..<n {
+            let x = Double(sampler.next())
+            squares += x * x
+        }
+        #expect(abs(squares / Double(n) / 1e6 - 1) < 6 * (2 / Double(n)).squareRoot())
+    }
+
+    @Test("discrete Gaussian refuses σ outside its exact range")
+    func discreteRange() {
+        #expect(throws: DiscreteGaussianSampler<SeededRandom>.Failure.self) {
+            try DiscreteGaussianSampler(sigma: 0, generator: SeededRandom(seed: 1))
+        }
+        #expect(throws: DiscreteGaussianSampler<SeededRandom>.Failure.self) {
+            try DiscreteGaussianSampler(sigma: 3e6, generator: SeededRandom(seed: 1))
+        }
+    }
+
+    static func discreteGaussianPMF(sigma2: Double, range: ClosedRange<Int64>) -> [Int64: Double] {
+        var weights: [Int64: Double] = [:]
+        var total = 0.0
+        for x in -2000...2000 {
+            let w = exp(-Double(x * x) / (2 * sigma2))
+            total += w
+            if range.contains(Int64(x)) { weights[Int64(x)] = w }
+        }
+        return weights.mapValues { $0 / total }
+    }
+}
+
+@Suite("Clipping and calibration")
+struct ClippingTests {
+    @Test("clipping bounds the norm and leaves short vectors alone", arguments: [Float(0.01), 0.5, 1, 3, 100])
+    func clip(bound: Float) {
+        var rng = SeededRandom(seed: UInt64(bound * 1000))
+        for _ in 0..<200 {
+            let length = 1 + Int(rng.next(upperBound: UInt64(500)))
+            let scale = Float(rng.nextUniform() * 10)
+            var v = (0..<length).map { _ in Float(rng.nextStandardNormal()) * scale }
+            let original = v
+            let norm = v.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+            Clipping.clip(&v, to: bound)
+            let after = v.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+            #expect(after <= Double(bound))
+            if norm <= Double(bound) { #expect(v == original) } else { #expect(abs(after - Double(bound)) < 1e-4 * Double(bound)) }
+        }
+    }
+
+    @Test("splitting z between sums and counts keeps the release's noise multiplier")
+    func sumCount() {
+        for share in [0.05, 0.2, 0.5, 0.9] {
+            let noise = SumCountNoise(noiseMultiplier: 1.7, clipNorm: 2, countShare: share)
+            #expect(abs(noise.noiseMultiplier - 1.7) < 1e-12)
+        }
+        let plain = SumCountNoise(clipNorm: 1, sumStd: 1, countStd: 1)
+        #expect(abs(plain.noiseMultiplier - 1 / 2.0.squareRoot()) < 1e-12)
+    }
+
+    @Test("zCDP agrees with RDP in being looser, and composes additively")
+    func zcdp() throws {
+        var z = ZCDPAccountant()
+        z.composeGaussian(noiseMultiplier: 2, count: 50)
+        #expect(abs(z.rho - 50.0 / 8) < 1e-12)
+        let rdp = try Calibration.epsilon(noiseMultiplier: 2, samplingRate: 1, rounds: 50, delta: 1e-6)
+        #expect(z.epsilon(delta: 1e-6) >= rdp)
+        #expect(z.epsilon(delta: 1e-6) < rdp * 1.2)
+    }
+}
