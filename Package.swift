@@ -50,7 +50,10 @@ let package = Package(
         .target(name: "FedSegEmbedding", dependencies: ["FedSegMath"], swiftSettings: swiftSettings),
         .target(name: "FedSegClustering", dependencies: ["FedSegMath"], swiftSettings: swiftSettings),
         .target(name: "FedSegCrypto", dependencies: ["CSodium"], swiftSettings: swiftSettings),
-        .target(name: "FedSegPrivacy", dependencies: ["FedSegMath", "FedSegCrypto", grdb], swiftSettings: swiftSettings),
+        .target(
+            name: "FedSegPrivacy", dependencies: ["FedSegMath", "FedSegClustering", "FedSegCrypto", grdb],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "FedSegSecureAggregation",
             dependencies: ["FedSegMath", "FedSegCrypto", "FedSegPrivacy"],

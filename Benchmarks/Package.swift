@@ -16,6 +16,8 @@ let package = Package(
                 .product(name: "FedSegMath", package: "FedSeg"),
                 .product(name: "FedSegClustering", package: "FedSeg"),
                 .product(name: "FedSegEmbedding", package: "FedSeg"),
+                .product(name: "FedSegPrivacy", package: "FedSeg"),
+                .product(name: "FedSegSimulation", package: "FedSeg"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: [.enableUpcomingFeature("ExistentialAny")]

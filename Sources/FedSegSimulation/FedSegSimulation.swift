@@ -1,1 +1,0 @@
-// FedSegSimulation: see DESIGN.md's layout table; filled by its issue.
