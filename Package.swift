@@ -166,7 +166,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FedSegSimulationTests",
-            dependencies: ["FedSegSimulation", "FedSegTestSupport"],
+            dependencies: ["FedSegSimulation", "FedSegClustering", "FedSegEmbedding", "FedSegTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

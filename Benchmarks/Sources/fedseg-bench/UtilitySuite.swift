@@ -1,5 +1,6 @@
 import ArgumentParser
 import FedSegClustering
+import FedSegEmbedding
 import FedSegMath
 import FedSegPrivacy
 import FedSegSimulation
@@ -33,7 +34,16 @@ struct UtilitySuite: ParsableCommand {
     var starts: [String] = ["weighted"]
 
     @Option(name: .long, help: "Share of the budget for the candidate histogram (weighted start).")
-    var histogramShare = 0.1
+    var histogramShare = PrivateClusteringPlan.defaultHistogramShare
+
+    @Flag(inversion: .prefixedNo, help: "Run the sphere rows.")
+    var sphere = true
+
+    @Flag(inversion: .prefixedNo, help: "Run the planted-segment rows (20,000 users, 8 segments).")
+    var planted = true
+
+    @Option(name: .long, help: "Embedder for the planted data: hashing or minilm.")
+    var embedder = "hashing"
 
     struct Row: Codable {
         var dataset: String
@@ -68,7 +78,7 @@ struct UtilitySuite: ParsableCommand {
         let k = 16
         let delta = 1e-6
         var rows: [Row] = []
-        for size in n {
+        for size in (sphere ? n : []) {
             // Per seed: data, non-private baseline, public starts; reused across ε.
             struct Trial {
                 var points: Matrix
@@ -136,6 +146,7 @@ struct UtilitySuite: ParsableCommand {
                 }
             }
         }
+        if planted { rows += try plantedRows() }
         if json {
             try printJSON(Output(rows: rows))
             return
@@ -148,5 +159,61 @@ struct UtilitySuite: ParsableCommand {
             )
         }
         if let plan = rows.first?.plan { print("plan (first row): \(plan)") }
+    }
+
+    /// 20,000 generated users in 8 planted segments, profiles embedded; the public sample is the
+    /// item catalogue embedded the same way. Central noise at ε = 1, local noise with 20 shards at ε = 8.
+    func plantedRows() throws -> [Row] {
+        let k = 8
+        let delta = 1e-6
+        let model: any Embedder = embedder == "minilm" ? try MiniLMEmbedder() : HashingEmbedder(dimension: 384, seed: 1)
+        var results: [String: [(cost: Double, ari: Double, ariBase: Double, spent: Double, start: Double)]] = [:]
+        var plans: [String: PrivateClusteringPlan] = [:]
+        for s in 0..<seeds {
+            let trialSeed = seed + UInt64(s)
+            let data = PlantedSegments(users: 20_000, segments: k, seed: trialSeed).generate()
+            let index = data.itemIndex
+            let points = try model.embed(data.users.map { data.profileText(of: $0, itemIndex: index) })
+            let catalogue = try model.embed(data.items.map { data.profileText(of: Dataset.User(user: "", texts: [], items: [$0.item]), itemIndex: index) })
+            let truth = data.users.map { Int32($0.segment!.dropFirst())! }
+            let baseline = KMeans.fit(points, .init(k: k, restarts: 5, seed: trialSeed))
+            for (mode, epsilon) in [(NoiseMode.central, 1.0), (.local(shards: 20), 8.0)] {
+                let plan = try PrivateClusteringPlan.make(
+                    epsilon: epsilon, delta: delta, k: k, dimension: points.cols, mode: mode, hasPublicStart: true, rounds: rounds,
+                    histogramShare: histogramShare
+                )
+                let key = "\(mode)"
+                plans[key] = plan
+                let shards = (0..<20).map { points.rows($0 * points.rows / 20..<($0 + 1) * points.rows / 20) }
+                var noise = GaussianSampler(generator: SeededRandom(seed: trialSeed, stream: 0xE1))
+                var (start, variances) = PrivateClustering.publicStart(catalogue, k: k, seed: trialSeed)
+                let startCost = Metrics.cost(points: points, centroids: start) / baseline.inertia
+                var prior: [PrivateClustering.Release] = []
+                if let weighted = PrivateClustering.weightedStart(
+                    shards: shards, publicSample: catalogue, k: k, candidates: 8 * k, plan: plan, noise: &noise,
+                    seed: trialSeed, publicStart: start
+                ) {
+                    (start, variances) = (weighted.centroids, weighted.variances)
+                    prior = [weighted.release]
+                }
+                let result = PrivateClustering.run(shards: shards, start: start, startVariances: variances, plan: plan, noise: &noise, priorReleases: prior)
+                let labels = KMeans.assign(points, to: result.centroids)
+                results[key, default: []].append((
+                    Metrics.inertia(points: points, centroids: result.centroids, labels: labels) / baseline.inertia,
+                    Metrics.adjustedRandIndex(labels, truth), Metrics.adjustedRandIndex(labels, baseline.labels),
+                    try result.epsilonSpent(), startCost
+                ))
+            }
+        }
+        return [(NoiseMode.central, 1.0), (.local(shards: 20), 8.0)].map { mode, epsilon in
+            let key = "\(mode)"
+            let r = results[key]!
+            return Row(
+                dataset: "planted-\(embedder)", n: 20_000, epsilon: epsilon, mode: key, start: histogramShare > 0 ? "weighted" : "public",
+                rounds: plans[key]!.rounds, epsilonSpent: Self.median(r.map(\.spent)), costRatio: Self.median(r.map(\.cost)),
+                costRatioPublicStart: Self.median(r.map(\.start)), ariTruth: Self.median(r.map(\.ari)),
+                ariNonPrivate: Self.median(r.map(\.ariBase)), seeds: seeds, plan: plans[key]!.reason
+            )
+        }
     }
 }

@@ -1,2 +1,0 @@
-// Tests for FedSegSimulation arrive with the issue that builds it.
-import FedSegSimulation
