@@ -1,0 +1,54 @@
+import Foundation
+internal import CSodium
+
+/// Secret bytes in libsodium's guarded memory (`sodium_malloc`: guard pages, locked against
+/// swapping), zeroed and freed when the value goes away. Non-copyable, so a secret exists once.
+public struct SecureBytes: ~Copyable, @unchecked Sendable {
+    private let pointer: UnsafeMutableRawPointer
+    public let count: Int
+
+    public init(count: Int) {
+        Sodium.ensureInitialized()
+        precondition(count > 0, "secret of no bytes")
+        guard let memory = sodium_malloc(count) else { fatalError("sodium_malloc(\(count)) failed: out of memory") }
+        pointer = memory
+        self.count = count
+        sodium_memzero(pointer, count)
+    }
+
+    public init(copying bytes: some Collection<UInt8>) {
+        self.init(count: bytes.count)
+        var offset = 0
+        for byte in bytes {
+            pointer.storeBytes(of: byte, toByteOffset: offset, as: UInt8.self)
+            offset += 1
+        }
+    }
+
+    deinit {
+        sodium_free(pointer)  // zeroes before freeing
+    }
+
+    public func withUnsafeBytes<R: ~Copyable>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(start: pointer, count: count))
+    }
+
+    func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeMutableRawBufferPointer(start: pointer, count: count))
+    }
+
+    /// Constant-time equality.
+    public func isEqual(to other: borrowing SecureBytes) -> Bool {
+        count == other.count && other.withUnsafeBytes { sodium_memcmp(pointer, $0.baseAddress!, count) == 0 }
+    }
+}
+
+/// Constant-time comparison of two byte strings (`sodium_memcmp`); differing lengths are unequal.
+public func constantTimeEqual(_ a: some ContiguousBytes, _ b: some ContiguousBytes) -> Bool {
+    Sodium.ensureInitialized()
+    return a.withUnsafeBytes { x in
+        b.withUnsafeBytes { y in
+            x.count == y.count && (x.count == 0 || sodium_memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0)
+        }
+    }
+}
