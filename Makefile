@@ -2,7 +2,9 @@
 SWIFT ?= swift
 BENCH_SUITES ?= gemm kmeans embed
 
-.PHONY: all setup build test demo bench clean
+DEMO_DIR ?= .demo
+
+.PHONY: all setup build test demo demo-synthetic bench clean
 
 all: build
 
@@ -16,13 +18,28 @@ test: setup
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
+# The main job: private segmentation of the bundled goodbooks readers with MiniLM, in process
+# (the networked coordinator and clients arrive with their issues), then the privacy audit.
 demo: setup
 	$(SWIFT) build -c release
 	.build/release/fedseg doctor
+	rm -rf $(DEMO_DIR)/goodbooks
+	.build/release/client-sim simulate --data data/goodbooks --clients 50 --k 12 --epsilon 8 --delta 1e-6 \
+		--privacy-mode local --embedder minilm --state-dir $(DEMO_DIR)/goodbooks --report $(DEMO_DIR)/goodbooks-report.json
+	.build/release/fedseg privacy audit --state-dir $(DEMO_DIR)/goodbooks
+
+# The same on generated data with planted segments, where ARI against ground truth means something.
+demo-synthetic: setup
+	$(SWIFT) build -c release
+	rm -rf $(DEMO_DIR)/planted $(DEMO_DIR)/planted-state
+	.build/release/client-sim generate --out $(DEMO_DIR)/planted --users 20000 --segments 8 --seed 1
+	.build/release/client-sim simulate --data $(DEMO_DIR)/planted --clients 20 --k 8 --epsilon 8 --delta 1e-6 \
+		--privacy-mode local --embedder minilm --state-dir $(DEMO_DIR)/planted-state --report $(DEMO_DIR)/planted-report.json
+	.build/release/fedseg privacy audit --state-dir $(DEMO_DIR)/planted-state
 
 bench: setup
 	cd Benchmarks && $(SWIFT) build -c release
 	@for suite in $(BENCH_SUITES); do echo "== $$suite"; Benchmarks/.build/release/fedseg-bench $$suite || exit 1; done
 
 clean:
-	rm -rf .build Benchmarks/.build
+	rm -rf .build Benchmarks/.build $(DEMO_DIR)

@@ -87,7 +87,7 @@ let package = Package(
         ),
         .target(
             name: "FedSegSimulation",
-            dependencies: ["FedSegMath", "FedSegEmbedding", "FedSegClustering", "FedSegClient"],
+            dependencies: ["FedSegMath", "FedSegEmbedding", "FedSegClustering", "FedSegPrivacy", "FedSegClient"],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FedSegEmbedding
 import FedSegMath
 import FedSegSimulation
 import Foundation
@@ -15,7 +16,7 @@ struct ClientSimCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "client-sim",
         abstract: "Generate datasets and run simulated FedSeg clients against a coordinator.",
-        subcommands: [Generate.self]
+        subcommands: [Generate.self, Simulate.self]
     )
 
     struct Generate: ParsableCommand {
@@ -52,6 +53,77 @@ struct ClientSimCommand: AsyncParsableCommand {
             ).generate()
             try dataset.write(to: URL(fileURLWithPath: out, isDirectory: true))
             print("wrote \(dataset.users.count) users in \(segments) planted segments and \(dataset.items.count) items to \(out)")
+        }
+    }
+
+    struct Simulate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run the whole private segmentation in this process (no network): clients, ledgers, report.",
+            discussion: "Every release is charged to each client's ledger and the coordinator's (under --state-dir) before it happens; audit them with `fedseg privacy audit --state-dir DIR`."
+        )
+
+        @Option(name: .long, help: "Dataset directory (users.jsonl, items.jsonl).")
+        var data: String
+
+        @Option(name: .long, help: "Number of clients (users are dealt by id hash unless the data names clients).")
+        var clients = 20
+
+        @Option(name: .long, help: "Number of segments.")
+        var k = 8
+
+        @Option(name: .long, help: "Privacy budget ε for the whole run.")
+        var epsilon = 8.0
+
+        @Option(name: .long, help: "δ.")
+        var delta = 1e-6
+
+        @Option(name: .long, help: "local (every client adds full noise) or central (noise added once).")
+        var privacyMode = "local"
+
+        @Option(name: .long, help: "minilm or hashing.")
+        var embedder = "minilm"
+
+        @Option(name: .long, help: "State directory for the ledgers (created; must not hold a previous run).")
+        var stateDir: String
+
+        @Option(name: .long, help: "Write the report as JSON to this file.")
+        var report: String?
+
+        @Option(name: .long, help: "Seed for partitioning and K-means starts (noise always comes from the OS CSPRNG).")
+        var seed: UInt64 = 1
+
+        func validate() throws {
+            guard clients >= 1, k >= 1 else { throw ValidationError("--clients and --k must be positive") }
+            guard ["local", "central"].contains(privacyMode) else { throw ValidationError("--privacy-mode must be local or central") }
+            guard EmbedderChoice(rawValue: embedder) != nil else { throw ValidationError("--embedder must be minilm or hashing") }
+            guard epsilon > 0, delta > 0, delta < 1 else { throw ValidationError("need ε > 0 and δ in (0, 1)") }
+            if FileManager.default.fileExists(atPath: URL(fileURLWithPath: stateDir).appendingPathComponent("fedseg.sqlite").path) {
+                throw ValidationError("\(stateDir) already holds a ledger; use a fresh state directory")
+            }
+        }
+
+        func run() throws {
+            let dataset = try Dataset.load(from: URL(fileURLWithPath: data, isDirectory: true))
+            let federation = InProcessFederation(configuration: .init(
+                clients: clients, k: k, epsilon: epsilon, delta: delta, mode: privacyMode,
+                embedder: EmbedderChoice(rawValue: embedder)!, seed: seed, stateDirectory: URL(fileURLWithPath: stateDir, isDirectory: true)
+            ))
+            let result = try federation.run(dataset: dataset) { FileHandle.standardError.write(Data(("client-sim: " + $0 + "\n").utf8)) }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            encoder.keyEncodingStrategy = .convertToSnakeCase
+            let json = try encoder.encode(result)
+            if let report { try json.write(to: URL(fileURLWithPath: report)) }
+            print("clients \(result.clients), users \(result.users), \(result.privacyMode) noise, \(result.rounds) DP Lloyd rounds, embedder \(result.embedder)")
+            print(String(format: "ε spent %.4f of %.4f (δ = %g); ledgers verified: %@", result.epsilonSpent, epsilon, delta, result.ledgersVerified ? "yes" : "NO"))
+            print(String(format: "cost ratio vs centralised non-private K-means: %.4f; ARI vs centralised: %.4f", result.costRatio, result.ariCentralized))
+            if let ari = result.ariTruth, let nmi = result.nmiTruth { print(String(format: "against ground truth: ARI %.4f, NMI %.4f", ari, nmi)) }
+            print("segments:")
+            for segment in result.segments {
+                print(String(format: "  %2d  %6d users  ", segment.id, segment.size) + segment.nearestItems.joined(separator: " | "))
+            }
+            print(String(format: "embedding %.1f s, total %.1f s", result.embedSeconds, result.wallSeconds))
+            if !result.ledgersVerified { throw ExitCode(1) }
         }
     }
 }

@@ -218,7 +218,7 @@ public enum KMeans {
     // MARK: helpers
 
     /// ‖x_i − y_j‖² for all rows, via one SGEMM; clamped at 0 against rounding.
-    static func squaredDistances(_ x: Matrix, to y: Matrix) -> [[Double]] {
+    public static func squaredDistances(_ x: Matrix, to y: Matrix) -> [[Double]] {
         let products = BLAS.multiply(x, y, transB: .transpose)
         let xNorms = x.squaredRowNorms()
         let yNorms = y.squaredRowNorms()

@@ -1,0 +1,41 @@
+import FedSegTestSupport
+import Foundation
+import Testing
+
+@Suite("client-sim simulate")
+struct SimulateCLITests {
+    @Test("runs a private segmentation in process, writes a report, and every ledger audits clean")
+    func simulate() throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("sim-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let data = base.appendingPathComponent("data"), state = base.appendingPathComponent("state")
+        let report = base.appendingPathComponent("report.json")
+        #expect(try Executables.run("client-sim", ["generate", "--out", data.path, "--users", "1500", "--segments", "4", "--seed", "3"]).status == 0)
+        let run = try Executables.run("client-sim", [
+            "simulate", "--data", data.path, "--clients", "5", "--k", "4", "--epsilon", "8", "--privacy-mode", "local",
+            "--embedder", "hashing", "--state-dir", state.path, "--report", report.path,
+        ])
+        #expect(run.status == 0, "\(run.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any])
+        #expect(object["clients"] as? Int == 5)
+        #expect(object["users"] as? Int == 1500)
+        #expect(object["ledgers_verified"] as? Bool == true)
+        let spent = try #require(object["epsilon_spent"] as? Double)
+        #expect(spent <= 8 && spent > 7.99)
+        #expect((object["ari_truth"] as? Double ?? 0) > 0.9)
+        #expect((object["segments"] as? [Any])?.count == 4)
+        let coordinator = try Executables.run("fedseg", ["privacy", "audit", "--state-dir", state.path, "--json"])
+        #expect(coordinator.status == 0)
+        let client = try Executables.run("fedseg", ["privacy", "audit", "--state-dir", state.appendingPathComponent("clients/client-0").path, "--json"])
+        #expect(client.status == 0)
+        // Client and coordinator ledgers agree on what was spent.
+        let a = try JSONSerialization.jsonObject(with: Data(coordinator.stdout.utf8)) as? [String: Any]
+        let b = try JSONSerialization.jsonObject(with: Data(client.stdout.utf8)) as? [String: Any]
+        let spentA = ((a?["populations"] as? [[String: Any]])?.first?["epsilon_spent"] as? Double)
+        let spentB = ((b?["populations"] as? [[String: Any]])?.first?["epsilon_spent"] as? Double)
+        #expect(spentA != nil && spentA == spentB)
+        // A second run into the same state directory is refused rather than double-charging.
+        let again = try Executables.run("client-sim", ["simulate", "--data", data.path, "--embedder", "hashing", "--state-dir", state.path])
+        #expect(again.status == 64)
+    }
+}
