@@ -24,7 +24,7 @@ demo: setup
 	$(SWIFT) build -c release
 	.build/release/fedseg doctor
 	rm -rf $(DEMO_DIR)/goodbooks
-	.build/release/client-sim simulate --data data/goodbooks --clients 50 --k 12 --epsilon 8 --delta 1e-6 \
+	.build/release/client-sim simulate --data data/goodbooks --clients 10 --k 8 --epsilon 8 --delta 1e-6 \
 		--privacy-mode local --embedder minilm --state-dir $(DEMO_DIR)/goodbooks --report $(DEMO_DIR)/goodbooks-report.json
 	.build/release/fedseg privacy audit --state-dir $(DEMO_DIR)/goodbooks
 

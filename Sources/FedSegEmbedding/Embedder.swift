@@ -29,7 +29,7 @@ public struct MiniLMEmbedder: Embedder {
     /// batches, whole batches run on separate cores (each single-threaded); a lone batch uses all
     /// cores inside itself. The result is in input order.
     public func embed(_ texts: [String]) throws -> Matrix {
-        let sequences = texts.map { tokenizer.encode($0) }
+        let sequences = tokenize(texts)
         let order = sequences.indices.sorted { (sequences[$0].count, $0) < (sequences[$1].count, $1) }
         let batches = stride(from: 0, to: order.count, by: batchSize).map { Array(order[$0..<min(order.count, $0 + batchSize)]) }
         var result = Matrix(rows: texts.count, cols: dimension)
@@ -61,6 +61,25 @@ public struct MiniLMEmbedder: Embedder {
             }
         }
         return result
+    }
+}
+
+extension MiniLMEmbedder {
+    /// Tokenisation is a few percent of the work; done on every core it stays that way.
+    func tokenize(_ texts: [String]) -> [[Int32]] {
+        guard !texts.isEmpty else { return [] }
+        var sequences = [[Int32]](repeating: [], count: texts.count)
+        let tokenizer = self.tokenizer
+        sequences.withUnsafeMutableBufferPointer { buffer in
+            let slots = SharedPointer(buffer.baseAddress!)
+            texts.withUnsafeBufferPointer { input in
+                let source = SharedPointer(UnsafeMutablePointer(mutating: input.baseAddress!))
+                Parallel.forRows(texts.count, minimumRowsPerWorker: 64) { range in
+                    for i in range { slots.base[i] = tokenizer.encode(source.base[i]) }
+                }
+            }
+        }
+        return sequences
     }
 }
 

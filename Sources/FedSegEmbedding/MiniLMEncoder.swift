@@ -327,20 +327,27 @@ public final class MiniLMEncoder: Sendable {
     static func meanPoolAndNormalize(_ hidden: Matrix, offsets: [Int]) -> Matrix {
         let h = hidden.cols
         var pooled = Matrix(rows: offsets.count - 1, cols: h)
-        for s in 0..<(offsets.count - 1) {
-            var sums = [Double](repeating: 0, count: h)
-            for row in offsets[s]..<offsets[s + 1] {
-                for c in 0..<h { sums[c] += Double(hidden[row, c]) }
+        var sums = [Double](repeating: 0, count: h)
+        hidden.storage.withUnsafeBufferPointer { source in
+            pooled.storage.withUnsafeMutableBufferPointer { target in
+                for s in 0..<(offsets.count - 1) {
+                    for c in 0..<h { sums[c] = 0 }
+                    for row in offsets[s]..<offsets[s + 1] {
+                        let x = source.baseAddress! + row * h
+                        for c in 0..<h { sums[c] += Double(x[c]) }
+                    }
+                    let count = Double(offsets[s + 1] - offsets[s])
+                    var norm = 0.0
+                    for c in 0..<h {
+                        sums[c] /= count
+                        norm += sums[c] * sums[c]
+                    }
+                    // sentence-transformers' Normalize divides by max(‖v‖, 1e-12).
+                    let scale = 1 / max(norm.squareRoot(), 1e-12)
+                    let out = target.baseAddress! + s * h
+                    for c in 0..<h { out[c] = Float(sums[c] * scale) }
+                }
             }
-            let count = Double(offsets[s + 1] - offsets[s])
-            var norm = 0.0
-            for c in 0..<h {
-                sums[c] /= count
-                norm += sums[c] * sums[c]
-            }
-            // sentence-transformers' Normalize divides by max(‖v‖, 1e-12).
-            let scale = 1 / max(norm.squareRoot(), 1e-12)
-            for c in 0..<h { pooled[s, c] = Float(sums[c] * scale) }
         }
         return pooled
     }

@@ -99,3 +99,13 @@ struct VectorErfTests {
         #expect(worst < 3.5e-7, "max error \(worst)")
     }
 }
+
+@Suite("MiniLM embedder edge cases")
+struct MiniLMEdgeCaseTests {
+    @Test("no texts give an empty matrix")
+    func empty() throws {
+        let embedder = try #require(MiniLMTests.embedder)
+        let result = try embedder.embed([])
+        #expect(result.rows == 0 && result.cols == 384)
+    }
+}
