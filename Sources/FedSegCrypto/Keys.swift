@@ -41,7 +41,7 @@ public enum Signing {
             }
         }
 
-        public var hex: String { bytes.map { String(format: "%02x", $0) }.joined() }
+        public var hex: String { bytes.hexString }
     }
 
     public struct PrivateKey: ~Copyable, Sendable {
@@ -105,7 +105,7 @@ public enum KeyAgreement {
             self.bytes = bytes
         }
 
-        public var hex: String { bytes.map { String(format: "%02x", $0) }.joined() }
+        public var hex: String { bytes.hexString }
     }
 
     public struct PrivateKey: ~Copyable, Sendable {

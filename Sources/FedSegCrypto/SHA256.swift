@@ -46,7 +46,7 @@ public struct SHA256: ~Copyable {
     public struct Digest: Sendable, Hashable, CustomStringConvertible {
         public let bytes: [UInt8]
 
-        public var hex: String { bytes.map { String(format: "%02x", $0) }.joined() }
+        public var hex: String { bytes.hexString }
         public var description: String { hex }
     }
 }

@@ -30,10 +30,7 @@ struct DoctorCommand: ParsableCommand {
             stateDirectory: stateDir.map { StateDirectoryCheck(path: $0) }
         )
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            encoder.keyEncodingStrategy = .convertToSnakeCase
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try JSONOutput.print(report, pretty: true)
         } else {
             print(report.table)
         }

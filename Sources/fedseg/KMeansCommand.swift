@@ -63,11 +63,7 @@ struct KMeansCommand: ParsableCommand {
                     var rows: [KSweep.Row]
                     var bestKBySilhouette: Int?
                 }
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys]
-                encoder.keyEncodingStrategy = .convertToSnakeCase
-                let output = Output(n: points.rows, dimension: points.cols, rows: rows, bestKBySilhouette: best)
-                print(String(decoding: try encoder.encode(output), as: UTF8.self))
+                try JSONOutput.print(Output(n: points.rows, dimension: points.cols, rows: rows, bestKBySilhouette: best))
                 return
             }
             print("n=\(points.rows) d=\(points.cols)\(spherical ? " (spherical)" : "")")

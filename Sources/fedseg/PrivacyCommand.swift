@@ -112,10 +112,7 @@ struct PrivacyCommand: ParsableCommand {
                 try audit.svg().write(toFile: svg, atomically: true, encoding: .utf8)
             }
             if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys]
-                encoder.keyEncodingStrategy = .convertToSnakeCase
-                print(String(decoding: try encoder.encode(audit), as: UTF8.self))
+                try JSONOutput.print(audit)
             } else {
                 print("ledger \(path): \(audit.records) records, \(audit.verified ? "chain verified" : "VERIFICATION FAILED")")
                 print("population            releases     ε spent    ε budget      ε left           δ")
