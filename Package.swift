@@ -66,7 +66,7 @@ let package = Package(
         ),
         .target(
             name: "FedSegRecommend",
-            dependencies: ["FedSegMath", "FedSegClustering", "FedSegPrivacy"],
+            dependencies: ["FedSegMath", "FedSegClustering", "FedSegPrivacy", "FedSegCrypto"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -87,7 +87,9 @@ let package = Package(
         ),
         .target(
             name: "FedSegSimulation",
-            dependencies: ["FedSegMath", "FedSegEmbedding", "FedSegClustering", "FedSegPrivacy", "FedSegClient"],
+            dependencies: [
+                "FedSegMath", "FedSegEmbedding", "FedSegClustering", "FedSegPrivacy", "FedSegRecommend", "FedSegClient",
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -151,7 +153,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FedSegRecommendTests",
-            dependencies: ["FedSegRecommend", "FedSegTestSupport"],
+            dependencies: ["FedSegRecommend", "FedSegCrypto", "FedSegPrivacy", "FedSegMath", "FedSegTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

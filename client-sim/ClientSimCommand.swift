@@ -122,6 +122,12 @@ struct ClientSimCommand: AsyncParsableCommand {
             for segment in result.segments {
                 print(String(format: "  %2d  %6d users  ", segment.id, segment.size) + segment.nearestItems.joined(separator: " | "))
             }
+            print("recommendation (held-out interactions; cold-start users placed by their text alone):")
+            print("  model               recall@10  ndcg@10  coverage  cold-start recall@10")
+            for row in result.recommendation {
+                print("  " + row.model.padding(toLength: 18, withPad: " ", startingAt: 0)
+                    + String(format: " %9.4f %8.4f %9.4f %21.4f", row.recallAt10, row.ndcgAt10, row.coverage, row.coldStartRecallAt10))
+            }
             print(String(format: "embedding %.1f s, total %.1f s", result.embedSeconds, result.wallSeconds))
             if !result.ledgersVerified { throw ExitCode(1) }
         }

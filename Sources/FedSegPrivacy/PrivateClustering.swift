@@ -58,12 +58,14 @@ public struct PrivateClusteringPlan: Sendable, Codable, Equatable {
     public static func make(
         epsilon: Double, delta: Double, k: Int, dimension: Int, mode: NoiseMode, clipNorm: Double = 1,
         hasPublicStart: Bool, rounds requested: Int? = nil, meanCentroidNormSquared: Double = 0.35,
-        histogramShare: Double = defaultHistogramShare
+        histogramShare: Double = defaultHistogramShare, budgetShare: Double = 1
     ) throws -> PrivateClusteringPlan {
+        precondition(budgetShare > 0 && budgetShare <= 1, "budget share must lie in (0, 1]")
         let rounds = requested ?? (hasPublicStart ? 2 : 5)
         // Gaussian releases on the same users (q = 1) compose exactly like one release with
         // 1/z² = Σ 1/z_i², so the budget is one z_total shared out in units of 1/z².
-        let total = try Calibration.noiseMultiplier(epsilon: epsilon, delta: delta, rounds: 1)
+        // `budgetShare` < 1 leaves the rest of the 1/z² budget to a later phase (recommendation).
+        let total = try Calibration.noiseMultiplier(epsilon: epsilon, delta: delta, rounds: 1) / budgetShare.squareRoot()
         let histogram = hasPublicStart && histogramShare > 0 ? total / histogramShare.squareRoot() : nil
         let lloydShare = 1 - (histogram == nil ? 0 : histogramShare)
         let z = total * (Double(rounds) / lloydShare).squareRoot()
@@ -72,7 +74,7 @@ public struct PrivateClusteringPlan: Sendable, Codable, Equatable {
         let ratio = meanCentroidNormSquared.squareRoot() / (clipNorm * Double(dimension).squareRoot())
         let share = min(0.5, max(0.01, ratio / (1 + ratio)))
         let reason = """
-            \(rounds) round(s) (\(requested == nil ? (hasPublicStart ? "public start: one round to correct it, one to refine" : "no public start: several rounds to move centroids") : "requested")), \
+            \(budgetShare < 1 ? "\(Int((budgetShare * 100).rounded()))% of the budget for clustering; " : "")\(rounds) round(s) (\(requested == nil ? (hasPublicStart ? "public start: one round to correct it, one to refine" : "no public start: several rounds to move centroids") : "requested")), \
             z = \(String(format: "%.3f", z)) per round for ε = \(epsilon), δ = \(delta) by RDP; \
             counts take \(String(format: "%.1f", share * 100))% of each round's sensitivity budget (‖c‖/(C√d) = \(String(format: "%.3f", ratio))); \
             \(mode) noise\(histogram.map { "; public candidates weighted by a DP histogram (z = \(String(format: "%.3f", $0)), \(Int(histogramShare * 100))% of the budget)" } ?? "")

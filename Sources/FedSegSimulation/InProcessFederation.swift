@@ -2,6 +2,7 @@ import FedSegClustering
 import FedSegEmbedding
 import FedSegMath
 import FedSegPrivacy
+import FedSegRecommend
 import Foundation
 
 /// The whole private segmentation on one machine, with no network: clients embed their users
@@ -19,6 +20,14 @@ public struct InProcessFederation: Sendable {
         public var embedder: EmbedderChoice
         public var seed: UInt64
         public var stateDirectory: URL
+        /// Share of the run's 1/z² budget for clustering; the rest pays for the recommendation release.
+        public var clusteringShare: Double = 0.7
+        /// Items a user contributes to the recommendation histogram at most.
+        public var maxItemsPerUser: Int = 20
+        /// Fraction of each user's interactions held out for evaluation (never sent anywhere).
+        public var holdoutFraction: Double = 0.2
+        /// Fraction of users treated as new (cold start): all their interactions held out.
+        public var coldStartFraction: Double = 0.1
 
         public init(
             clients: Int, k: Int, epsilon: Double, delta: Double, mode: String, embedder: EmbedderChoice, seed: UInt64,
@@ -52,6 +61,7 @@ public struct InProcessFederation: Sendable {
         public var epsilonSpent: Double
         public var delta: Double
         public var segments: [Segment]
+        public var recommendation: [RecommendationRow]
         public var ariTruth: Double?
         public var nmiTruth: Double?
         public var ariCentralized: Double
@@ -60,6 +70,21 @@ public struct InProcessFederation: Sendable {
         public var ledgersVerified: Bool
         public var embedSeconds: Double
         public var wallSeconds: Double
+    }
+
+    public struct RecommendationRow: Codable, Sendable {
+        public var model: String
+        public var recallAt10: Double
+        public var ndcgAt10: Double
+        public var coverage: Double
+        public var coldStartRecallAt10: Double
+
+        enum CodingKeys: String, CodingKey {
+            case model, coverage
+            case recallAt10 = "recall_at_10"
+            case ndcgAt10 = "ndcg_at_10"
+            case coldStartRecallAt10 = "cold_start_recall_at_10"
+        }
     }
 
     public let configuration: Configuration
@@ -82,11 +107,29 @@ public struct InProcessFederation: Sendable {
         })
         let itemRow = Dictionary(dataset.items.enumerated().map { ($1.item, $0) }, uniquingKeysWith: { a, _ in a })
         let textVectors = try embedder.embed(dataset.users.map { $0.texts.joined(separator: " ") })
+        // Evaluation split, seeded and local: held-out items and cold-start users never enter
+        // profiles, statistics or releases.
+        var split = SeededRandom(seed: c.seed, stream: 0x40)
+        var training = [[String]](repeating: [], count: dataset.users.count)
+        var heldOut = [Set<Int>](repeating: [], count: dataset.users.count)
+        var coldStart = [Bool](repeating: false, count: dataset.users.count)
+        for (u, user) in dataset.users.enumerated() {
+            var items = user.items
+            items.shuffle(using: &split)
+            if split.nextUniform() < c.coldStartFraction {
+                coldStart[u] = true
+                heldOut[u] = Set(items.compactMap { itemRow[$0] })
+                continue
+            }
+            let hold = items.count >= 2 ? max(1, Int((Double(items.count) * c.holdoutFraction).rounded())) : 0
+            heldOut[u] = Set(items.prefix(hold).compactMap { itemRow[$0] })
+            training[u] = Array(items.dropFirst(hold))
+        }
         var points = Matrix(rows: dataset.users.count, cols: embedder.dimension)
         for (u, user) in dataset.users.enumerated() {
             var sum = [Float](repeating: 0, count: embedder.dimension)
             if !user.texts.isEmpty { BLAS.axpy(1, x: textVectors.row(u), y: &sum) }
-            for id in user.items { if let row = itemRow[id] { BLAS.axpy(1, x: itemVectors.row(row), y: &sum) } }
+            for id in training[u] { if let row = itemRow[id] { BLAS.axpy(1, x: itemVectors.row(row), y: &sum) } }
             points.setRow(u, to: sum)
         }
         points.normalizeRows()
@@ -105,14 +148,17 @@ public struct InProcessFederation: Sendable {
         }
         let clientCount = (shardOf.max() ?? 0) + 1
         var members = [[Int]](repeating: [], count: clientCount)
-        for (u, s) in shardOf.enumerated() { members[s].append(u) }
+        for (u, s) in shardOf.enumerated() where !coldStart[u] { members[s].append(u) }
         let shards = members.map { KMeans.gatherRows(points, $0) }
 
         let mode: NoiseMode = c.mode == "central" ? .central : .local(shards: clientCount)
         let plan = try PrivateClusteringPlan.make(
-            epsilon: c.epsilon, delta: c.delta, k: c.k, dimension: embedder.dimension, mode: mode, hasPublicStart: true
+            epsilon: c.epsilon, delta: c.delta, k: c.k, dimension: embedder.dimension, mode: mode, hasPublicStart: true,
+            budgetShare: c.clusteringShare
         )
-        log("plan: \(plan.reason)")
+        let recommendationNoise = try Calibration.noiseMultiplier(epsilon: c.epsilon, delta: c.delta, rounds: 1)
+            / (1 - c.clusteringShare).squareRoot()
+        log("plan: \(plan.reason); recommendation release: discrete Gaussian, z = \(String(format: "%.3f", recommendationNoise)), at most \(c.maxItemsPerUser) items per user")
 
         // Ledgers: the coordinator's charges the population of all users; each client charges its own.
         try FileManager.default.createDirectory(at: c.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -129,8 +175,8 @@ public struct InProcessFederation: Sendable {
             clientLedgers.append(ledger)
         }
         let modeName = c.mode == "central" ? "central" : "local"
-        func charge(_ release: String, round: Int, noiseMultiplier: Double) throws {
-            let mechanism = PrivacyLedger.Mechanism(kind: .gaussian, noiseMultiplier: noiseMultiplier, mode: modeName)
+        func charge(_ release: String, round: Int, noiseMultiplier: Double, kind: PrivacyLedger.Mechanism.Kind = .gaussian) throws {
+            let mechanism = PrivacyLedger.Mechanism(kind: kind, noiseMultiplier: noiseMultiplier, mode: modeName)
             for (index, ledger) in clientLedgers.enumerated() {
                 try ledger.charge(releaseID: release, round: Int64(round), mechanism: mechanism, populations: ["client-\(index)"])
             }
@@ -156,14 +202,44 @@ public struct InProcessFederation: Sendable {
         }
         let result = PrivateClustering.run(shards: shards, start: start, startVariances: variances, plan: plan, noise: &noise, priorReleases: prior)
         let labels = KMeans.assign(points, to: result.centroids)
-        let baseline = KMeans.fit(points, .init(k: c.k, restarts: 5, seed: c.seed))
-        let truthNames = dataset.users.map(\.segment)
+
+        // Recommendation phase: each client's per-segment item histogram, noised, charged first.
+        let catalog = ItemCatalog(ids: dataset.items.map(\.item))
+        try charge("recommend", round: plan.rounds + 1, noiseMultiplier: recommendationNoise, kind: .discreteGaussian)
+        var exact = SegmentHistogram(segments: c.k, items: catalog.count)
+        var released = SegmentHistogram(segments: c.k, items: catalog.count)
+        var sampling = SecureRandom()
+        for (index, group) in members.enumerated() {
+            var local = SegmentHistogram(segments: c.k, items: catalog.count)
+            for u in group {
+                local.add(userItems: training[u], segment: Int(labels[u]), catalog: catalog, maxItemsPerUser: c.maxItemsPerUser, using: &sampling)
+            }
+            exact.merge(local)
+            if c.mode != "central" {
+                try local.addNoise(noiseMultiplier: recommendationNoise, maxItemsPerUser: c.maxItemsPerUser, generator: SecureRandom())
+            }
+            released.merge(local)
+            _ = index
+        }
+        if c.mode == "central" {
+            try released.addNoise(noiseMultiplier: recommendationNoise, maxItemsPerUser: c.maxItemsPerUser, generator: SecureRandom())
+        }
+        let recommendation = Self.evaluate(
+            exact: exact, released: released, labels: labels, centroids: result.centroids, points: points, textVectors: textVectors,
+            users: dataset.users, training: training, heldOut: heldOut, coldStart: coldStart, itemRow: itemRow, itemVectors: itemVectors
+        )
+        // Clustering quality over the users that took part (cold-start users are new, not clustered).
+        let participants = dataset.users.indices.filter { !coldStart[$0] }
+        let participantPoints = KMeans.gatherRows(points, participants)
+        let participantLabels = participants.map { labels[$0] }
+        let baseline = KMeans.fit(participantPoints, .init(k: c.k, restarts: 5, seed: c.seed))
+        let truthNames = participants.map { dataset.users[$0].segment }
         var truth: [Int32]?
         if truthNames.allSatisfy({ $0 != nil }) {
             var ids: [String: Int32] = [:]
             truth = truthNames.map { name in ids[name!] ?? { ids[name!] = Int32(ids.count); return Int32(ids.count - 1) }() }
         }
-        let sizes = Metrics.clusterSizes(labels: labels, k: c.k)
+        let sizes = Metrics.clusterSizes(labels: participantLabels, k: c.k)
         let nearest = KMeans.squaredDistances(result.centroids, to: itemVectors)
         let segments = (0..<c.k).map { j in
             Report.Segment(
@@ -175,12 +251,59 @@ public struct InProcessFederation: Sendable {
         return Report(
             clients: clientCount, users: dataset.users.count, rounds: plan.rounds, privacyMode: modeName,
             embedder: embedder.identifier, epsilonSpent: try coordinatorLedger.spent(by: "all-users"), delta: c.delta,
-            segments: segments, ariTruth: truth.map { Metrics.adjustedRandIndex(labels, $0) },
-            nmiTruth: truth.map { Metrics.normalizedMutualInformation(labels, $0) },
-            ariCentralized: Metrics.adjustedRandIndex(labels, baseline.labels),
-            costRatio: Metrics.inertia(points: points, centroids: result.centroids, labels: labels) / baseline.inertia,
+            segments: segments, recommendation: recommendation,
+            ariTruth: truth.map { Metrics.adjustedRandIndex(participantLabels, $0) },
+            nmiTruth: truth.map { Metrics.normalizedMutualInformation(participantLabels, $0) },
+            ariCentralized: Metrics.adjustedRandIndex(participantLabels, baseline.labels),
+            costRatio: Metrics.inertia(points: participantPoints, centroids: result.centroids, labels: participantLabels) / baseline.inertia,
             plan: plan.reason, ledgersVerified: verified, embedSeconds: embedSeconds, wallSeconds: Self.seconds(clock.now - started)
         )
+    }
+
+    /// Recall@10, NDCG@10 and coverage for global popularity, non-private and private segment
+    /// models and the blended local ranking; cold-start users are placed by their text alone.
+    static func evaluate(
+        exact: SegmentHistogram, released: SegmentHistogram, labels: [Int32], centroids: Matrix, points: Matrix, textVectors: Matrix,
+        users: [Dataset.User], training: [[String]], heldOut: [Set<Int>], coldStart: [Bool], itemRow: [String: Int], itemVectors: Matrix
+    ) -> [RecommendationRow] {
+        // Global popularity from the exact training interactions: the strongest form of the baseline.
+        var popularity = SegmentHistogram(segments: 1, items: exact.items)
+        for s in 0..<exact.segments { for i in 0..<exact.items { popularity.counts[i] += exact.counts[s * exact.items + i] } }
+        let popular = SegmentModel.build(from: popularity, runID: "eval", version: 1)
+        let nonPrivate = SegmentModel.build(from: exact, runID: "eval", version: 1)
+        let privateModel = SegmentModel.build(from: released, runID: "eval", version: 1)
+        let coldLabels = KMeans.assign(textVectors, to: centroids)
+        let rankers: [(String, LocalRanker, Bool)] = [
+            ("popularity", LocalRanker(model: popular), false),
+            ("segment_nonprivate", LocalRanker(model: nonPrivate), true),
+            ("segment_private", LocalRanker(model: privateModel), true),
+            ("blended", LocalRanker(model: privateModel, itemVectors: itemVectors, blend: 0.3), true),
+        ]
+        return rankers.map { name, ranker, segmented in
+            var recall = 0.0, ndcg = 0.0, count = 0, coldRecall = 0.0, coldCount = 0
+            var lists: [[Int]] = []
+            for u in users.indices where !heldOut[u].isEmpty {
+                if coldStart[u] {
+                    let hasText = !users[u].texts.isEmpty
+                    let segment: Int? = segmented && hasText ? Int(coldLabels[u]) : nil
+                    let list = ranker.recommend(segment: segment, userVector: hasText ? textVectors.row(u) : nil, exclude: [])
+                    coldRecall += RankingMetrics.recall(list, relevant: heldOut[u])
+                    coldCount += 1
+                } else {
+                    let exclude = Set(training[u].compactMap { itemRow[$0] })
+                    let list = ranker.recommend(segment: segmented ? Int(labels[u]) : nil, userVector: points.row(u), exclude: exclude)
+                    recall += RankingMetrics.recall(list, relevant: heldOut[u])
+                    ndcg += RankingMetrics.ndcg(list, relevant: heldOut[u])
+                    count += 1
+                    lists.append(list)
+                }
+            }
+            return RecommendationRow(
+                model: name, recallAt10: recall / Double(max(1, count)), ndcgAt10: ndcg / Double(max(1, count)),
+                coverage: RankingMetrics.coverage(lists, catalogSize: exact.items),
+                coldStartRecallAt10: coldRecall / Double(max(1, coldCount))
+            )
+        }
     }
 
     static func seconds(_ duration: Duration) -> Double {

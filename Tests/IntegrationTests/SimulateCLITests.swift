@@ -21,9 +21,15 @@ struct SimulateCLITests {
         #expect(object["users"] as? Int == 1500)
         #expect(object["ledgers_verified"] as? Bool == true)
         let spent = try #require(object["epsilon_spent"] as? Double)
-        #expect(spent <= 8 && spent > 7.99)
+        #expect(spent <= 8 && spent > 7.99)  // clustering and the recommendation release together
         #expect((object["ari_truth"] as? Double ?? 0) > 0.9)
         #expect((object["segments"] as? [Any])?.count == 4)
+        // All four recommendation rows; the private segment model beats global popularity by ≥ 20%.
+        let rows = try #require(object["recommendation"] as? [[String: Any]])
+        #expect(rows.compactMap { $0["model"] as? String } == ["popularity", "segment_nonprivate", "segment_private", "blended"])
+        let recall = Dictionary(uniqueKeysWithValues: rows.map { ($0["model"] as! String, $0["recall_at_10"] as! Double) })
+        #expect(recall["segment_private"]! >= 1.2 * recall["popularity"]!)
+        #expect(rows.allSatisfy { ($0["cold_start_recall_at_10"] as? Double) != nil && ($0["coverage"] as? Double ?? 0) > 0 })
         let coordinator = try Executables.run("fedseg", ["privacy", "audit", "--state-dir", state.path, "--json"])
         #expect(coordinator.status == 0)
         let client = try Executables.run("fedseg", ["privacy", "audit", "--state-dir", state.appendingPathComponent("clients/client-0").path, "--json"])

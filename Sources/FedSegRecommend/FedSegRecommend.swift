@@ -1,1 +1,0 @@
-// FedSegRecommend: see DESIGN.md's layout table; filled by its issue.

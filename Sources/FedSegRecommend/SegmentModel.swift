@@ -1,0 +1,141 @@
+import FedSegCrypto
+import FedSegMath
+import Foundation
+
+/// One recommendation model per segment, built from (noisy) aggregated counts: negative counts
+/// clamped to zero, each segment's distribution shrunk towards the global one in proportion to
+/// how little the segment has (score = (c_s(i) + λ·p(i)) / (n_s + λ)), top-N kept. Published
+/// signed and versioned; clients check both.
+public struct SegmentModel: Codable, Sendable, Equatable {
+    public struct Segment: Codable, Sendable, Equatable {
+        public var id: Int
+        /// Catalogue indices, best first.
+        public var items: [Int]
+        public var scores: [Double]
+    }
+
+    public var runID: String
+    public var version: Int
+    public var catalogSize: Int
+    public var segments: [Segment]
+    /// The global ranking (for users without a segment).
+    public var global: Segment
+
+    /// Builds the model from a histogram. `shrinkage` is λ, in users' worth of counts.
+    public static func build(
+        from histogram: SegmentHistogram, runID: String, version: Int, topN: Int = 100, shrinkage: Double = 50
+    ) -> SegmentModel {
+        let items = histogram.items
+        var global = [Double](repeating: 0, count: items)
+        var clamped = histogram.counts.map { max(0, $0) }
+        for s in 0..<histogram.segments {
+            for i in 0..<items { global[i] += clamped[s * items + i] }
+        }
+        let globalTotal = max(global.reduce(0, +), 1e-12)
+        let globalShare = global.map { $0 / globalTotal }
+        func top(_ scores: [Double], id: Int) -> Segment {
+            let order = scores.indices.sorted { scores[$0] != scores[$1] ? scores[$0] > scores[$1] : $0 < $1 }.prefix(topN)
+            return Segment(id: id, items: Array(order), scores: order.map { scores[$0] })
+        }
+        var segments: [Segment] = []
+        for s in 0..<histogram.segments {
+            let row = s * items..<(s + 1) * items
+            let total = clamped[row].reduce(0, +)
+            var scores = [Double](repeating: 0, count: items)
+            for i in 0..<items { scores[i] = (clamped[s * items + i] + shrinkage * globalShare[i]) / (total + shrinkage) }
+            segments.append(top(scores, id: s))
+        }
+        clamped.removeAll()
+        return SegmentModel(runID: runID, version: version, catalogSize: items, segments: segments, global: top(globalShare, id: -1))
+    }
+
+    /// Canonical bytes that are signed: JSON with sorted keys.
+    public func canonicalBytes() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return try encoder.encode(self)
+    }
+
+    public struct Signed: Codable, Sendable, Equatable {
+        public var payload: Data
+        public var signature: [UInt8]
+    }
+
+    public func signed(with key: borrowing Signing.PrivateKey) throws -> Signed {
+        let payload = try canonicalBytes()
+        return Signed(payload: payload, signature: key.signature(for: payload))
+    }
+
+    public enum VerificationError: Error, Equatable {
+        case badSignature
+        case stale(version: Int, latest: Int)
+        case wrongRun(expected: String, found: String)
+        case malformed
+        case catalogMismatch(expected: Int, found: Int)
+    }
+
+    /// What a client does with a published model: verify the signature against the pinned
+    /// coordinator key, then refuse an older version, another run or another catalogue.
+    public static func verify(
+        _ signed: Signed, coordinatorKey: Signing.PublicKey, runID: String, latestVersion: Int?, catalogSize: Int
+    ) throws -> SegmentModel {
+        guard coordinatorKey.isValidSignature(signed.signature, for: signed.payload) else { throw VerificationError.badSignature }
+        guard let model = try? JSONDecoder().decode(SegmentModel.self, from: signed.payload) else { throw VerificationError.malformed }
+        guard model.runID == runID else { throw VerificationError.wrongRun(expected: runID, found: model.runID) }
+        if let latestVersion, model.version <= latestVersion { throw VerificationError.stale(version: model.version, latest: latestVersion) }
+        guard model.catalogSize == catalogSize else { throw VerificationError.catalogMismatch(expected: catalogSize, found: model.catalogSize) }
+        return model
+    }
+}
+
+/// Ranking on the client: the user's segment list, optionally blended with the cosine similarity
+/// between the user's embedding and each item's, minus what the user already has.
+public struct LocalRanker: Sendable {
+    public let model: SegmentModel
+    public let itemVectors: Matrix?
+    /// Weight of the cosine similarity in the blend (0: segment scores only).
+    public var blend: Double
+
+    public init(model: SegmentModel, itemVectors: Matrix? = nil, blend: Double = 0) {
+        self.model = model
+        self.itemVectors = itemVectors
+        self.blend = blend
+    }
+
+    /// Top `k` catalogue indices for a user in `segment` (nil: no segment, the global list).
+    public func recommend(segment: Int?, userVector: [Float]?, exclude: Set<Int>, k: Int = 10) -> [Int] {
+        let list = segment.flatMap { s in model.segments.first { $0.id == s } } ?? model.global
+        guard blend > 0, let itemVectors, let userVector else {
+            return Array(list.items.lazy.filter { !exclude.contains($0) }.prefix(k))
+        }
+        // Normalise segment scores to [0, 1] over the list, then blend with cosine.
+        let best = list.scores.first ?? 1
+        var scored: [(Int, Double)] = []
+        for (position, item) in list.items.enumerated() where !exclude.contains(item) {
+            let cosine = Double(BLAS.dot(userVector, itemVectors.row(item)))
+            scored.append((item, (1 - blend) * list.scores[position] / max(best, 1e-12) + blend * cosine))
+        }
+        return scored.sorted { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0 < $1.0 }.prefix(k).map(\.0)
+    }
+}
+
+/// Recall@K, NDCG@K (binary relevance) and catalogue coverage.
+public enum RankingMetrics {
+    public static func recall(_ recommended: [Int], relevant: Set<Int>, k: Int = 10) -> Double {
+        guard !relevant.isEmpty else { return 0 }
+        return Double(recommended.prefix(k).filter(relevant.contains).count) / Double(relevant.count)
+    }
+
+    public static func ndcg(_ recommended: [Int], relevant: Set<Int>, k: Int = 10) -> Double {
+        guard !relevant.isEmpty else { return 0 }
+        var dcg = 0.0
+        for (rank, item) in recommended.prefix(k).enumerated() where relevant.contains(item) { dcg += 1 / log2(Double(rank + 2)) }
+        let ideal = (0..<min(k, relevant.count)).reduce(0.0) { $0 + 1 / log2(Double($1 + 2)) }
+        return dcg / ideal
+    }
+
+    public static func coverage(_ lists: [[Int]], catalogSize: Int) -> Double {
+        guard catalogSize > 0 else { return 0 }
+        return Double(Set(lists.joined()).count) / Double(catalogSize)
+    }
+}

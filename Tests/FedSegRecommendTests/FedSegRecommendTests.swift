@@ -1,2 +1,0 @@
-// Tests for FedSegRecommend arrive with the issue that builds it.
-import FedSegRecommend

@@ -1,0 +1,118 @@
+import FedSegCrypto
+import FedSegMath
+import FedSegPrivacy
+import FedSegRecommend
+import Foundation
+import Testing
+
+private let catalog = ItemCatalog(ids: (0..<2000).map { "i\($0)" })
+
+@Suite("Recommendation statistics and models")
+struct RecommendTests {
+    @Test("a user with 1,000 items contributes at most m, distinct, and unknown items are dropped and counted")
+    func sensitivityBound() {
+        var rng = SeededRandom(seed: 1)
+        for m in [1, 5, 20] {
+            var histogram = SegmentHistogram(segments: 3, items: catalog.count)
+            let items = (0..<1000).map { "i\($0)" } + ["i5", "i5", "unknown-1", "unknown-2"]
+            histogram.add(userItems: items, segment: 2, catalog: catalog, maxItemsPerUser: m, using: &rng)
+            #expect(histogram.counts.reduce(0, +) == Double(m))
+            #expect(histogram.counts.allSatisfy { $0 == 0 || $0 == 1 })
+            #expect(histogram.counts[0..<(2 * catalog.count)].allSatisfy { $0 == 0 })
+            #expect(histogram.unknownItems == 2)
+            // L2 change of the whole release is √m: the sensitivity used for the noise.
+            #expect(abs(histogram.counts.reduce(0) { $0 + $1 * $1 }.squareRoot() - SegmentHistogram.sensitivity(maxItemsPerUser: m)) < 1e-12)
+        }
+    }
+
+    @Test("sampling without replacement is unbiased across a user's items")
+    func unbiasedSampling() {
+        var rng = SeededRandom(seed: 2)
+        var histogram = SegmentHistogram(segments: 1, items: catalog.count)
+        let items = (0..<10).map { "i\($0)" }
+        for _ in 0..<20_000 { histogram.add(userItems: items, segment: 0, catalog: catalog, maxItemsPerUser: 2, using: &rng) }
+        // Each of 10 items is kept with probability 1/5: 4,000 expected, sd ≈ 57.
+        for i in 0..<10 { #expect(abs(histogram.counts[i] - 4000) < 6 * 57) }
+    }
+
+    @Test("noise is integer with variance z²m")
+    func noiseCalibration() throws {
+        var histogram = SegmentHistogram(segments: 4, items: catalog.count)
+        try histogram.addNoise(noiseMultiplier: 2, maxItemsPerUser: 9, generator: SeededRandom(seed: 3))
+        #expect(histogram.counts.allSatisfy { $0 == $0.rounded() })
+        let n = Double(histogram.counts.count)
+        let variance = histogram.counts.reduce(0) { $0 + $1 * $1 } / n
+        #expect(abs(variance - 36) < 6 * 36 * (2 / n).squareRoot())
+    }
+
+    @Test("the recommendation release is charged like any other, and the ledger refuses it past the budget")
+    func ledgerCharge() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rec-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let ledger = try PrivacyLedger(path: dir.appendingPathComponent(PrivacyLedger.fileName).path)
+        try ledger.setBudget(.init(population: "users", epsilon: 2, delta: 1e-6))
+        let z = try Calibration.noiseMultiplier(epsilon: 2, delta: 1e-6, rounds: 1)
+        try ledger.charge(releaseID: "recommend", round: 9, mechanism: .init(kind: .discreteGaussian, noiseMultiplier: z), populations: ["users"])
+        #expect(abs(try ledger.spent(by: "users") - 2) < 1e-3)
+        #expect(throws: PrivacyLedger.Failure.self) {
+            try ledger.charge(releaseID: "again", round: 10, mechanism: .init(kind: .discreteGaussian, noiseMultiplier: z), populations: ["users"])
+        }
+    }
+
+    @Test("models clamp negative counts, shrink small segments towards the global list, and rank")
+    func build() {
+        var histogram = SegmentHistogram(segments: 2, items: 4)
+        histogram.counts = [10, 5, -3, 0, /* segment 1, tiny */ 0, 0, 0, 1]
+        let model = SegmentModel.build(from: histogram, runID: "r", version: 1, topN: 3, shrinkage: 10)
+        #expect(model.segments[0].items == [0, 1, 3])
+        #expect(model.segments[0].scores.allSatisfy { $0 >= 0 })
+        // Segment 1 has one count: the global order (0, 1, …) dominates after its own item.
+        #expect(model.segments[1].items.first == 0)
+        #expect(model.global.items == [0, 1, 3])
+    }
+
+    @Test("clients accept only correctly signed, newer models of their run and catalogue")
+    func signingAndVersions() throws {
+        let coordinator = Signing.PrivateKey()
+        let mallory = Signing.PrivateKey()
+        var histogram = SegmentHistogram(segments: 1, items: 3)
+        histogram.counts = [1, 2, 3]
+        let model = SegmentModel.build(from: histogram, runID: "run-1", version: 2)
+        let signed = try model.signed(with: coordinator)
+        #expect(try SegmentModel.verify(signed, coordinatorKey: coordinator.publicKey, runID: "run-1", latestVersion: 1, catalogSize: 3) == model)
+        #expect(throws: SegmentModel.VerificationError.badSignature) {
+            try SegmentModel.verify(signed, coordinatorKey: mallory.publicKey, runID: "run-1", latestVersion: nil, catalogSize: 3)
+        }
+        var tampered = signed
+        tampered.payload[tampered.payload.startIndex + 5] ^= 1
+        #expect(throws: SegmentModel.VerificationError.badSignature) {
+            try SegmentModel.verify(tampered, coordinatorKey: coordinator.publicKey, runID: "run-1", latestVersion: nil, catalogSize: 3)
+        }
+        #expect(throws: SegmentModel.VerificationError.stale(version: 2, latest: 2)) {
+            try SegmentModel.verify(signed, coordinatorKey: coordinator.publicKey, runID: "run-1", latestVersion: 2, catalogSize: 3)
+        }
+        #expect(throws: SegmentModel.VerificationError.wrongRun(expected: "run-2", found: "run-1")) {
+            try SegmentModel.verify(signed, coordinatorKey: coordinator.publicKey, runID: "run-2", latestVersion: nil, catalogSize: 3)
+        }
+        #expect(throws: SegmentModel.VerificationError.catalogMismatch(expected: 4, found: 3)) {
+            try SegmentModel.verify(signed, coordinatorKey: coordinator.publicKey, runID: "run-1", latestVersion: nil, catalogSize: 4)
+        }
+    }
+
+    @Test("ranking drops owned items; blending reorders by similarity; metrics are right")
+    func rankingAndMetrics() {
+        var histogram = SegmentHistogram(segments: 1, items: 4)
+        histogram.counts = [40, 30, 20, 10]
+        let model = SegmentModel.build(from: histogram, runID: "r", version: 1, shrinkage: 0)
+        #expect(LocalRanker(model: model).recommend(segment: 0, userVector: nil, exclude: [0], k: 2) == [1, 2])
+        let items = Matrix(rowVectors: [[1, 0], [1, 0], [0, 1], [1, 0]])
+        let blended = LocalRanker(model: model, itemVectors: items, blend: 0.9)
+        #expect(blended.recommend(segment: 0, userVector: [0, 1], exclude: [], k: 1) == [2])
+        #expect(LocalRanker(model: model).recommend(segment: nil, userVector: nil, exclude: [], k: 1) == [0])
+        #expect(RankingMetrics.recall([1, 2, 3], relevant: [2, 9], k: 3) == 0.5)
+        #expect(abs(RankingMetrics.ndcg([2, 1], relevant: [2], k: 2) - 1) < 1e-12)
+        #expect(abs(RankingMetrics.ndcg([1, 2], relevant: [2], k: 2) - 1 / log2(3)) < 1e-12)
+        #expect(RankingMetrics.coverage([[0, 1], [1, 2]], catalogSize: 4) == 0.75)
+    }
+}
