@@ -21,16 +21,24 @@ public struct SegmentModel: Codable, Sendable, Equatable {
     /// The global ranking (for users without a segment).
     public var global: Segment
 
-    /// Builds the model from a histogram. `shrinkage` is λ, in users' worth of counts.
+    /// Builds the model from a histogram whose counts carry Gaussian noise of standard deviation
+    /// `noiseStd` each (0 for exact counts).
+    ///
+    /// Each segment's counts are shrunk towards what the global distribution predicts for it,
+    /// n_s·p(i), by an empirical-Bayes weight w_s = V_s / (V_s + σ²), where V_s is the segment's
+    /// excess variance around that prediction (its signal): where noise swamps a segment's
+    /// signal the model falls back to global popularity instead of ranking noise. `shrinkage` (λ)
+    /// additionally pulls small segments towards the global list: score = (ĉ + λp)/(n + λ).
     public static func build(
-        from histogram: SegmentHistogram, runID: String, version: Int, topN: Int = 100, shrinkage: Double = 50
+        from histogram: SegmentHistogram, runID: String, version: Int, topN: Int = 100, shrinkage: Double = 50,
+        noiseStd: Double = 0
     ) -> SegmentModel {
         let items = histogram.items
         var global = [Double](repeating: 0, count: items)
-        var clamped = histogram.counts.map { max(0, $0) }
         for s in 0..<histogram.segments {
-            for i in 0..<items { global[i] += clamped[s * items + i] }
+            for i in 0..<items { global[i] += histogram.counts[s * items + i] }
         }
+        global = global.map { max(0, $0) }
         let globalTotal = max(global.reduce(0, +), 1e-12)
         let globalShare = global.map { $0 / globalTotal }
         func top(_ scores: [Double], id: Int) -> Segment {
@@ -38,14 +46,26 @@ public struct SegmentModel: Codable, Sendable, Equatable {
             return Segment(id: id, items: Array(order), scores: order.map { scores[$0] })
         }
         var segments: [Segment] = []
+        let noiseVariance = noiseStd * noiseStd
         for s in 0..<histogram.segments {
-            let row = s * items..<(s + 1) * items
-            let total = clamped[row].reduce(0, +)
+            let row = Array(histogram.counts[s * items..<(s + 1) * items])
+            let total = max(0, row.reduce(0, +))
+            var residualVariance = 0.0
+            for i in 0..<items {
+                let diff = row[i] - total * globalShare[i]
+                residualVariance += diff * diff
+            }
+            residualVariance /= Double(max(1, items))
+            let signal = max(0, residualVariance - noiseVariance)
+            let weight = signal + noiseVariance > 0 ? signal / (signal + noiseVariance) : 1
             var scores = [Double](repeating: 0, count: items)
-            for i in 0..<items { scores[i] = (clamped[s * items + i] + shrinkage * globalShare[i]) / (total + shrinkage) }
+            for i in 0..<items {
+                let predicted = total * globalShare[i]
+                let estimate = max(0, predicted + weight * (row[i] - predicted))
+                scores[i] = (estimate + shrinkage * globalShare[i]) / (total + shrinkage)
+            }
             segments.append(top(scores, id: s))
         }
-        clamped.removeAll()
         return SegmentModel(runID: runID, version: version, catalogSize: items, segments: segments, global: top(globalShare, id: -1))
     }
 

@@ -224,8 +224,10 @@ public struct InProcessFederation: Sendable {
         if c.mode == "central" {
             try released.addNoise(noiseMultiplier: recommendationNoise, maxItemsPerUser: c.maxItemsPerUser, generator: SecureRandom())
         }
+        let copies = c.mode == "central" ? 1.0 : Double(clientCount)
+        let releasedNoiseStd = recommendationNoise * SegmentHistogram.sensitivity(maxItemsPerUser: c.maxItemsPerUser) * copies.squareRoot()
         let recommendation = Self.evaluate(
-            exact: exact, released: released, labels: labels, centroids: result.centroids, points: points, textVectors: textVectors,
+            exact: exact, released: released, releasedNoiseStd: releasedNoiseStd, labels: labels, centroids: result.centroids, points: points, textVectors: textVectors,
             users: dataset.users, training: training, heldOut: heldOut, coldStart: coldStart, itemRow: itemRow, itemVectors: itemVectors
         )
         // Clustering quality over the users that took part (cold-start users are new, not clustered).
@@ -263,7 +265,7 @@ public struct InProcessFederation: Sendable {
     /// Recall@10, NDCG@10 and coverage for global popularity, non-private and private segment
     /// models and the blended local ranking; cold-start users are placed by their text alone.
     static func evaluate(
-        exact: SegmentHistogram, released: SegmentHistogram, labels: [Int32], centroids: Matrix, points: Matrix, textVectors: Matrix,
+        exact: SegmentHistogram, released: SegmentHistogram, releasedNoiseStd: Double, labels: [Int32], centroids: Matrix, points: Matrix, textVectors: Matrix,
         users: [Dataset.User], training: [[String]], heldOut: [Set<Int>], coldStart: [Bool], itemRow: [String: Int], itemVectors: Matrix
     ) -> [RecommendationRow] {
         // Global popularity from the exact training interactions: the strongest form of the baseline.
@@ -271,7 +273,7 @@ public struct InProcessFederation: Sendable {
         for s in 0..<exact.segments { for i in 0..<exact.items { popularity.counts[i] += exact.counts[s * exact.items + i] } }
         let popular = SegmentModel.build(from: popularity, runID: "eval", version: 1)
         let nonPrivate = SegmentModel.build(from: exact, runID: "eval", version: 1)
-        let privateModel = SegmentModel.build(from: released, runID: "eval", version: 1)
+        let privateModel = SegmentModel.build(from: released, runID: "eval", version: 1, noiseStd: releasedNoiseStd)
         let coldLabels = KMeans.assign(textVectors, to: centroids)
         let rankers: [(String, LocalRanker, Bool)] = [
             ("popularity", LocalRanker(model: popular), false),

@@ -116,3 +116,31 @@ struct RecommendTests {
         #expect(RankingMetrics.coverage([[0, 1], [1, 2]], catalogSize: 4) == 0.75)
     }
 }
+
+@Suite("Noise-aware segment models")
+struct NoiseAwareModelTests {
+    @Test("when noise swamps a segment's signal the model falls back to the global ranking")
+    func fallback() throws {
+        // Two segments with the same true preferences (no segment signal), heavy noise.
+        let items = 500
+        var histogram = SegmentHistogram(segments: 2, items: items)
+        for s in 0..<2 { for i in 0..<items { histogram.counts[s * items + i] = Double(max(0, 60 - i)) } }
+        try histogram.addNoise(noiseMultiplier: 4, maxItemsPerUser: 16, generator: SeededRandom(seed: 8))  // σ = 16
+        let aware = SegmentModel.build(from: histogram, runID: "r", version: 1, topN: 10, noiseStd: 16)
+        let naive = SegmentModel.build(from: histogram, runID: "r", version: 1, topN: 10)
+        let truth = Set(0..<10)
+        let awareHits = aware.segments.map { Set($0.items).intersection(truth).count }.reduce(0, +)
+        let naiveHits = naive.segments.map { Set($0.items).intersection(truth).count }.reduce(0, +)
+        #expect(awareHits >= naiveHits)
+        #expect(aware.segments[0].items == aware.global.items)
+    }
+
+    @Test("with exact counts and strong segment signal the model keeps each segment's own ranking")
+    func keepsSignal() {
+        var histogram = SegmentHistogram(segments: 2, items: 4)
+        histogram.counts = [100, 0, 0, 0, 0, 0, 0, 100]
+        let model = SegmentModel.build(from: histogram, runID: "r", version: 1, topN: 1, shrinkage: 0, noiseStd: 1)
+        #expect(model.segments[0].items == [0])
+        #expect(model.segments[1].items == [3])
+    }
+}
