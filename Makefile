@@ -4,7 +4,9 @@ BENCH_SUITES ?= gemm kmeans embed
 
 DEMO_DIR ?= .demo
 
-.PHONY: all setup build test demo demo-synthetic bench clean
+PROTOC_SCRATCH ?= .build-protoc
+
+.PHONY: all setup build test demo demo-synthetic bench proto clean
 
 all: build
 
@@ -40,6 +42,15 @@ demo-synthetic: setup
 bench: setup
 	cd Benchmarks && $(SWIFT) build -c release
 	@for suite in $(BENCH_SUITES); do echo "== $$suite"; Benchmarks/.build/release/fedseg-bench $$suite || exit 1; done
+
+# Regenerates the committed Swift code from Protos/ (needs protoc: apt-get install protobuf-compiler).
+proto:
+	@command -v protoc >/dev/null || { echo "proto: protoc missing: apt-get install protobuf-compiler" >&2; exit 1; }
+	$(SWIFT) package resolve
+	$(SWIFT) build -c release --package-path .build/checkouts/swift-protobuf --product protoc-gen-swift --scratch-path $(PROTOC_SCRATCH)
+	mkdir -p Sources/FedSegProtocol/Generated
+	protoc --plugin=protoc-gen-swift=$(PROTOC_SCRATCH)/release/protoc-gen-swift --swift_out=Sources/FedSegProtocol/Generated \
+		--swift_opt=Visibility=Public --proto_path=Protos Protos/fedseg/v1/*.proto
 
 clean:
 	rm -rf .build Benchmarks/.build $(DEMO_DIR)

@@ -9,6 +9,7 @@ let swiftSettings: [SwiftSetting] = [
 
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 let grdb = Target.Dependency.product(name: "GRDB", package: "GRDB.swift")
+let swiftProtobuf = Target.Dependency.product(name: "SwiftProtobuf", package: "swift-protobuf")
 
 let package = Package(
     name: "FedSeg",
@@ -32,6 +33,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
     ],
     targets: [
         // C layers. Only FedSegMath (BLAS, RNG stream) and FedSegCrypto import these.
@@ -61,7 +63,7 @@ let package = Package(
         ),
         .target(
             name: "FedSegProtocol",
-            dependencies: ["FedSegMath", "FedSegCrypto"],
+            dependencies: ["FedSegMath", "FedSegCrypto", swiftProtobuf],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -148,7 +150,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FedSegProtocolTests",
-            dependencies: ["FedSegProtocol", "FedSegTestSupport"],
+            dependencies: ["FedSegProtocol", "FedSegCrypto", "FedSegMath", "FedSegTestSupport", swiftProtobuf],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,1 +1,0 @@
-// FedSegProtocol: see DESIGN.md's layout table; filled by its issue.

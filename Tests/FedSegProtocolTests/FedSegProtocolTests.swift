@@ -1,2 +1,0 @@
-// Tests for FedSegProtocol arrive with the issue that builds it.
-import FedSegProtocol
