@@ -6,7 +6,9 @@ DEMO_DIR ?= .demo
 
 PROTOC_SCRATCH ?= .build-protoc
 
-.PHONY: all setup build test demo demo-synthetic bench proto clean
+FUZZ_SECONDS ?= 600
+
+.PHONY: all setup build test demo demo-synthetic bench proto fuzz clean
 
 all: build
 
@@ -51,6 +53,14 @@ proto:
 	mkdir -p Sources/FedSegProtocol/Generated
 	protoc --plugin=protoc-gen-swift=$(PROTOC_SCRATCH)/release/protoc-gen-swift --swift_out=Sources/FedSegProtocol/Generated \
 		--swift_opt=Visibility=Public --proto_path=Protos Protos/fedseg/v1/*.proto
+
+# libFuzzer over the wire decoder, field validation and the envelope opener (Fuzz/), seeded
+# from Fuzz/Corpus; new inputs go to .fuzz-corpus, crashes to .fuzz-artifacts.
+fuzz: setup
+	cd Fuzz && $(SWIFT) build -c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -use-ld=lld
+	mkdir -p .fuzz-corpus .fuzz-artifacts
+	Fuzz/.build/release/fedseg-fuzz .fuzz-corpus Fuzz/Corpus -max_total_time=$(FUZZ_SECONDS) -timeout=5 \
+		-artifact_prefix=.fuzz-artifacts/
 
 clean:
 	rm -rf .build Benchmarks/.build $(DEMO_DIR)
