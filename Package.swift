@@ -63,7 +63,7 @@ let package = Package(
         ),
         .target(
             name: "FedSegProtocol",
-            dependencies: ["FedSegMath", "FedSegCrypto", swiftProtobuf],
+            dependencies: ["FedSegMath", "FedSegCrypto", swiftProtobuf, grdb],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -116,7 +116,7 @@ let package = Package(
         .executableTarget(
             name: "fedseg",
             dependencies: [
-                "FedSegMath", "FedSegCrypto", "FedSegEmbedding", "FedSegClustering", "FedSegPrivacy",
+                "FedSegMath", "FedSegCrypto", "FedSegEmbedding", "FedSegClustering", "FedSegPrivacy", "FedSegProtocol",
                 argumentParser,
             ],
             swiftSettings: swiftSettings
@@ -150,7 +150,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FedSegProtocolTests",
-            dependencies: ["FedSegProtocol", "FedSegCrypto", "FedSegMath", "FedSegTestSupport", swiftProtobuf],
+            dependencies: ["FedSegProtocol", "FedSegCrypto", "FedSegMath", "FedSegTestSupport", swiftProtobuf, grdb],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,0 +1,145 @@
+import FedSegCrypto
+import FedSegMath
+import Foundation
+import GRDB
+
+/// Who may send updates: one-time, expiring enrollment tokens (stored only as SHA-256 hashes),
+/// enrolled clients with their public keys and status, and the (client, round, kind) triples
+/// already accepted, so a replay is refused. SQLite through GRDB; the coordinator's database.
+public final class ClientRegistry: Sendable {
+    public let database: any DatabaseWriter
+
+    public struct Client: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+        public static let databaseTableName = "clients"
+        public var id: String
+        public var signingKey: Data
+        public var kxKey: Data
+        public var status: String  // "active" or "revoked"
+        public var enrolledAt: Double
+
+        enum CodingKeys: String, CodingKey {
+            case id, status
+            case signingKey = "signing_key"
+            case kxKey = "kx_key"
+            case enrolledAt = "enrolled_at"
+        }
+    }
+
+    public enum Failure: Error, Equatable, CustomStringConvertible {
+        case badToken
+        case tokenExpired
+        case tokenUsed
+        case clientExists(String)
+        case unknownClient(String)
+        case invalid(String)
+
+        public var description: String {
+            switch self {
+            case .badToken: "enrollment token is not valid"
+            case .tokenExpired: "enrollment token has expired"
+            case .tokenUsed: "enrollment token was already used"
+            case .clientExists(let id): "client \(id) is already enrolled"
+            case .unknownClient(let id): "no client \(id)"
+            case .invalid(let why): why
+            }
+        }
+    }
+
+    public static let fileName = "registry.sqlite"
+
+    public convenience init(path: String) throws {
+        try self.init(database: DatabasePool(path: path))
+    }
+
+    public init(database: any DatabaseWriter) throws {
+        self.database = database
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("client-registry-v1") { db in
+            try db.create(table: "enrollment_tokens") { t in
+                t.column("hash", .text).primaryKey()
+                t.column("expires_at", .double).notNull()
+                t.column("used_at", .double)
+                t.column("used_by", .text)
+            }
+            try db.create(table: Client.databaseTableName) { t in
+                t.column("id", .text).primaryKey()
+                t.column("signing_key", .blob).notNull()
+                t.column("kx_key", .blob).notNull()
+                t.column("status", .text).notNull()
+                t.column("enrolled_at", .double).notNull()
+            }
+            try db.create(table: "accepted_messages") { t in
+                t.column("client_id", .text).notNull()
+                t.column("round", .integer).notNull()
+                t.column("kind", .integer).notNull()
+                t.column("accepted_at", .double).notNull()
+                t.primaryKey(["client_id", "round", "kind"])
+            }
+        }
+        try migrator.migrate(database)
+    }
+
+    /// A new one-time token, valid for `lifetime` seconds. Only its hash is stored.
+    public func createToken(lifetime: TimeInterval = 3600, now: Date = Date()) throws -> String {
+        var bytes = [UInt8](repeating: 0, count: 32)
+        bytes.withUnsafeMutableBytes { SecureRandom.fill($0) }
+        let token = bytes.hexString
+        try database.write { db in
+            try db.execute(
+                sql: "INSERT INTO enrollment_tokens (hash, expires_at) VALUES (?, ?)",
+                arguments: [Self.hash(token), now.timeIntervalSince1970 + lifetime]
+            )
+        }
+        return token
+    }
+
+    /// Enrolls with a token (validated request); the token is spent in the same transaction.
+    public func enroll(_ request: Fedseg_V1_EnrollRequest, now: Date = Date()) throws {
+        try request.validate()
+        try database.write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT expires_at, used_at FROM enrollment_tokens WHERE hash = ?", arguments: [Self.hash(request.token)]) else {
+                throw Failure.badToken
+            }
+            guard (row["used_at"] as Double?) == nil else { throw Failure.tokenUsed }
+            guard (row["expires_at"] as Double) > now.timeIntervalSince1970 else { throw Failure.tokenExpired }
+            guard try Client.fetchOne(db, key: request.clientID) == nil else { throw Failure.clientExists(request.clientID) }
+            try Client(
+                id: request.clientID, signingKey: request.signingPublicKey, kxKey: request.kxPublicKey, status: "active",
+                enrolledAt: now.timeIntervalSince1970
+            ).insert(db)
+            try db.execute(
+                sql: "UPDATE enrollment_tokens SET used_at = ?, used_by = ? WHERE hash = ?",
+                arguments: [now.timeIntervalSince1970, request.clientID, Self.hash(request.token)]
+            )
+        }
+    }
+
+    /// The operator adds a client's public keys directly (no token).
+    public func add(id: String, signingKey: Signing.PublicKey, kxKey: KeyAgreement.PublicKey, now: Date = Date()) throws {
+        guard !id.isEmpty, id.utf8.count <= 64 else { throw Failure.invalid("client id must be 1 to 64 bytes") }
+        try database.write { db in
+            guard try Client.fetchOne(db, key: id) == nil else { throw Failure.clientExists(id) }
+            try Client(id: id, signingKey: Data(signingKey.bytes), kxKey: Data(kxKey.bytes), status: "active", enrolledAt: now.timeIntervalSince1970).insert(db)
+        }
+    }
+
+    /// Revocation applies to the next message: every intake looks the status up.
+    public func revoke(id: String) throws {
+        try database.write { db in
+            guard var client = try Client.fetchOne(db, key: id) else { throw Failure.unknownClient(id) }
+            client.status = "revoked"
+            try client.update(db)
+        }
+    }
+
+    public func clients() throws -> [Client] {
+        try database.read { db in try Client.order(Column("id")).fetchAll(db) }
+    }
+
+    public func client(_ id: String) throws -> Client? {
+        try database.read { db in try Client.fetchOne(db, key: id) }
+    }
+
+    static func hash(_ token: String) -> String { SHA256.hash(Data(token.utf8)).hex }
+}
+
