@@ -80,19 +80,7 @@ public enum Envelope {
     ) throws -> [UInt8] {
         Sodium.ensureInitialized()
         let associatedData = try header.encoded()
-        let key = SecureBytes(count: Int(crypto_kx_SESSIONKEYBYTES))
-        let receive = SecureBytes(count: Int(crypto_kx_SESSIONKEYBYTES))
-        let status = key.withUnsafeMutableBytes { tx in
-            receive.withUnsafeMutableBytes { rx in
-                sender.withSecret { secret in
-                    crypto_kx_client_session_keys(
-                        rx.bindMemory(to: UInt8.self).baseAddress!, tx.bindMemory(to: UInt8.self).baseAddress!,
-                        sender.publicKey.bytes, secret, recipient.bytes
-                    )
-                }
-            }
-        }
-        guard status == 0 else { throw CryptoError.decryptionFailed }
+        guard let key = sessionKey(asClient: true, own: sender, peer: recipient) else { throw CryptoError.decryptionFailed }
         var nonce = [UInt8](repeating: 0, count: nonceLength)
         randombytes_buf(&nonce, nonceLength)
         var ciphertext = [UInt8](repeating: 0, count: plaintext.count + tagLength)
@@ -112,19 +100,7 @@ public enum Envelope {
         limit: Int = 1 << 24
     ) throws -> (header: Header, plaintext: [UInt8]) {
         let (header, headerEnd) = try peek(bytes, limit: limit)
-        let key = SecureBytes(count: Int(crypto_kx_SESSIONKEYBYTES))
-        let transmit = SecureBytes(count: Int(crypto_kx_SESSIONKEYBYTES))
-        let status = key.withUnsafeMutableBytes { rx in
-            transmit.withUnsafeMutableBytes { tx in
-                recipient.withSecret { secret in
-                    crypto_kx_server_session_keys(
-                        rx.bindMemory(to: UInt8.self).baseAddress!, tx.bindMemory(to: UInt8.self).baseAddress!,
-                        recipient.publicKey.bytes, secret, senderPublicKey.bytes
-                    )
-                }
-            }
-        }
-        guard status == 0 else { throw EnvelopeError.decryptionFailed }
+        guard let key = sessionKey(asClient: false, own: recipient, peer: senderPublicKey) else { throw EnvelopeError.decryptionFailed }
         let associatedData = Array(bytes[0..<headerEnd])
         let nonce = Array(bytes[headerEnd..<headerEnd + nonceLength])
         let ciphertext = Array(bytes[(headerEnd + nonceLength)...])
@@ -138,5 +114,26 @@ public enum Envelope {
         }
         guard result == 0 else { throw EnvelopeError.decryptionFailed }
         return (header, Array(plaintext[0..<Int(written)]))
+    }
+
+    /// The client → coordinator key: the client's `tx`, which is the coordinator's `rx`.
+    private static func sessionKey(
+        asClient: Bool, own: borrowing KeyAgreement.PrivateKey, peer: KeyAgreement.PublicKey
+    ) -> SecureBytes? {
+        let upstream = SecureBytes(count: Int(crypto_kx_SESSIONKEYBYTES))
+        let downstream = SecureBytes(count: Int(crypto_kx_SESSIONKEYBYTES))
+        let status = upstream.withUnsafeMutableBytes { up in
+            downstream.withUnsafeMutableBytes { down in
+                own.withSecret { secret -> Int32 in
+                    let upKey = up.bindMemory(to: UInt8.self).baseAddress!
+                    let downKey = down.bindMemory(to: UInt8.self).baseAddress!
+                    return asClient
+                        ? crypto_kx_client_session_keys(downKey, upKey, own.publicKey.bytes, secret, peer.bytes)
+                        : crypto_kx_server_session_keys(upKey, downKey, own.publicKey.bytes, secret, peer.bytes)
+                }
+            }
+        }
+        guard status == 0 else { return nil }
+        return upstream
     }
 }
