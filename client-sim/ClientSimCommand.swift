@@ -92,6 +92,12 @@ struct ClientSimCommand: AsyncParsableCommand {
         @Option(name: .long, help: "Seed for partitioning and K-means starts (noise always comes from the OS CSPRNG).")
         var seed: UInt64 = 1
 
+        @Option(name: .long, help: "Embedding cache directory (default: $FEDSEG_CACHE/embeddings).")
+        var cacheDir: String?
+
+        @Flag(name: .long, help: "Embed everything again instead of using the cache.")
+        var noCache = false
+
         func validate() throws {
             guard clients >= 1, k >= 1 else { throw ValidationError("--clients and --k must be positive") }
             guard ["local", "central"].contains(privacyMode) else { throw ValidationError("--privacy-mode must be local or central") }
@@ -104,10 +110,16 @@ struct ClientSimCommand: AsyncParsableCommand {
 
         func run() throws {
             let dataset = try Dataset.load(from: URL(fileURLWithPath: data, isDirectory: true))
-            let federation = InProcessFederation(configuration: .init(
+            var configuration = InProcessFederation.Configuration(
                 clients: clients, k: k, epsilon: epsilon, delta: delta, mode: privacyMode,
                 embedder: EmbedderChoice(rawValue: embedder)!, seed: seed, stateDirectory: URL(fileURLWithPath: stateDir, isDirectory: true)
-            ))
+            )
+            if !noCache {
+                configuration.cacheDirectory = cacheDir.map { URL(fileURLWithPath: $0, isDirectory: true) }
+                    ?? MiniLMModelFiles.defaultLocation().directory.deletingLastPathComponent().deletingLastPathComponent()
+                        .appendingPathComponent("embeddings", isDirectory: true)
+            }
+            let federation = InProcessFederation(configuration: configuration)
             let result = try federation.run(dataset: dataset) { FileHandle.standardError.write(Data(("client-sim: " + $0 + "\n").utf8)) }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -28,6 +28,8 @@ public struct InProcessFederation: Sendable {
         public var holdoutFraction: Double = 0.2
         /// Fraction of users treated as new (cold start): all their interactions held out.
         public var coldStartFraction: Double = 0.1
+        /// Where embeddings are remembered between runs (nil: no cache).
+        public var cacheDirectory: URL?
 
         public init(
             clients: Int, k: Int, epsilon: Double, delta: Double, mode: String, embedder: EmbedderChoice, seed: UInt64,
@@ -97,8 +99,9 @@ public struct InProcessFederation: Sendable {
         let clock = ContinuousClock()
         let started = clock.now
         let c = configuration
-        let (embedder, warning) = c.embedder.make()
+        let (model, warning) = c.embedder.make()
         if let warning { log("warning: \(warning)") }
+        let embedder: any Embedder = try c.cacheDirectory.map { try CachingEmbedder(base: model, directory: $0) } ?? model
         // Items are public: embed each once. A user's vector pools their own texts' embedding with
         // the embeddings of the items they liked (unit-normalised mean).
         log("embedding \(dataset.items.count) items and \(dataset.users.count) users with \(embedder.identifier)")

@@ -109,3 +109,56 @@ struct MiniLMEdgeCaseTests {
         #expect(result.rows == 0 && result.cols == 384)
     }
 }
+
+/// Counts what reaches the wrapped embedder.
+final class CountingEmbedder: Embedder, @unchecked Sendable {
+    let inner = HashingEmbedder(dimension: 16, seed: 3)
+    var calls = 0
+    var texts = 0
+    var identifier: String { inner.identifier }
+    var dimension: Int { inner.dimension }
+    func embed(_ texts: [String]) throws -> Matrix {
+        calls += 1
+        self.texts += texts.count
+        return try inner.embed(texts)
+    }
+}
+
+@Suite("Embedding cache")
+struct CachingEmbedderTests {
+    @Test("second embedding of the same texts is served from disk, across restarts, identical")
+    func cache() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cache-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let counting = CountingEmbedder()
+        let cache = try CachingEmbedder(base: counting, directory: dir)
+        let first = try cache.embed(["a b c", "hiking boots", "a b c"])
+        #expect(counting.texts == 2)  // the duplicate is embedded once
+        let again = try cache.embed(["hiking boots", "a b c"])
+        #expect(counting.calls == 1)
+        #expect(again.row(0) == first.row(1) && again.row(1) == first.row(0))
+        let restarted = try CachingEmbedder(base: counting, directory: dir)
+        #expect(restarted.count == 2)
+        _ = try restarted.embed(["a b c", "new text"])
+        #expect(counting.texts == 3)
+        #expect(try restarted.embed(["a b c"]).row(0) == first.row(0))
+    }
+
+    @Test("a torn last record is ignored and overwritten")
+    func tornRecord() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cache-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let counting = CountingEmbedder()
+        let cache = try CachingEmbedder(base: counting, directory: dir)
+        _ = try cache.embed(["one", "two"])
+        let handle = try FileHandle(forWritingTo: cache.file)
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data([1, 2, 3, 4, 5]))
+        try handle.close()
+        let reopened = try CachingEmbedder(base: counting, directory: dir)
+        #expect(reopened.count == 2)
+        _ = try reopened.embed(["three"])
+        let size = try FileManager.default.attributesOfItem(atPath: cache.file.path)[.size] as? Int
+        #expect(size == 3 * (16 + 4 * 16))
+    }
+}

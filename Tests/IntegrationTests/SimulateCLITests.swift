@@ -14,6 +14,7 @@ struct SimulateCLITests {
         let run = try Executables.run("client-sim", [
             "simulate", "--data", data.path, "--clients", "5", "--k", "4", "--epsilon", "8", "--privacy-mode", "local",
             "--embedder", "hashing", "--state-dir", state.path, "--report", report.path,
+            "--cache-dir", base.appendingPathComponent("cache").path,
         ])
         #expect(run.status == 0, "\(run.stderr)")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any])
@@ -41,7 +42,10 @@ struct SimulateCLITests {
         let spentB = ((b?["populations"] as? [[String: Any]])?.first?["epsilon_spent"] as? Double)
         #expect(spentA != nil && spentA == spentB)
         // A second run into the same state directory is refused rather than double-charging.
-        let again = try Executables.run("client-sim", ["simulate", "--data", data.path, "--embedder", "hashing", "--state-dir", state.path])
+        let again = try Executables.run("client-sim", ["simulate", "--data", data.path, "--embedder", "hashing", "--state-dir", state.path, "--no-cache"])
         #expect(again.status == 64)
+        // The embedding cache was written and serves a rerun into a fresh state directory.
+        let cached = try FileManager.default.contentsOfDirectory(atPath: base.appendingPathComponent("cache").path)
+        #expect(cached.count == 1 && cached[0].hasSuffix(".vectors"))
     }
 }
