@@ -212,7 +212,7 @@ public struct InProcessFederation: Sendable {
         var exact = SegmentHistogram(segments: c.k, items: catalog.count)
         var released = SegmentHistogram(segments: c.k, items: catalog.count)
         var sampling = SecureRandom()
-        for (index, group) in members.enumerated() {
+        for group in members {
             var local = SegmentHistogram(segments: c.k, items: catalog.count)
             for u in group {
                 local.add(userItems: training[u], segment: Int(labels[u]), catalog: catalog, maxItemsPerUser: c.maxItemsPerUser, using: &sampling)
@@ -222,7 +222,6 @@ public struct InProcessFederation: Sendable {
                 try local.addNoise(noiseMultiplier: recommendationNoise, maxItemsPerUser: c.maxItemsPerUser, generator: SecureRandom())
             }
             released.merge(local)
-            _ = index
         }
         if c.mode == "central" {
             try released.addNoise(noiseMultiplier: recommendationNoise, maxItemsPerUser: c.maxItemsPerUser, generator: SecureRandom())
