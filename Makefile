@@ -7,6 +7,7 @@ DEMO_DIR ?= .demo
 PROTOC_SCRATCH ?= .build-protoc
 
 FUZZ_SECONDS ?= 600
+FUZZ_FLAGS = -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -use-ld=lld
 
 .PHONY: all setup build test demo demo-synthetic bench proto fuzz clean
 
@@ -42,7 +43,8 @@ demo-synthetic: setup
 	.build/release/fedseg privacy audit --state-dir $(DEMO_DIR)/planted-state
 
 bench: setup
-	cd Benchmarks && $(SWIFT) build -c release
+	@# A nested package keeps a stale list of the root package's files; rebuild clean if it trips.
+	cd Benchmarks && ($(SWIFT) build -c release || ($(SWIFT) package clean && $(SWIFT) build -c release))
 	@for suite in $(BENCH_SUITES); do echo "== $$suite"; Benchmarks/.build/release/fedseg-bench $$suite || exit 1; done
 
 # Regenerates the committed Swift code from Protos/ (needs protoc: apt-get install protobuf-compiler).
@@ -57,7 +59,7 @@ proto:
 # libFuzzer over the wire decoder, field validation and the envelope opener (Fuzz/), seeded
 # from Fuzz/Corpus; new inputs go to .fuzz-corpus, crashes to .fuzz-artifacts.
 fuzz: setup
-	cd Fuzz && $(SWIFT) build -c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -use-ld=lld
+	cd Fuzz && ($(SWIFT) build -c release $(FUZZ_FLAGS) || ($(SWIFT) package clean && $(SWIFT) build -c release $(FUZZ_FLAGS)))
 	mkdir -p .fuzz-corpus .fuzz-artifacts
 	Fuzz/.build/release/fedseg-fuzz .fuzz-corpus Fuzz/Corpus -max_total_time=$(FUZZ_SECONDS) -timeout=5 \
 		-artifact_prefix=.fuzz-artifacts/

@@ -1,14 +1,17 @@
-/// The error function to within 3e-7 (Abramowitz & Stegun 7.1.28), in plain arithmetic so the
-/// compiler vectorises the GELU loop. libm's `erff` is a call per element and took a quarter of
-/// the encoder's time (measured: 227 vs 285 sentences/s without it); 3e-7 is at the level of Float
-/// rounding of the activations it is applied to. A test bounds the difference from `erf`.
+/// The error function in plain Float arithmetic (Abramowitz & Stegun 7.1.28: 1 − (1 + a1·x + …
+/// + a6·x⁶)^−16, formula error 3e-7), so the compiler vectorises the GELU loop 16 lanes wide.
+///
+/// Measured: libm's `erff`, a call per element, took a quarter of the encoder's time (227 vs 285
+/// sentences/s without it); this formula in Double brought it to ~286, in Float to ~309. In Float
+/// the 16th power turns rounding into at most 2e-6 of absolute error (a test bounds it against
+/// libm's erf): GELU's error is then at most ~1e-6·|x|, the Float rounding of the activation
+/// itself, and embeddings stay within 3e-7 of sentence-transformers (the reference test).
 enum VectorErf {
     @inline(__always)
     static func erf(_ value: Float) -> Float {
-        // Double inside: the 16th power multiplies Float's relative error by 16.
-        let x = Double(min(abs(value), 10))
+        let x = min(abs(value), 10)
         // 1 + a1 x + … + a6 x^6 by Horner.
-        var p: Double = 0.0000430638
+        var p: Float = 0.0000430638
         p = p * x + 0.0002765672
         p = p * x + 0.0001520143
         p = p * x + 0.0092705272
@@ -20,7 +23,7 @@ enum VectorErf {
         r *= r  // ^4
         r *= r  // ^8
         r *= r  // ^16
-        let magnitude = Float(1 - r)
+        let magnitude = 1 - r
         return value < 0 ? -magnitude : magnitude
     }
 }
