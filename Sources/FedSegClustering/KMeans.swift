@@ -82,6 +82,7 @@ public enum KMeans {
         var iterations = 0
         var converged = false
         var reseeded = 0
+        var labelsFitCentroids = false
         while iterations < configuration.maxIterations {
             iterations += 1
             let statistics = labels.withUnsafeMutableBufferPointer {
@@ -89,6 +90,7 @@ public enum KMeans {
             }
             if labels == previous {
                 converged = true
+                labelsFitCentroids = true
                 break
             }
             var next = Matrix(rows: k, cols: d)
@@ -111,12 +113,13 @@ public enum KMeans {
             centroids = next
             swap(&labels, &previous)
             if threshold > 0 && shift <= threshold {
-                // Labels for the final centroids are computed below.
                 converged = true
                 break
             }
         }
-        let finalLabels = assign(points, to: centroids)
+        // After a tolerance stop or the iteration limit the centroids have moved since the last
+        // assignment; only then is another pass needed.
+        let finalLabels = labelsFitCentroids ? labels : assign(points, to: centroids)
         return Result(
             centroids: centroids, labels: finalLabels,
             inertia: Metrics.inertia(points: points, centroids: centroids, labels: finalLabels),

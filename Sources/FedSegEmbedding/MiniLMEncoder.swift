@@ -228,19 +228,25 @@ public final class MiniLMEncoder: Sendable {
         }
     }
 
-    static func addBias(_ bias: [Float], to matrix: inout Matrix, workers: Int) {
+    /// Runs `body` on every row of `matrix` (a pointer to the row's values and its index), the
+    /// rows split across `workers`. Each row is touched by one worker only.
+    static func forEachRow(
+        _ matrix: inout Matrix, workers: Int, _ body: @Sendable (UnsafeMutablePointer<Float>, Int) -> Void
+    ) {
         let cols = matrix.cols
         let rows = matrix.rows
         matrix.storage.withUnsafeMutableBufferPointer { buffer in
+            let out = SharedPointer(buffer.baseAddress!)
+            Parallel.forRows(rows, workers: workers) { range in
+                for r in range { body(out.base + r * cols, r) }
+            }
+        }
+    }
+
+    static func addBias(_ bias: [Float], to matrix: inout Matrix, workers: Int) {
+        forEachRow(&matrix, workers: workers) { row, _ in
             bias.withUnsafeBufferPointer { b in
-                let out = SharedPointer(buffer.baseAddress!)
-                let bias = SharedPointer(UnsafeMutablePointer(mutating: b.baseAddress!))
-                Parallel.forRows(rows, workers: workers) { range in
-                    for r in range {
-                        let row = out.base + r * cols
-                        for c in 0..<cols { row[c] += bias.base[c] }
-                    }
-                }
+                for c in 0..<b.count { row[c] += b[c] }
             }
         }
     }
@@ -248,78 +254,58 @@ public final class MiniLMEncoder: Sendable {
     /// GELU with the error function, as BERT's `gelu`: x/2 (1 + erf(x/√2)) (not the tanh
     /// approximation, which differs by up to 1e-3).
     static func addBiasGELU(_ bias: [Float], to matrix: inout Matrix, workers: Int) {
-        let cols = matrix.cols
-        let rows = matrix.rows
-        matrix.storage.withUnsafeMutableBufferPointer { buffer in
+        forEachRow(&matrix, workers: workers) { row, _ in
+            let inverseRoot2: Float = 0.70710678118654752
             bias.withUnsafeBufferPointer { b in
-                let out = SharedPointer(buffer.baseAddress!)
-                let bias = SharedPointer(UnsafeMutablePointer(mutating: b.baseAddress!))
-                Parallel.forRows(rows, workers: workers) { range in
-                    let inverseRoot2: Float = 0.70710678118654752
-                    for r in range {
-                        let row = out.base + r * cols
-                        for c in 0..<cols {
-                            let x = row[c] + bias.base[c]
-                            row[c] = 0.5 * x * (1 + VectorErf.erf(x * inverseRoot2))
-                        }
-                    }
+                for c in 0..<b.count {
+                    let x = row[c] + b[c]
+                    row[c] = 0.5 * x * (1 + VectorErf.erf(x * inverseRoot2))
                 }
             }
         }
     }
 
-    /// residual = LayerNorm(residual + update + bias).
+    /// residual = LayerNorm(residual + update + bias), one pass per row while it is in cache.
     static func addBiasResidualNorm(
         bias: [Float], residual: inout Matrix, update: Matrix, gain: [Float], shift: [Float], epsilon: Float,
         workers: Int
     ) {
         let cols = residual.cols
-        residual.storage.withUnsafeMutableBufferPointer { r in
+        forEachRow(&residual, workers: workers) { row, r in
             update.storage.withUnsafeBufferPointer { u in
                 bias.withUnsafeBufferPointer { b in
-                    let out = SharedPointer(r.baseAddress!)
-                    let add = SharedPointer(UnsafeMutablePointer(mutating: u.baseAddress!))
-                    let bias = SharedPointer(UnsafeMutablePointer(mutating: b.baseAddress!))
-                    Parallel.forRows(residual.rows, workers: workers) { range in
-                        for row in range {
-                            let x = out.base + row * cols
-                            let y = add.base + row * cols
-                            for c in 0..<cols { x[c] += y[c] + bias.base[c] }
-                        }
-                    }
+                    let y = u.baseAddress! + r * cols
+                    for c in 0..<cols { row[c] += y[c] + b[c] }
                 }
             }
+            normalize(row, cols: cols, gain: gain, shift: shift, epsilon: epsilon)
         }
-        layerNorm(&residual, gain: gain, shift: shift, epsilon: epsilon, workers: workers)
     }
 
-    /// Row-wise LayerNorm with population variance; statistics accumulated in Double.
+    /// Row-wise LayerNorm.
     static func layerNorm(_ matrix: inout Matrix, gain: [Float], shift: [Float], epsilon: Float, workers: Int) {
         let cols = matrix.cols
-        let rows = matrix.rows
-        matrix.storage.withUnsafeMutableBufferPointer { buffer in
-            gain.withUnsafeBufferPointer { g in
-                shift.withUnsafeBufferPointer { b in
-                    let out = SharedPointer(buffer.baseAddress!)
-                    let gain = SharedPointer(UnsafeMutablePointer(mutating: g.baseAddress!))
-                    let shift = SharedPointer(UnsafeMutablePointer(mutating: b.baseAddress!))
-                    Parallel.forRows(rows, workers: workers) { range in
-                        for r in range {
-                            let x = out.base + r * cols
-                            var sum = 0.0
-                            for c in 0..<cols { sum += Double(x[c]) }
-                            let mean = sum / Double(cols)
-                            var squares = 0.0
-                            for c in 0..<cols {
-                                let d = Double(x[c]) - mean
-                                squares += d * d
-                            }
-                            let inverse = Float(1 / (squares / Double(cols) + Double(epsilon)).squareRoot())
-                            let m = Float(mean)
-                            for c in 0..<cols { x[c] = (x[c] - m) * inverse * gain.base[c] + shift.base[c] }
-                        }
-                    }
-                }
+        forEachRow(&matrix, workers: workers) { row, _ in
+            normalize(row, cols: cols, gain: gain, shift: shift, epsilon: epsilon)
+        }
+    }
+
+    /// LayerNorm of one row with population variance; statistics accumulated in Double.
+    @inline(__always)
+    static func normalize(_ x: UnsafeMutablePointer<Float>, cols: Int, gain: [Float], shift: [Float], epsilon: Float) {
+        var sum = 0.0
+        for c in 0..<cols { sum += Double(x[c]) }
+        let mean = sum / Double(cols)
+        var squares = 0.0
+        for c in 0..<cols {
+            let d = Double(x[c]) - mean
+            squares += d * d
+        }
+        let inverse = Float(1 / (squares / Double(cols) + Double(epsilon)).squareRoot())
+        let m = Float(mean)
+        gain.withUnsafeBufferPointer { g in
+            shift.withUnsafeBufferPointer { b in
+                for c in 0..<cols { x[c] = (x[c] - m) * inverse * g[c] + b[c] }
             }
         }
     }
@@ -351,9 +337,4 @@ public final class MiniLMEncoder: Sendable {
         }
         return pooled
     }
-}
-
-extension MiniLMEncoder {
-    /// The erf the GELU uses, exposed for its accuracy test.
-    public static func testingErf(_ x: Float) -> Float { VectorErf.erf(x) }
 }
