@@ -10,6 +10,17 @@ let swiftSettings: [SwiftSetting] = [
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 let grdb = Target.Dependency.product(name: "GRDB", package: "GRDB.swift")
 let swiftProtobuf = Target.Dependency.product(name: "SwiftProtobuf", package: "swift-protobuf")
+let hummingbird = Target.Dependency.product(name: "Hummingbird", package: "hummingbird")
+let httpClient = Target.Dependency.product(name: "AsyncHTTPClient", package: "async-http-client")
+let serviceLifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+let metrics = Target.Dependency.product(name: "Metrics", package: "swift-metrics")
+let prometheus = Target.Dependency.product(name: "Prometheus", package: "swift-prometheus")
+let toml = Target.Dependency.product(name: "TOMLKit", package: "TOMLKit")
+let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
+let httpTypes = Target.Dependency.product(name: "HTTPTypes", package: "swift-http-types")
+let unixSignals = Target.Dependency.product(name: "UnixSignals", package: "swift-service-lifecycle")
+let coreMetrics = Target.Dependency.product(name: "CoreMetrics", package: "swift-metrics")
 
 let package = Package(
     name: "FedSeg",
@@ -34,6 +45,15 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.20.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.4.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.65.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
     ],
     targets: [
         // C layers. Only FedSegMath (BLAS, RNG stream) and FedSegCrypto import these.
@@ -68,7 +88,7 @@ let package = Package(
         ),
         .target(
             name: "FedSegRecommend",
-            dependencies: ["FedSegMath", "FedSegClustering", "FedSegPrivacy", "FedSegCrypto"],
+            dependencies: ["FedSegMath", "FedSegClustering", "FedSegPrivacy", "FedSegCrypto", "FedSegProtocol", swiftProtobuf],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -76,6 +96,7 @@ let package = Package(
             dependencies: [
                 "FedSegMath", "FedSegEmbedding", "FedSegClustering", "FedSegPrivacy", "FedSegCrypto",
                 "FedSegSecureAggregation", "FedSegProtocol", "FedSegRecommend",
+                grdb, swiftProtobuf, hummingbird, serviceLifecycle, logging, metrics, prometheus, toml, nioCore, httpTypes, unixSignals, coreMetrics,
             ],
             swiftSettings: swiftSettings
         ),
@@ -83,7 +104,7 @@ let package = Package(
             name: "FedSegClient",
             dependencies: [
                 "FedSegMath", "FedSegEmbedding", "FedSegClustering", "FedSegPrivacy", "FedSegCrypto",
-                "FedSegSecureAggregation", "FedSegProtocol", "FedSegRecommend",
+                "FedSegSecureAggregation", "FedSegProtocol", "FedSegRecommend", grdb, swiftProtobuf, httpClient, logging,
             ],
             swiftSettings: swiftSettings
         ),
@@ -103,7 +124,7 @@ let package = Package(
         // Executables: argument parsing and a call into a library, nothing else.
         .executableTarget(
             name: "coordinator",
-            dependencies: ["FedSegMath", "FedSegCoordinator", argumentParser],
+            dependencies: ["FedSegMath", "FedSegCoordinator", argumentParser, logging],
             path: "coordinator",
             swiftSettings: swiftSettings
         ),

@@ -16,7 +16,7 @@ struct ClientSimCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "client-sim",
         abstract: "Generate datasets and run simulated FedSeg clients against a coordinator.",
-        subcommands: [Generate.self, Simulate.self]
+        subcommands: [Generate.self, Run.self, Simulate.self]
     )
 
     struct Generate: ParsableCommand {
@@ -53,6 +53,156 @@ struct ClientSimCommand: AsyncParsableCommand {
             ).generate()
             try dataset.write(to: URL(fileURLWithPath: out, isDirectory: true))
             print("wrote \(dataset.users.count) users in \(segments) planted segments and \(dataset.items.count) items to \(out)")
+        }
+    }
+
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Enroll N simulated clients with a running coordinator, run a training run over HTTP, and report.",
+            discussion: """
+                Each client has its own keys, state directory (under --work-dir), shard and privacy ledger. Prints the                 report and writes it as JSON with --report (keys: clients, users, rounds, privacy_mode, epsilon_spent, delta,                 segments, ari_truth, nmi_truth, ari_centralized, cost_ratio, recommendation, rejected_updates, wall_seconds, ...).
+                """
+        )
+
+        @Option(name: .long, help: "Coordinator base URL, e.g. http://127.0.0.1:8470.")
+        var coordinator: String
+
+        @Option(name: .long, help: "The coordinator's admin token file (from `coordinator init`).")
+        var adminTokenFile: String
+
+        @Option(name: .long, help: "Dataset directory (users.jsonl, items.jsonl).")
+        var data: String
+
+        @Option(name: .long, help: "Number of clients.")
+        var clients = 20
+
+        @Option(name: .long, help: "Number of segments.")
+        var k = 8
+
+        @Option(name: .long, help: "iid, dirichlet:ALPHA or shards:SIZES (comma-separated relative sizes).")
+        var partition = "iid"
+
+        @Option(name: .long, help: "Probability that a client drops out of a round.")
+        var dropout = 0.0
+
+        @Option(name: .long, help: "P:SECONDS: with probability P a client answers SECONDS late.")
+        var stragglers: String?
+
+        @Option(name: .long, help: "DP Lloyd rounds at most.")
+        var rounds = 2
+
+        @Option(name: .long, help: "ε for the whole run (every user).")
+        var epsilon = 8.0
+
+        @Option(name: .long, help: "δ.")
+        var delta = 1e-6
+
+        @Option(name: .long, help: "local (every client adds full noise). distributed needs secure aggregation.")
+        var privacyMode = "local"
+
+        @Option(name: .long, help: "minilm or hashing.")
+        var embedder = "minilm"
+
+        @Option(name: .long, help: "Seed for partitioning, dropouts and K-means starts (noise comes from the OS CSPRNG).")
+        var seed: UInt64 = 1
+
+        @Option(name: .long, help: "replay, tamper, oversize, nan (10% of clients) or unenrolled:P (extra unenrolled clients).")
+        var misbehave: String?
+
+        @Option(name: .long, help: "Seconds each round stays open.")
+        var roundDeadline = 30.0
+
+        @Option(name: .long, help: "Directory for the clients' state (default: a new temporary directory).")
+        var workDir: String?
+
+        @Option(name: .long, help: "Embedding cache directory (default: $FEDSEG_CACHE/embeddings).")
+        var cacheDir: String?
+
+        @Option(name: .long, help: "Clients working at once.")
+        var concurrency = 32
+
+        @Option(name: .long, help: "Write the report as JSON to this file.")
+        var report: String?
+
+        func validate() throws {
+            guard clients >= 1, k >= 1, rounds >= 1 else { throw ValidationError("--clients, --k and --rounds must be positive") }
+            guard (0..<1).contains(dropout) else { throw ValidationError("--dropout must be in [0, 1)") }
+            guard privacyMode == "local" else {
+                throw ValidationError("--privacy-mode \(privacyMode) is not available: only local mode is implemented (distributed mode needs secure aggregation)")
+            }
+            guard EmbedderChoice(rawValue: embedder) != nil else { throw ValidationError("--embedder must be minilm or hashing") }
+            guard epsilon > 0, delta > 0, delta < 1 else { throw ValidationError("need ε > 0 and δ in (0, 1)") }
+            _ = try parsedStragglers()
+        }
+
+        func parsedStragglers() throws -> (probability: Double, seconds: Double)? {
+            guard let stragglers else { return nil }
+            let parts = stragglers.split(separator: ":")
+            guard parts.count == 2, let p = Double(parts[0]), let s = Double(parts[1]), (0...1).contains(p), s >= 0 else {
+                throw ValidationError("--stragglers must be P:SECONDS")
+            }
+            return (p, s)
+        }
+
+        func run() async throws {
+            let dataset = try Dataset.load(from: URL(fileURLWithPath: data, isDirectory: true))
+            let token: String
+            do {
+                token = try String(contentsOfFile: adminTokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            } catch {
+                throw ValidationError("cannot read --admin-token-file \(adminTokenFile): \(error.localizedDescription)")
+            }
+            let work = workDir.map { URL(fileURLWithPath: $0, isDirectory: true) }
+                ?? FileManager.default.temporaryDirectory.appendingPathComponent("fedseg-client-sim-\(UUID().uuidString)", isDirectory: true)
+            var configuration = NetworkedSimulation.Configuration(coordinatorURL: coordinator, adminToken: token, clients: clients, workDirectory: work)
+            do {
+                configuration.partition = try Partition(parsing: partition)
+                configuration.misbehave = try misbehave.map(Misbehaviour.init(parsing:))
+            } catch let error as SimulationError {
+                throw ValidationError(error.description)
+            }
+            configuration.k = k
+            configuration.dropout = dropout
+            configuration.stragglers = try parsedStragglers()
+            configuration.rounds = rounds
+            configuration.epsilon = epsilon
+            configuration.delta = delta
+            configuration.embedder = EmbedderChoice(rawValue: embedder)!
+            configuration.seed = seed
+            configuration.roundDeadlineSeconds = roundDeadline
+            configuration.concurrency = concurrency
+            configuration.cacheDirectory = cacheDir.map { URL(fileURLWithPath: $0, isDirectory: true) } ?? Self.defaultCache
+            configuration.showProgress = isatty(STDERR_FILENO) != 0
+            let simulation = NetworkedSimulation(configuration: configuration)
+            let result: NetworkedSimulation.Report
+            do {
+                result = try await simulation.run(dataset: dataset) { FileHandle.standardError.write(Data(("client-sim: " + $0 + "\n").utf8)) }
+            } catch let error as SimulationError {
+                FileHandle.standardError.write(Data("client-sim: \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            if let report { try encoder.encode(result).write(to: URL(fileURLWithPath: report)) }
+            print("run \(result.runID): \(result.clients) clients, \(result.users) users, \(result.rounds) committed rounds (participants \(result.participantsPerRound.map(String.init).joined(separator: ", "))), \(result.privacyMode) noise, embedder \(result.embedder)")
+            print(String(format: "ε spent %.4f of %.4f (δ = %g); ledgers verified: %@, client and coordinator ledgers agree: %@", result.epsilonSpent, result.epsilon, result.delta, result.ledgersVerified ? "yes" : "NO", result.ledgersAgree ? "yes" : "NO"))
+            print(String(format: "cost ratio vs centralised non-private K-means: %.4f; ARI vs centralised: %.4f", result.costRatio, result.ariCentralized))
+            if let ari = result.ariTruth, let nmi = result.nmiTruth { print(String(format: "against ground truth: ARI %.4f, NMI %.4f", ari, nmi)) }
+            print("segments:")
+            for segment in result.segments {
+                print(String(format: "  %2d  %6d users  ", segment.id, segment.size) + segment.nearestItems.joined(separator: " | "))
+            }
+            Simulate.printRecommendation(result.recommendation)
+            if !result.rejectedUpdates.isEmpty {
+                print("rejected by the coordinator: " + result.rejectedUpdates.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+            }
+            print(String(format: "embedding %.1f s, total %.1f s", result.embedSeconds, result.wallSeconds))
+            if !result.ledgersVerified || !result.ledgersAgree { throw ExitCode(1) }
+        }
+
+        static var defaultCache: URL {
+            MiniLMModelFiles.defaultLocation().directory.deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent("embeddings", isDirectory: true)
         }
     }
 
@@ -116,8 +266,7 @@ struct ClientSimCommand: AsyncParsableCommand {
             )
             if !noCache {
                 configuration.cacheDirectory = cacheDir.map { URL(fileURLWithPath: $0, isDirectory: true) }
-                    ?? MiniLMModelFiles.defaultLocation().directory.deletingLastPathComponent().deletingLastPathComponent()
-                        .appendingPathComponent("embeddings", isDirectory: true)
+                    ?? Run.defaultCache
             }
             let federation = InProcessFederation(configuration: configuration)
             let result = try federation.run(dataset: dataset) { FileHandle.standardError.write(Data(("client-sim: " + $0 + "\n").utf8)) }
@@ -134,14 +283,18 @@ struct ClientSimCommand: AsyncParsableCommand {
             for segment in result.segments {
                 print(String(format: "  %2d  %6d users  ", segment.id, segment.size) + segment.nearestItems.joined(separator: " | "))
             }
+            Self.printRecommendation(result.recommendation)
+            print(String(format: "embedding %.1f s, total %.1f s", result.embedSeconds, result.wallSeconds))
+            if !result.ledgersVerified { throw ExitCode(1) }
+        }
+
+        static func printRecommendation(_ rows: [InProcessFederation.RecommendationRow]) {
             print("recommendation (held-out interactions; cold-start users placed by their text alone):")
             print("  model               recall@10  ndcg@10  coverage  cold-start recall@10")
-            for row in result.recommendation {
+            for row in rows {
                 print("  " + row.model.padding(toLength: 18, withPad: " ", startingAt: 0)
                     + String(format: " %9.4f %8.4f %9.4f %21.4f", row.recallAt10, row.ndcgAt10, row.coverage, row.coldStartRecallAt10))
             }
-            print(String(format: "embedding %.1f s, total %.1f s", result.embedSeconds, result.wallSeconds))
-            if !result.ledgersVerified { throw ExitCode(1) }
         }
     }
 }

@@ -196,6 +196,17 @@ public final class PrivacyLedger: Sendable {
     public func charge(
         releaseID: String, round: Int64, mechanism: Mechanism, populations: [String], now: Date = Date()
     ) throws -> [Record] {
+        try database.write { db in
+            try Self.charge(db, releaseID: releaseID, round: round, mechanism: mechanism, populations: populations, now: now)
+        }
+    }
+
+    /// The same charge inside a transaction the caller owns, so that a release's result and its
+    /// charge commit together (the coordinator's round commit) or not at all.
+    @discardableResult
+    public static func charge(
+        _ db: Database, releaseID: String, round: Int64, mechanism: Mechanism, populations: [String], now: Date = Date()
+    ) throws -> [Record] {
         guard mechanism.noiseMultiplier > 0, mechanism.noiseMultiplier.isFinite else {
             throw Failure.invalid("noise multiplier must be positive and finite")
         }
@@ -204,39 +215,37 @@ public final class PrivacyLedger: Sendable {
         }
         guard !populations.isEmpty else { throw Failure.invalid("a charge needs at least one population") }
         let timestamp = ISO8601DateFormatter().string(from: now)
-        return try database.write { db in
-            var written: [Record] = []
-            var previous = try Record.order(Column("sequence").desc).fetchOne(db)
-            for population in populations {
-                guard let budget = try Budget.fetchOne(db, key: population) else { throw Failure.noBudget(population: population) }
-                if try Record.filter(Column("release_id") == releaseID && Column("population") == population).fetchCount(db) > 0 {
-                    throw Failure.duplicateRelease(releaseID)
-                }
-                let history = try Self.records(db, population: population).compactMap(\.mechanismValue)
-                let before = try Self.epsilon(of: history, delta: budget.delta)
-                let after = try Self.epsilon(of: history + [mechanism], delta: budget.delta)
-                let alone = try Self.epsilon(of: [mechanism], delta: budget.delta)
-                guard after <= budget.epsilon else {
-                    throw Failure.budgetExceeded(population: population, budget: budget.epsilon, spent: before, requested: alone, wouldBe: after)
-                }
-                var record = Record(
-                    sequence: (previous?.sequence ?? 0) + 1, releaseID: releaseID, round: round, population: population,
-                    mechanism: mechanism.kind.rawValue, noiseMultiplier: mechanism.noiseMultiplier,
-                    samplingRate: mechanism.samplingRate, count: mechanism.count, mode: mechanism.mode,
-                    delta: budget.delta, epsilonAfter: after, createdAt: timestamp,
-                    previousHash: previous?.hash ?? Self.genesisHash, hash: ""
-                )
-                record.hash = record.computeHash()
-                try record.insert(db)
-                try db.execute(
-                    sql: "INSERT INTO privacy_ledger_head (id, sequence, hash) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET sequence = excluded.sequence, hash = excluded.hash",
-                    arguments: [record.sequence, record.hash]
-                )
-                written.append(record)
-                previous = record
+        var written: [Record] = []
+        var previous = try Record.order(Column("sequence").desc).fetchOne(db)
+        for population in populations {
+            guard let budget = try Budget.fetchOne(db, key: population) else { throw Failure.noBudget(population: population) }
+            if try Record.filter(Column("release_id") == releaseID && Column("population") == population).fetchCount(db) > 0 {
+                throw Failure.duplicateRelease(releaseID)
             }
-            return written
+            let history = try Self.records(db, population: population).compactMap(\.mechanismValue)
+            let before = try Self.epsilon(of: history, delta: budget.delta)
+            let after = try Self.epsilon(of: history + [mechanism], delta: budget.delta)
+            let alone = try Self.epsilon(of: [mechanism], delta: budget.delta)
+            guard after <= budget.epsilon else {
+                throw Failure.budgetExceeded(population: population, budget: budget.epsilon, spent: before, requested: alone, wouldBe: after)
+            }
+            var record = Record(
+                sequence: (previous?.sequence ?? 0) + 1, releaseID: releaseID, round: round, population: population,
+                mechanism: mechanism.kind.rawValue, noiseMultiplier: mechanism.noiseMultiplier,
+                samplingRate: mechanism.samplingRate, count: mechanism.count, mode: mechanism.mode,
+                delta: budget.delta, epsilonAfter: after, createdAt: timestamp,
+                previousHash: previous?.hash ?? Self.genesisHash, hash: ""
+            )
+            record.hash = record.computeHash()
+            try record.insert(db)
+            try db.execute(
+                sql: "INSERT INTO privacy_ledger_head (id, sequence, hash) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET sequence = excluded.sequence, hash = excluded.hash",
+                arguments: [record.sequence, record.hash]
+            )
+            written.append(record)
+            previous = record
         }
+        return written
     }
 
     /// The state directory's ledger file.

@@ -187,36 +187,50 @@ public enum PrivateClustering {
                 noise.addNoise(to: &counts, standardDeviation: releaseNoise.countStd)
             }
             releases.append(Release(round: round, noiseMultiplier: plan.noiseMultiplier, sumStd: releaseNoise.sumStd, countStd: releaseNoise.countStd))
-            // Everything below is post-processing of the release and of public data.
-            let sumVariance = copies * releaseNoise.sumStd * releaseNoise.sumStd
-            let countVariance = copies * releaseNoise.countStd * releaseNoise.countStd
-            for j in 0..<k {
-                // Too few (noisy) members to say anything: keep the current estimate.
-                guard counts[j] > 3 * countVariance.squareRoot(), counts[j] >= 1 else { continue }
-                let n = counts[j]
-                var estimate = [Double](repeating: 0, count: d)
-                var normSquared = 0.0
-                for t in 0..<d {
-                    estimate[t] = sums[j * d + t] / n
-                    normSquared += estimate[t] * estimate[t]
-                }
-                let dpVariance = (Double(d) * sumVariance + normSquared * countVariance) / (n * n)
-                var disagreement = 0.0
-                for t in 0..<d {
-                    let diff = estimate[t] - Double(centroids[j, t])
-                    disagreement += diff * diff
-                }
-                // Under agreement D has mean dp + prior and relative spread √(2/d); only a
-                // disagreement beyond three spreads counts as the prior being off.
-                let expected = (dpVariance + variances[j]) * (1 + 3 * (2 / Double(d)).squareRoot())
-                let priorVariance = variances[j] + max(0, disagreement - expected)
-                let weight = priorVariance.isFinite ? priorVariance / (priorVariance + dpVariance) : 1.0
-                for t in 0..<d {
-                    centroids[j, t] = Float(weight * estimate[t] + (1 - weight) * Double(centroids[j, t]))
-                }
-                variances[j] = priorVariance.isFinite ? priorVariance * dpVariance / (priorVariance + dpVariance) : dpVariance
-            }
+            merge(
+                centroids: &centroids, variances: &variances, sums: sums, counts: counts,
+                sumVariance: copies * releaseNoise.sumStd * releaseNoise.sumStd,
+                countVariance: copies * releaseNoise.countStd * releaseNoise.countStd
+            )
         }
         return Result(centroids: centroids, releases: releases, plan: plan, start: start)
+    }
+
+    /// Merges one round's released (sums, counts) into the current centroids by inverse variance.
+    /// Post-processing only: it sees the release and public estimates, never a client's data.
+    /// `sumVariance` and `countVariance` are the total noise variance per coordinate of the
+    /// aggregate (local mode: the sum over the clients that took part).
+    public static func merge(
+        centroids: inout Matrix, variances: inout [Double], sums: [Double], counts: [Double],
+        sumVariance: Double, countVariance: Double
+    ) {
+        let k = centroids.rows
+        let d = centroids.cols
+        for j in 0..<k {
+            // Too few (noisy) members to say anything: keep the current estimate.
+            guard counts[j] > 3 * countVariance.squareRoot(), counts[j] >= 1 else { continue }
+            let n = counts[j]
+            var estimate = [Double](repeating: 0, count: d)
+            var normSquared = 0.0
+            for t in 0..<d {
+                estimate[t] = sums[j * d + t] / n
+                normSquared += estimate[t] * estimate[t]
+            }
+            let dpVariance = (Double(d) * sumVariance + normSquared * countVariance) / (n * n)
+            var disagreement = 0.0
+            for t in 0..<d {
+                let diff = estimate[t] - Double(centroids[j, t])
+                disagreement += diff * diff
+            }
+            // Under agreement D has mean dp + prior and relative spread √(2/d); only a
+            // disagreement beyond three spreads counts as the prior being off.
+            let expected = (dpVariance + variances[j]) * (1 + 3 * (2 / Double(d)).squareRoot())
+            let priorVariance = variances[j] + max(0, disagreement - expected)
+            let weight = priorVariance.isFinite ? priorVariance / (priorVariance + dpVariance) : 1.0
+            for t in 0..<d {
+                centroids[j, t] = Float(weight * estimate[t] + (1 - weight) * Double(centroids[j, t]))
+            }
+            variances[j] = priorVariance.isFinite ? priorVariance * dpVariance / (priorVariance + dpVariance) : dpVariance
+        }
     }
 }

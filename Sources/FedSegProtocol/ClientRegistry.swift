@@ -76,6 +76,10 @@ public final class ClientRegistry: Sendable {
                 t.primaryKey(["client_id", "round", "kind"])
             }
         }
+        // The sealed envelope of an accepted message, kept until its round commits.
+        migrator.registerMigration("client-registry-v2") { db in
+            try db.alter(table: "accepted_messages") { t in t.add(column: "envelope", .blob) }
+        }
         try migrator.migrate(database)
     }
 

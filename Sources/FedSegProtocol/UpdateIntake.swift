@@ -59,26 +59,86 @@ public struct UpdateIntake: Sendable {
         self.limits = limits
     }
 
+    /// A decoded, validated client message.
+    public enum Message: Sendable {
+        case clientUpdate(Fedseg_V1_ClientUpdate)
+        case recommendationUpdate(Fedseg_V1_RecommendationUpdate)
+        case decline(Fedseg_V1_Decline)
+    }
+
+    /// The kinds a round of this phase takes: its update, or a decline.
+    public static func acceptedKinds(for phase: Fedseg_V1_Phase) -> [Fedseg_V1_MessageKind] {
+        switch phase {
+        case .clustering: [.clientUpdate, .decline]
+        case .recommendation: [.recommendationUpdate, .decline]
+        default: []
+        }
+    }
+
+    /// Accepts any message of the round's phase, or throws the reason it is refused. The sealed
+    /// envelope is stored with the replay record (one transaction) when `keepEnvelope` is set, so
+    /// a restarted coordinator can rebuild the open round's sums from what it accepted.
+    public func accept(
+        _ envelope: [UInt8], plan: Fedseg_V1_RoundPlan, coordinator: borrowing KeyAgreement.PrivateKey, keepEnvelope: Bool = false
+    ) throws -> (clientID: String, message: Message) {
+        let (clientID, kind, message) = try decode(envelope, plan: plan, coordinator: coordinator, checkStatus: true)
+        try recordAccepted(clientID: clientID, round: plan.round, kind: kind, envelope: keepEnvelope ? envelope : nil)
+        return (clientID, message)
+    }
+
+    /// Opens and validates a message against the plan without recording it: the coordinator's
+    /// recovery path for envelopes it had already accepted (revocation since then does not undo
+    /// an accepted message, so status is not checked again there).
+    public func decode(
+        _ envelope: [UInt8], plan: Fedseg_V1_RoundPlan, coordinator: borrowing KeyAgreement.PrivateKey, checkStatus: Bool
+    ) throws -> (clientID: String, kind: UInt8, message: Message) {
+        guard envelope.count <= limits.maximumMessageBytes else { throw Rejection.oversized(envelope.count) }
+        let kinds = Self.acceptedKinds(for: plan.phase)
+        let kind: UInt8
+        do {
+            kind = try Envelope.peek(envelope, limit: limits.maximumMessageBytes).header.kind
+        } catch {
+            throw Rejection.malformedEnvelope("\(error)")
+        }
+        let expected = UInt8(kinds.first?.rawValue ?? 0)
+        guard let messageKind = Fedseg_V1_MessageKind(rawValue: Int(kind)), kinds.contains(messageKind) else {
+            throw Rejection.wrongKind(expected: expected, found: kind)
+        }
+        let (clientID, plaintext) = try open(envelope, round: plan.round, kind: kind, coordinator: coordinator, checkStatus: checkStatus)
+        do {
+            switch messageKind {
+            case .clientUpdate:
+                let update = try MessageCodec.decode(Fedseg_V1_ClientUpdate.self, from: plaintext, limits: limits)
+                try update.validate(against: plan, limits: limits)
+                return (clientID, kind, .clientUpdate(update))
+            case .recommendationUpdate:
+                let update = try MessageCodec.decode(Fedseg_V1_RecommendationUpdate.self, from: plaintext, limits: limits)
+                try update.validate(against: plan, limits: limits)
+                return (clientID, kind, .recommendationUpdate(update))
+            default:
+                let decline = try MessageCodec.decode(Fedseg_V1_Decline.self, from: plaintext, limits: limits)
+                try decline.validate(against: plan)
+                return (clientID, kind, .decline(decline))
+            }
+        } catch let error as ProtocolError {
+            throw Rejection.invalid(error)
+        }
+    }
+
     /// Accepts a clustering update for `plan`, or throws the reason it is refused.
     public func acceptClientUpdate(
         _ envelope: [UInt8], plan: Fedseg_V1_RoundPlan, coordinator: borrowing KeyAgreement.PrivateKey
     ) throws -> (clientID: String, update: Fedseg_V1_ClientUpdate) {
-        let (clientID, plaintext) = try open(
-            envelope, round: plan.round, kind: UInt8(Fedseg_V1_MessageKind.clientUpdate.rawValue), coordinator: coordinator
-        )
-        let update: Fedseg_V1_ClientUpdate
-        do {
-            update = try MessageCodec.decode(Fedseg_V1_ClientUpdate.self, from: plaintext, limits: limits)
-            try update.validate(against: plan, limits: limits)
-        } catch let error as ProtocolError {
-            throw Rejection.invalid(error)
+        let (clientID, kind, message) = try decode(envelope, plan: plan, coordinator: coordinator, checkStatus: true)
+        guard case .clientUpdate(let update) = message else {
+            throw Rejection.wrongKind(expected: UInt8(Fedseg_V1_MessageKind.clientUpdate.rawValue), found: kind)
         }
-        try recordAccepted(clientID: clientID, round: plan.round, kind: UInt8(Fedseg_V1_MessageKind.clientUpdate.rawValue))
+        try recordAccepted(clientID: clientID, round: plan.round, kind: kind, envelope: nil)
         return (clientID, update)
     }
 
     func open(
-        _ envelope: [UInt8], round: UInt64, kind: UInt8, coordinator: borrowing KeyAgreement.PrivateKey
+        _ envelope: [UInt8], round: UInt64, kind: UInt8, coordinator: borrowing KeyAgreement.PrivateKey, checkStatus: Bool = true
     ) throws -> (String, [UInt8]) {
         guard envelope.count <= limits.maximumMessageBytes else { throw Rejection.oversized(envelope.count) }
         let header: Envelope.Header
@@ -88,7 +148,7 @@ public struct UpdateIntake: Sendable {
             throw Rejection.malformedEnvelope("\(error)")
         }
         guard let client = try registry.client(header.clientID) else { throw Rejection.unknownSender(header.clientID) }
-        guard client.status == "active" else { throw Rejection.revoked(header.clientID) }
+        guard !checkStatus || client.status == "active" else { throw Rejection.revoked(header.clientID) }
         guard header.round == round else { throw Rejection.wrongRound(expected: round, found: header.round) }
         guard header.kind == kind else { throw Rejection.wrongKind(expected: kind, found: header.kind) }
         let senderKey: KeyAgreement.PublicKey
@@ -104,7 +164,7 @@ public struct UpdateIntake: Sendable {
         }
     }
 
-    func recordAccepted(clientID: String, round: UInt64, kind: UInt8) throws {
+    func recordAccepted(clientID: String, round: UInt64, kind: UInt8, envelope: [UInt8]?) throws {
         try registry.database.write { db in
             let seen = try Int.fetchOne(
                 db, sql: "SELECT COUNT(*) FROM accepted_messages WHERE client_id = ? AND round = ? AND kind = ?",
@@ -112,8 +172,8 @@ public struct UpdateIntake: Sendable {
             ) ?? 0
             guard seen == 0 else { throw Rejection.replay(client: clientID, round: round) }
             try db.execute(
-                sql: "INSERT INTO accepted_messages (client_id, round, kind, accepted_at) VALUES (?, ?, ?, ?)",
-                arguments: [clientID, Int64(bitPattern: round), Int(kind), Date().timeIntervalSince1970]
+                sql: "INSERT INTO accepted_messages (client_id, round, kind, accepted_at, envelope) VALUES (?, ?, ?, ?, ?)",
+                arguments: [clientID, Int64(bitPattern: round), Int(kind), Date().timeIntervalSince1970, envelope.map { Data($0) }]
             )
         }
     }

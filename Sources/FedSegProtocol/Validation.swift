@@ -93,6 +93,9 @@ extension Fedseg_V1_RoundPlan {
                 throw ProtocolError.invalidField("catalog_size", "must be in 1...\(limits.maximumCatalogSize)")
             }
             guard maxItemsPerUser >= 1 else { throw ProtocolError.invalidField("max_items_per_user", "must be at least 1") }
+            guard catalogItems.count == Int(catalogSize) else {
+                throw ProtocolError.invalidField("catalog_items", "has \(catalogItems.count) ids, expected \(catalogSize)")
+            }
         }
     }
 }
@@ -126,6 +129,14 @@ extension Fedseg_V1_RecommendationUpdate {
         guard counts.allSatisfy({ abs(Double($0)) <= limits.maximumMagnitude }) else {
             throw ProtocolError.invalidField("counts", "must be below \(limits.maximumMagnitude) in magnitude")
         }
+    }
+}
+
+extension Fedseg_V1_Decline {
+    public func validate(against plan: Fedseg_V1_RoundPlan) throws {
+        guard runID == plan.runID else { throw ProtocolError.wrongRun(expected: plan.runID, found: runID) }
+        guard round == plan.round else { throw ProtocolError.wrongRound(expected: plan.round, found: round) }
+        guard reason.utf8.count <= 256 else { throw ProtocolError.invalidField("reason", "must be at most 256 bytes") }
     }
 }
 

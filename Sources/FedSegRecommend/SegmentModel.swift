@@ -1,6 +1,8 @@
 import FedSegCrypto
 import FedSegMath
+import FedSegProtocol
 import Foundation
+import SwiftProtobuf
 
 /// One recommendation model per segment, built from (noisy) aggregated counts: negative counts
 /// clamped to zero, each segment's distribution shrunk towards the global one in proportion to
@@ -12,6 +14,12 @@ public struct SegmentModel: Codable, Sendable, Equatable {
         /// Catalogue indices, best first.
         public var items: [Int]
         public var scores: [Double]
+
+        public init(id: Int, items: [Int], scores: [Double]) {
+            self.id = id
+            self.items = items
+            self.scores = scores
+        }
     }
 
     public var runID: String
@@ -20,6 +28,26 @@ public struct SegmentModel: Codable, Sendable, Equatable {
     public var segments: [Segment]
     /// The global ranking (for users without a segment).
     public var global: Segment
+    /// The segments' centroids (k × dimension, row-major) and the embedder they live in, so a
+    /// client places its users, new ones included, without asking anyone. Empty in models built
+    /// only for evaluation.
+    public var centroids: [Float] = []
+    public var dimension: Int = 0
+    public var embedderID: String = ""
+
+    public init(runID: String, version: Int, catalogSize: Int, segments: [Segment], global: Segment) {
+        self.runID = runID
+        self.version = version
+        self.catalogSize = catalogSize
+        self.segments = segments
+        self.global = global
+    }
+
+    /// The centroids as a matrix (nil when the model carries none).
+    public var centroidMatrix: Matrix? {
+        guard dimension > 0, !centroids.isEmpty, centroids.count % dimension == 0 else { return nil }
+        return Matrix(rows: centroids.count / dimension, cols: dimension, storage: centroids)
+    }
 
     /// Builds the model from a histogram whose counts carry Gaussian noise of standard deviation
     /// `noiseStd` each (0 for exact counts).
@@ -69,20 +97,66 @@ public struct SegmentModel: Codable, Sendable, Equatable {
         return SegmentModel(runID: runID, version: version, catalogSize: items, segments: segments, global: top(globalShare, id: -1))
     }
 
-    /// Canonical bytes that are signed: JSON with sorted keys.
-    public func canonicalBytes() throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return try encoder.encode(self)
+    /// The wire form (`fedseg.v1.SegmentModel`); its serialized bytes are what is signed.
+    public var message: Fedseg_V1_SegmentModel {
+        func wire(_ segment: Segment) -> Fedseg_V1_Segment {
+            .with {
+                $0.id = Int32(segment.id)
+                $0.items = segment.items.map { UInt32($0) }
+                $0.scores = segment.scores
+            }
+        }
+        return .with {
+            $0.runID = runID
+            $0.version = UInt32(version)
+            $0.catalogSize = UInt32(catalogSize)
+            $0.segments = segments.map(wire)
+            $0.global = wire(global)
+            $0.dimension = UInt32(dimension)
+            $0.k = UInt32(dimension > 0 ? centroids.count / dimension : 0)
+            $0.centroids = centroids
+            $0.embedderID = embedderID
+        }
+    }
+
+    /// Reads the wire form, refusing item indices outside the catalogue or mismatched lists.
+    public init(message: Fedseg_V1_SegmentModel) throws {
+        func segment(_ wire: Fedseg_V1_Segment) throws -> Segment {
+            guard wire.items.count == wire.scores.count, wire.items.allSatisfy({ $0 < message.catalogSize }),
+                wire.scores.allSatisfy(\.isFinite)
+            else { throw VerificationError.malformed }
+            return Segment(id: Int(wire.id), items: wire.items.map(Int.init), scores: wire.scores)
+        }
+        runID = message.runID
+        version = Int(message.version)
+        catalogSize = Int(message.catalogSize)
+        segments = try message.segments.map(segment)
+        global = try segment(message.global)
+        guard message.centroids.count == Int(message.k) * Int(message.dimension), message.centroids.allSatisfy(\.isFinite),
+            message.dimension <= 4096, message.k <= 1024
+        else { throw VerificationError.malformed }
+        centroids = message.centroids
+        dimension = Int(message.dimension)
+        embedderID = message.embedderID
+    }
+
+    /// The bytes that are signed: the serialized wire message.
+    public func payloadBytes() throws -> Data {
+        try message.serializedBytes()
     }
 
     public struct Signed: Codable, Sendable, Equatable {
         public var payload: Data
         public var signature: [UInt8]
+
+        public init(payload: Data, signature: [UInt8]) {
+            self.payload = payload
+            self.signature = signature
+        }
     }
 
     public func signed(with key: borrowing Signing.PrivateKey) throws -> Signed {
-        let payload = try canonicalBytes()
+        let payload = try payloadBytes()
         return Signed(payload: payload, signature: key.signature(for: payload))
     }
 
@@ -97,13 +171,17 @@ public struct SegmentModel: Codable, Sendable, Equatable {
     /// What a client does with a published model: verify the signature against the pinned
     /// coordinator key, then refuse an older version, another run or another catalogue.
     public static func verify(
-        _ signed: Signed, coordinatorKey: Signing.PublicKey, runID: String, latestVersion: Int?, catalogSize: Int
+        _ signed: Signed, coordinatorKey: Signing.PublicKey, runID: String?, latestVersion: Int?, catalogSize: Int?
     ) throws -> SegmentModel {
         guard coordinatorKey.isValidSignature(signed.signature, for: signed.payload) else { throw VerificationError.badSignature }
-        guard let model = try? JSONDecoder().decode(SegmentModel.self, from: signed.payload) else { throw VerificationError.malformed }
-        guard model.runID == runID else { throw VerificationError.wrongRun(expected: runID, found: model.runID) }
+        guard let message = try? Fedseg_V1_SegmentModel(serializedBytes: signed.payload),
+            let model = try? SegmentModel(message: message)
+        else { throw VerificationError.malformed }
+        if let runID, model.runID != runID { throw VerificationError.wrongRun(expected: runID, found: model.runID) }
         if let latestVersion, model.version <= latestVersion { throw VerificationError.stale(version: model.version, latest: latestVersion) }
-        guard model.catalogSize == catalogSize else { throw VerificationError.catalogMismatch(expected: catalogSize, found: model.catalogSize) }
+        if let catalogSize, model.catalogSize != catalogSize {
+            throw VerificationError.catalogMismatch(expected: catalogSize, found: model.catalogSize)
+        }
         return model
     }
 }

@@ -102,41 +102,12 @@ public struct InProcessFederation: Sendable {
         let (model, warning) = c.embedder.make()
         if let warning { log("warning: \(warning)") }
         let embedder: any Embedder = try c.cacheDirectory.map { try CachingEmbedder(base: model, directory: $0) } ?? model
-        // Items are public: embed each once. A user's vector pools their own texts' embedding with
-        // the embeddings of the items they liked (unit-normalised mean).
         log("embedding \(dataset.items.count) items and \(dataset.users.count) users with \(embedder.identifier)")
-        let itemVectors = try embedder.embed(dataset.items.map { item in
-            ([item.title, item.text ?? ""] + [(item.tags ?? []).prefix(8).joined(separator: ", ")]).joined(separator: ". ")
-        })
-        let itemRow = Dictionary(dataset.items.enumerated().map { ($1.item, $0) }, uniquingKeysWith: { a, _ in a })
-        let textVectors = try embedder.embed(dataset.users.map { $0.texts.joined(separator: " ") })
-        // Evaluation split, seeded and local: held-out items and cold-start users never enter
-        // profiles, statistics or releases.
-        var split = SeededRandom(seed: c.seed, stream: 0x40)
-        var training = [[String]](repeating: [], count: dataset.users.count)
-        var heldOut = [Set<Int>](repeating: [], count: dataset.users.count)
-        var coldStart = [Bool](repeating: false, count: dataset.users.count)
-        for (u, user) in dataset.users.enumerated() {
-            var items = user.items
-            items.shuffle(using: &split)
-            if split.nextUniform() < c.coldStartFraction {
-                coldStart[u] = true
-                heldOut[u] = Set(items.compactMap { itemRow[$0] })
-                continue
-            }
-            let hold = items.count >= 2 ? max(1, Int((Double(items.count) * c.holdoutFraction).rounded())) : 0
-            heldOut[u] = Set(items.prefix(hold).compactMap { itemRow[$0] })
-            training[u] = Array(items.dropFirst(hold))
-        }
-        var points = Matrix(rows: dataset.users.count, cols: embedder.dimension)
-        for (u, user) in dataset.users.enumerated() {
-            var sum = [Float](repeating: 0, count: embedder.dimension)
-            if !user.texts.isEmpty { BLAS.axpy(1, x: textVectors.row(u), y: &sum) }
-            for id in training[u] { if let row = itemRow[id] { BLAS.axpy(1, x: itemVectors.row(row), y: &sum) } }
-            points.setRow(u, to: sum)
-        }
-        points.normalizeRows()
-        let embedSeconds = Self.seconds(clock.now - started)
+        let prepared = try PreparedDataset.make(
+            dataset, embedder: embedder, seed: c.seed, holdoutFraction: c.holdoutFraction, coldStartFraction: c.coldStartFraction
+        )
+        let (itemVectors, points, training, coldStart) = (prepared.itemVectors, prepared.points, prepared.training, prepared.coldStart)
+        let embedSeconds = prepared.embedSeconds
 
         // Clients: by the dataset's client field when present, else users dealt by id hash.
         let hasher = KeyedHash(seed: c.seed)
@@ -229,20 +200,15 @@ public struct InProcessFederation: Sendable {
         let copies = c.mode == "central" ? 1.0 : Double(clientCount)
         let releasedNoiseStd = recommendationNoise * SegmentHistogram.sensitivity(maxItemsPerUser: c.maxItemsPerUser) * copies.squareRoot()
         let recommendation = Self.evaluate(
-            exact: exact, released: released, releasedNoiseStd: releasedNoiseStd, labels: labels, centroids: result.centroids, points: points, textVectors: textVectors,
-            users: dataset.users, training: training, heldOut: heldOut, coldStart: coldStart, itemRow: itemRow, itemVectors: itemVectors
+            exact: exact, privateModel: SegmentModel.build(from: released, runID: "eval", version: 1, noiseStd: releasedNoiseStd),
+            labels: labels, centroids: result.centroids, prepared: prepared
         )
         // Clustering quality over the users that took part (cold-start users are new, not clustered).
         let participants = dataset.users.indices.filter { !coldStart[$0] }
         let participantPoints = KMeans.gatherRows(points, participants)
         let participantLabels = participants.map { labels[$0] }
         let baseline = KMeans.fit(participantPoints, .init(k: c.k, restarts: 5, seed: c.seed))
-        let truthNames = participants.map { dataset.users[$0].segment }
-        var truth: [Int32]?
-        if truthNames.allSatisfy({ $0 != nil }) {
-            var ids: [String: Int32] = [:]
-            truth = truthNames.map { name in ids[name!] ?? { ids[name!] = Int32(ids.count); return Int32(ids.count - 1) }() }
-        }
+        let truth = prepared.truth(for: participants)
         let sizes = Metrics.clusterSizes(labels: participantLabels, k: c.k)
         let nearest = KMeans.squaredDistances(result.centroids, to: itemVectors)
         let segments = (0..<c.k).map { j in
@@ -267,15 +233,15 @@ public struct InProcessFederation: Sendable {
     /// Recall@10, NDCG@10 and coverage for global popularity, non-private and private segment
     /// models and the blended local ranking; cold-start users are placed by their text alone.
     static func evaluate(
-        exact: SegmentHistogram, released: SegmentHistogram, releasedNoiseStd: Double, labels: [Int32], centroids: Matrix, points: Matrix, textVectors: Matrix,
-        users: [Dataset.User], training: [[String]], heldOut: [Set<Int>], coldStart: [Bool], itemRow: [String: Int], itemVectors: Matrix
+        exact: SegmentHistogram, privateModel: SegmentModel, labels: [Int32], centroids: Matrix, prepared: PreparedDataset
     ) -> [RecommendationRow] {
+        let (points, textVectors, users) = (prepared.points, prepared.textVectors, prepared.dataset.users)
+        let (training, heldOut, coldStart, itemRow, itemVectors) = (prepared.training, prepared.heldOut, prepared.coldStart, prepared.itemRow, prepared.itemVectors)
         // Global popularity from the exact training interactions: the strongest form of the baseline.
         var popularity = SegmentHistogram(segments: 1, items: exact.items)
         for s in 0..<exact.segments { for i in 0..<exact.items { popularity.counts[i] += exact.counts[s * exact.items + i] } }
         let popular = SegmentModel.build(from: popularity, runID: "eval", version: 1)
         let nonPrivate = SegmentModel.build(from: exact, runID: "eval", version: 1)
-        let privateModel = SegmentModel.build(from: released, runID: "eval", version: 1, noiseStd: releasedNoiseStd)
         let coldLabels = KMeans.assign(textVectors, to: centroids)
         let rankers: [(String, LocalRanker, Bool)] = [
             ("popularity", LocalRanker(model: popular), false),

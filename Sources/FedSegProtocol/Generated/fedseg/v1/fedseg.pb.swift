@@ -292,6 +292,19 @@ public nonisolated struct Fedseg_V1_RoundPlan: @unchecked Sendable {
     set {_uniqueStorage()._catalogSize = newValue}
   }
 
+  /// Recommendation phase: the public catalogue's item ids in index order (catalog_size of them).
+  public var catalogItems: [String] {
+    get {_storage._catalogItems}
+    set {_uniqueStorage()._catalogItems = newValue}
+  }
+
+  /// How many clients the noise was sized for: in local mode the aggregate carries this many
+  /// noise draws; the coordinator merges by the number that actually took part.
+  public var expectedParticipants: UInt32 {
+    get {_storage._expectedParticipants}
+    set {_uniqueStorage()._expectedParticipants = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -385,6 +398,7 @@ public nonisolated struct Fedseg_V1_SegmentModel: Sendable {
 
   public var catalogSize: UInt32 = 0
 
+  /// empty when the run had no recommendation phase
   public var segments: [Fedseg_V1_Segment] = []
 
   public var global: Fedseg_V1_Segment {
@@ -395,6 +409,16 @@ public nonisolated struct Fedseg_V1_SegmentModel: Sendable {
   public var hasGlobal: Bool {self._global != nil}
   /// Clears the value of `global`. Subsequent reads from it will return its default value.
   public mutating func clearGlobal() {self._global = nil}
+
+  /// The segments themselves, so clients place users (new ones included) locally.
+  public var k: UInt32 = 0
+
+  public var dimension: UInt32 = 0
+
+  /// k x dimension, row-major
+  public var centroids: [Float] = []
+
+  public var embedderID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -483,6 +507,10 @@ public nonisolated struct Fedseg_V1_ErrorResponse: Sendable {
     case invalidField // = 8
     case badToken // = 9
     case late // = 10
+    case noOpenRound // = 11
+    case unauthorized // = 12
+    case badRequest // = 13
+    case notFound // = 14
     case UNRECOGNIZED(Int)
 
     public init() {
@@ -502,6 +530,10 @@ public nonisolated struct Fedseg_V1_ErrorResponse: Sendable {
       case 8: self = .invalidField
       case 9: self = .badToken
       case 10: self = .late
+      case 11: self = .noOpenRound
+      case 12: self = .unauthorized
+      case 13: self = .badRequest
+      case 14: self = .notFound
       default: self = .UNRECOGNIZED(rawValue)
       }
     }
@@ -519,6 +551,10 @@ public nonisolated struct Fedseg_V1_ErrorResponse: Sendable {
       case .invalidField: return 8
       case .badToken: return 9
       case .late: return 10
+      case .noOpenRound: return 11
+      case .unauthorized: return 12
+      case .badRequest: return 13
+      case .notFound: return 14
       case .UNRECOGNIZED(let i): return i
       }
     }
@@ -536,6 +572,10 @@ public nonisolated struct Fedseg_V1_ErrorResponse: Sendable {
       .invalidField,
       .badToken,
       .late,
+      .noOpenRound,
+      .unauthorized,
+      .badRequest,
+      .notFound,
     ]
 
   }
@@ -651,7 +691,7 @@ nonisolated extension Fedseg_V1_EnrollResponse: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RoundPlan"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}run_id\0\u{1}round\0\u{1}phase\0\u{1}k\0\u{1}dimension\0\u{1}centroids\0\u{3}clip_norm\0\u{3}noise_multiplier\0\u{3}sum_std\0\u{3}count_std\0\u{3}privacy_mode\0\u{3}sampling_rate\0\u{3}deadline_unix_ms\0\u{3}min_participants\0\u{3}embedder_id\0\u{1}delta\0\u{3}max_items_per_user\0\u{3}catalog_size\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}run_id\0\u{1}round\0\u{1}phase\0\u{1}k\0\u{1}dimension\0\u{1}centroids\0\u{3}clip_norm\0\u{3}noise_multiplier\0\u{3}sum_std\0\u{3}count_std\0\u{3}privacy_mode\0\u{3}sampling_rate\0\u{3}deadline_unix_ms\0\u{3}min_participants\0\u{3}embedder_id\0\u{1}delta\0\u{3}max_items_per_user\0\u{3}catalog_size\0\u{3}catalog_items\0\u{3}expected_participants\0")
 
   fileprivate class _StorageClass {
     var _protocolVersion: UInt32 = 0
@@ -673,6 +713,8 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
     var _delta: Double = 0
     var _maxItemsPerUser: UInt32 = 0
     var _catalogSize: UInt32 = 0
+    var _catalogItems: [String] = []
+    var _expectedParticipants: UInt32 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -702,6 +744,8 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
       _delta = source._delta
       _maxItemsPerUser = source._maxItemsPerUser
       _catalogSize = source._catalogSize
+      _catalogItems = source._catalogItems
+      _expectedParticipants = source._expectedParticipants
     }
   }
 
@@ -739,6 +783,8 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
         case 17: try { try decoder.decodeSingularDoubleField(value: &_storage._delta) }()
         case 18: try { try decoder.decodeSingularUInt32Field(value: &_storage._maxItemsPerUser) }()
         case 19: try { try decoder.decodeSingularUInt32Field(value: &_storage._catalogSize) }()
+        case 20: try { try decoder.decodeRepeatedStringField(value: &_storage._catalogItems) }()
+        case 21: try { try decoder.decodeSingularUInt32Field(value: &_storage._expectedParticipants) }()
         default: break
         }
       }
@@ -804,6 +850,12 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
       if _storage._catalogSize != 0 {
         try visitor.visitSingularUInt32Field(value: _storage._catalogSize, fieldNumber: 19)
       }
+      if !_storage._catalogItems.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._catalogItems, fieldNumber: 20)
+      }
+      if _storage._expectedParticipants != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._expectedParticipants, fieldNumber: 21)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -832,6 +884,8 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
         if _storage._delta != rhs_storage._delta {return false}
         if _storage._maxItemsPerUser != rhs_storage._maxItemsPerUser {return false}
         if _storage._catalogSize != rhs_storage._catalogSize {return false}
+        if _storage._catalogItems != rhs_storage._catalogItems {return false}
+        if _storage._expectedParticipants != rhs_storage._expectedParticipants {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1013,7 +1067,7 @@ nonisolated extension Fedseg_V1_Segment: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Fedseg_V1_SegmentModel: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SegmentModel"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{1}version\0\u{3}catalog_size\0\u{1}segments\0\u{1}global\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{1}version\0\u{3}catalog_size\0\u{1}segments\0\u{1}global\0\u{1}k\0\u{1}dimension\0\u{1}centroids\0\u{3}embedder_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1026,6 +1080,10 @@ nonisolated extension Fedseg_V1_SegmentModel: SwiftProtobuf.Message, SwiftProtob
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.catalogSize) }()
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.segments) }()
       case 5: try { try decoder.decodeSingularMessageField(value: &self._global) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.k) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.dimension) }()
+      case 8: try { try decoder.decodeRepeatedFloatField(value: &self.centroids) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.embedderID) }()
       default: break
       }
     }
@@ -1051,6 +1109,18 @@ nonisolated extension Fedseg_V1_SegmentModel: SwiftProtobuf.Message, SwiftProtob
     try { if let v = self._global {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
     } }()
+    if self.k != 0 {
+      try visitor.visitSingularUInt32Field(value: self.k, fieldNumber: 6)
+    }
+    if self.dimension != 0 {
+      try visitor.visitSingularUInt32Field(value: self.dimension, fieldNumber: 7)
+    }
+    if !self.centroids.isEmpty {
+      try visitor.visitPackedFloatField(value: self.centroids, fieldNumber: 8)
+    }
+    if !self.embedderID.isEmpty {
+      try visitor.visitSingularStringField(value: self.embedderID, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1060,6 +1130,10 @@ nonisolated extension Fedseg_V1_SegmentModel: SwiftProtobuf.Message, SwiftProtob
     if lhs.catalogSize != rhs.catalogSize {return false}
     if lhs.segments != rhs.segments {return false}
     if lhs._global != rhs._global {return false}
+    if lhs.k != rhs.k {return false}
+    if lhs.dimension != rhs.dimension {return false}
+    if lhs.centroids != rhs.centroids {return false}
+    if lhs.embedderID != rhs.embedderID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1145,5 +1219,5 @@ nonisolated extension Fedseg_V1_ErrorResponse: SwiftProtobuf.Message, SwiftProto
 }
 
 nonisolated extension Fedseg_V1_ErrorResponse.Code: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CODE_UNSPECIFIED\0\u{1}CODE_UNKNOWN_SENDER\0\u{1}CODE_REVOKED\0\u{1}CODE_WRONG_ROUND\0\u{1}CODE_WRONG_KIND\0\u{1}CODE_REPLAY\0\u{1}CODE_TAMPERED\0\u{1}CODE_OVERSIZED\0\u{1}CODE_INVALID_FIELD\0\u{1}CODE_BAD_TOKEN\0\u{1}CODE_LATE\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CODE_UNSPECIFIED\0\u{1}CODE_UNKNOWN_SENDER\0\u{1}CODE_REVOKED\0\u{1}CODE_WRONG_ROUND\0\u{1}CODE_WRONG_KIND\0\u{1}CODE_REPLAY\0\u{1}CODE_TAMPERED\0\u{1}CODE_OVERSIZED\0\u{1}CODE_INVALID_FIELD\0\u{1}CODE_BAD_TOKEN\0\u{1}CODE_LATE\0\u{1}CODE_NO_OPEN_ROUND\0\u{1}CODE_UNAUTHORIZED\0\u{1}CODE_BAD_REQUEST\0\u{1}CODE_NOT_FOUND\0")
 }

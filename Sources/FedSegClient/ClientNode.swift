@@ -1,0 +1,409 @@
+import FedSegClustering
+import FedSegCrypto
+import FedSegMath
+import FedSegPrivacy
+import FedSegProtocol
+import FedSegRecommend
+import Foundation
+import GRDB
+import SwiftProtobuf
+
+/// What a client holds: its users' profile vectors (embedded locally) and, per user, the items
+/// they interacted with. Nothing of it leaves the node except as clipped, noised statistics.
+public struct ClientData: Sendable {
+    public var userIDs: [String]
+    /// One unit-norm profile vector per user.
+    public var points: Matrix
+    /// Item ids per user (the interactions the node may use; evaluation hold-outs excluded).
+    public var items: [[String]]
+
+    public init(userIDs: [String], points: Matrix, items: [[String]]) {
+        precondition(userIDs.count == points.rows && items.count == points.rows, "one row and one item list per user")
+        self.userIDs = userIDs
+        self.points = points
+        self.items = items
+    }
+}
+
+/// A client node: an edge device (one user) or a tenant shard (many), the same code.
+///
+/// Its state directory holds its key file (0600) and one SQLite database with its privacy
+/// ledger, its enrollment (the pinned coordinator keys) and an outbox of sealed messages per
+/// round. A round is charged to the ledger and its sealed answer written to the outbox in one
+/// transaction before anything is sent; retries resend those exact bytes, so a round is never
+/// answered twice with different noise, across restarts too.
+public actor ClientNode {
+    public nonisolated let id: String
+    public nonisolated let directory: URL
+    public nonisolated let population: String
+    nonisolated let keys: ClientKeys
+    /// Opened on use and closed by `suspend()`, so a process can hold thousands of idle nodes
+    /// without holding thousands of open files.
+    var queue: DatabaseQueue?
+    public nonisolated let embedderID: String
+    public var data: ClientData
+    var coordinatorSigningKey: Signing.PublicKey?
+    var coordinatorKxKey: KeyAgreement.PublicKey?
+    public private(set) var model: SegmentModel?
+    public private(set) var lastPlan: Fedseg_V1_RoundPlan?
+
+    public static let keyFile = "node.key"
+    public static let databaseFile = "client.sqlite"
+
+    final class ClientKeys: Sendable {
+        let identity: NodeIdentity
+        init(identity: consuming NodeIdentity) { self.identity = identity }
+    }
+
+    /// Opens (creating if needed) a node's state directory. `budget` is the ε, δ each of its users
+    /// may spend over the node's lifetime.
+    public init(directory: URL, id: String, embedderID: String, data: ClientData, epsilonBudget: Double, delta: Double) throws {
+        let fm = FileManager.default
+        try fm.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let keyPath = directory.appendingPathComponent(Self.keyFile).path
+        if !fm.fileExists(atPath: keyPath) { try NodeIdentity().save(to: keyPath) }
+        keys = ClientKeys(identity: try NodeIdentity.load(from: keyPath))
+        let database = try Self.openDatabase(directory)
+        let ledger = try PrivacyLedger(database: database)
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("client-node-v1") { db in
+            try db.create(table: "enrollment") { t in
+                t.column("client_id", .text).primaryKey()
+                t.column("coordinator_signing_key", .blob).notNull()
+                t.column("coordinator_kx_key", .blob).notNull()
+                t.column("enrolled_at", .double).notNull()
+            }
+            try db.create(table: "outbox") { t in
+                t.column("round", .integer).primaryKey()
+                t.column("run_id", .text).notNull()
+                t.column("kind", .integer).notNull()
+                t.column("envelope", .blob).notNull()
+                t.column("created_at", .double).notNull()
+                t.column("outcome", .text)
+            }
+        }
+        try migrator.migrate(database)
+        queue = database
+        self.id = id
+        self.directory = directory
+        self.embedderID = embedderID
+        self.data = data
+        self.population = "client:\(id)"
+        if try ledger.budget(for: population) == nil {
+            try ledger.setBudget(.init(population: population, epsilon: epsilonBudget, delta: delta))
+        }
+        if let row = try database.read({ db in try Row.fetchOne(db, sql: "SELECT * FROM enrollment WHERE client_id = ?", arguments: [id]) }) {
+            coordinatorSigningKey = try Signing.PublicKey(bytes: [UInt8]((row["coordinator_signing_key"] as Data)))
+            coordinatorKxKey = try KeyAgreement.PublicKey(bytes: [UInt8]((row["coordinator_kx_key"] as Data)))
+        }
+    }
+
+    static func openDatabase(_ directory: URL) throws -> DatabaseQueue {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.journalMode = .wal
+        return try DatabaseQueue(path: directory.appendingPathComponent(databaseFile).path, configuration: configuration)
+    }
+
+    var database: DatabaseQueue {
+        get throws {
+            if let queue { return queue }
+            let opened = try Self.openDatabase(directory)
+            queue = opened
+            return opened
+        }
+    }
+
+    /// The node's privacy ledger.
+    public func ledger() throws -> PrivacyLedger { try PrivacyLedger(database: database) }
+
+    /// Closes the database until the node is next used.
+    public func suspend() throws {
+        try queue?.close()
+        queue = nil
+    }
+
+    public var isEnrolled: Bool { coordinatorSigningKey != nil }
+
+    /// Enrolls with a one-time token and pins the coordinator's keys.
+    public func enroll(token: String, transport: any CoordinatorTransport) async throws {
+        let request = Fedseg_V1_EnrollRequest.with {
+            $0.protocolVersion = fedsegProtocolVersion
+            $0.token = token
+            $0.clientID = id
+            $0.signingPublicKey = Data(keys.identity.signing.publicKey.bytes)
+            $0.kxPublicKey = Data(keys.identity.keyAgreement.publicKey.bytes)
+        }
+        let response = try await transport.enroll(request)
+        let signing = try Signing.PublicKey(bytes: [UInt8](response.coordinatorSigningKey))
+        let kx = try KeyAgreement.PublicKey(bytes: [UInt8](response.coordinatorKxKey))
+        try await database.write { [id] db in
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO enrollment (client_id, coordinator_signing_key, coordinator_kx_key, enrolled_at) VALUES (?, ?, ?, ?)",
+                arguments: [id, Data(signing.bytes), Data(kx.bytes), Date().timeIntervalSince1970]
+            )
+        }
+        coordinatorSigningKey = signing
+        coordinatorKxKey = kx
+    }
+
+    /// The coordinator's keys as pinned at enrollment.
+    public var pinnedKeys: (signing: Signing.PublicKey, kx: KeyAgreement.PublicKey)? {
+        guard let coordinatorSigningKey, let coordinatorKxKey else { return nil }
+        return (coordinatorSigningKey, coordinatorKxKey)
+    }
+
+    /// Pins coordinator keys learnt out of band (they are public) without enrolling: such a node
+    /// can seal messages, which the coordinator refuses as from an unknown sender.
+    public func pin(signing: Signing.PublicKey, kx: KeyAgreement.PublicKey) {
+        coordinatorSigningKey = signing
+        coordinatorKxKey = kx
+    }
+
+    public enum NodeError: Error, Equatable, CustomStringConvertible {
+        case notEnrolled
+        case badSignature
+        case invalidPlan(String)
+
+        public var description: String {
+            switch self {
+            case .notEnrolled: "not enrolled"
+            case .badSignature: "the publication's signature does not verify with the pinned coordinator key"
+            case .invalidPlan(let why): "invalid round plan: \(why)"
+            }
+        }
+    }
+
+    /// The node's answer to one round, sealed and recorded, ready to send.
+    public struct Answer: Sendable {
+        public var round: UInt64
+        public var kind: Fedseg_V1_MessageKind
+        public var envelope: [UInt8]
+        /// Why the node declined (nil for an update).
+        public var declineReason: String?
+        /// True when this is the stored answer from an earlier attempt.
+        public var resent: Bool
+        public var deadline: Date
+    }
+
+    /// Verifies a signed plan with the pinned key and validates it.
+    public func verifyPlan(_ publicationBytes: [UInt8]) throws -> Fedseg_V1_RoundPlan {
+        guard let key = coordinatorSigningKey else { throw NodeError.notEnrolled }
+        guard let publication = try? Fedseg_V1_SignedPublication(serializedBytes: publicationBytes), publication.kind == .roundPlan,
+            key.isValidSignature([UInt8](publication.signature), for: publication.payload)
+        else { throw NodeError.badSignature }
+        let plan: Fedseg_V1_RoundPlan
+        do {
+            plan = try MessageCodec.decode(Fedseg_V1_RoundPlan.self, from: [UInt8](publication.payload))
+            try plan.validate()
+        } catch {
+            throw NodeError.invalidPlan("\(error)")
+        }
+        return plan
+    }
+
+    /// Decides and seals this node's answer to a round: the stored one if it already answered;
+    /// else a decline (not sampled, wrong embedder, budget) or its noised statistics, charged
+    /// to its ledger together with writing the outbox.
+    public func answer(_ publicationBytes: [UInt8]) throws -> Answer {
+        let plan = try verifyPlan(publicationBytes)
+        lastPlan = plan
+        let deadline = Date(timeIntervalSince1970: Double(plan.deadlineUnixMs) / 1000)
+        if let stored = try database.read({ db in try Row.fetchOne(db, sql: "SELECT kind, envelope FROM outbox WHERE round = ?", arguments: [Int64(plan.round)]) }) {
+            let kind = Fedseg_V1_MessageKind(rawValue: stored["kind"]) ?? .decline
+            return Answer(round: plan.round, kind: kind, envelope: [UInt8](stored["envelope"] as Data), declineReason: nil, resent: true, deadline: deadline)
+        }
+        if plan.samplingRate < 1 {
+            var rng = SecureRandom()
+            if Double.random(in: 0..<1, using: &rng) >= plan.samplingRate { return try decline(plan, reason: "not_sampled", deadline: deadline) }
+        }
+        guard plan.embedderID == embedderID, Int(plan.dimension) == data.points.cols else {
+            return try decline(plan, reason: "embedder \(embedderID) (d = \(data.points.cols)) does not match the plan's", deadline: deadline)
+        }
+        let releaseID = "\(plan.runID)/round-\(plan.round)"
+        let mechanism: PrivacyLedger.Mechanism
+        let kind: Fedseg_V1_MessageKind
+        let plaintext: [UInt8]
+        switch plan.phase {
+        case .clustering:
+            // The node charges the noise it adds itself, computed from the plan's numbers: a plan
+            // with too little noise is refused by the budget, not trusted.
+            let noise = SumCountNoise(clipNorm: plan.clipNorm, sumStd: plan.sumStd, countStd: plan.countStd)
+            mechanism = .init(kind: .gaussian, noiseMultiplier: noise.noiseMultiplier, mode: "local")
+            kind = .clientUpdate
+            plaintext = try clusteringUpdate(plan).serializedBytes()
+        case .recommendation:
+            let m = Int(plan.maxItemsPerUser)
+            mechanism = .init(kind: .discreteGaussian, noiseMultiplier: plan.sumStd / SegmentHistogram.sensitivity(maxItemsPerUser: m), mode: "local")
+            kind = .recommendationUpdate
+            plaintext = try recommendationUpdate(plan).serializedBytes()
+        default:
+            throw NodeError.invalidPlan("unknown phase")
+        }
+        let envelope = try seal(plaintext, kind: kind, round: plan.round)
+        do {
+            try database.write { [population] db in
+                // Charged once per release: a crash after this commit and before sending leaves a
+                // charge and a stored envelope, which the next attempt sends.
+                try PrivacyLedger.charge(db, releaseID: releaseID, round: Int64(plan.round), mechanism: mechanism, populations: [population])
+                try db.execute(
+                    sql: "INSERT INTO outbox (round, run_id, kind, envelope, created_at) VALUES (?, ?, ?, ?, ?)",
+                    arguments: [Int64(plan.round), plan.runID, kind.rawValue, Data(envelope), Date().timeIntervalSince1970]
+                )
+            }
+        } catch let failure as PrivacyLedger.Failure {
+            if case .budgetExceeded = failure { return try decline(plan, reason: "budget", deadline: deadline) }
+            throw failure
+        }
+        return Answer(round: plan.round, kind: kind, envelope: envelope, declineReason: nil, resent: false, deadline: deadline)
+    }
+
+    func decline(_ plan: Fedseg_V1_RoundPlan, reason: String, deadline: Date) throws -> Answer {
+        let message = Fedseg_V1_Decline.with {
+            $0.runID = plan.runID
+            $0.round = plan.round
+            $0.reason = String(reason.utf8.prefix(256)) ?? "declined"
+        }
+        let envelope = try seal(try message.serializedBytes(), kind: .decline, round: plan.round)
+        try database.write { db in
+            try db.execute(
+                sql: "INSERT INTO outbox (round, run_id, kind, envelope, created_at) VALUES (?, ?, ?, ?, ?)",
+                arguments: [Int64(plan.round), plan.runID, Fedseg_V1_MessageKind.decline.rawValue, Data(envelope), Date().timeIntervalSince1970]
+            )
+        }
+        return Answer(round: plan.round, kind: .decline, envelope: envelope, declineReason: reason, resent: false, deadline: deadline)
+    }
+
+    /// Seals a message for the coordinator, bound to a round and kind.
+    public func seal(_ plaintext: [UInt8], kind: Fedseg_V1_MessageKind, round: UInt64) throws -> [UInt8] {
+        guard let coordinator = coordinatorKxKey else { throw NodeError.notEnrolled }
+        return try Envelope.seal(
+            plaintext, header: .init(kind: UInt8(kind.rawValue), round: round, clientID: id), sender: keys.identity.keyAgreement,
+            recipient: coordinator
+        )
+    }
+
+    /// Clipped per-cluster sums and counts under the plan's centroids, plus Gaussian noise from
+    /// the OS CSPRNG.
+    func clusteringUpdate(_ plan: Fedseg_V1_RoundPlan) -> Fedseg_V1_ClientUpdate {
+        let k = Int(plan.k)
+        let d = Int(plan.dimension)
+        let centroids = Matrix(rows: k, cols: d, storage: plan.centroids)
+        var statistics = data.points.rows > 0
+            ? LocalStatistics.compute(points: data.points, centroids: centroids, clipNorm: Float(plan.clipNorm))
+            : LocalStatistics(k: k, dimension: d)
+        var counts = statistics.counts.map(Double.init)
+        var noise = GaussianSampler()
+        noise.addNoise(to: &statistics.sums, standardDeviation: plan.sumStd)
+        noise.addNoise(to: &counts, standardDeviation: plan.countStd)
+        return .with {
+            $0.runID = plan.runID
+            $0.round = plan.round
+            $0.sums = statistics.sums.map { Float($0) }
+            $0.counts = counts.map { Float($0) }
+        }
+    }
+
+    /// Each user's items (at most m, sampled) in their segment's row, plus discrete Gaussian noise.
+    func recommendationUpdate(_ plan: Fedseg_V1_RoundPlan) throws -> Fedseg_V1_RecommendationUpdate {
+        let k = Int(plan.k)
+        let catalog = ItemCatalog(ids: plan.catalogItems)
+        var histogram = SegmentHistogram(segments: k, items: catalog.count)
+        if data.points.rows > 0 {
+            let labels = KMeans.assign(data.points, to: Matrix(rows: k, cols: Int(plan.dimension), storage: plan.centroids))
+            var rng = SecureRandom()
+            for (u, items) in data.items.enumerated() {
+                histogram.add(userItems: items, segment: Int(labels[u]), catalog: catalog, maxItemsPerUser: Int(plan.maxItemsPerUser), using: &rng)
+            }
+        }
+        let m = Int(plan.maxItemsPerUser)
+        try histogram.addNoise(noiseMultiplier: plan.sumStd / SegmentHistogram.sensitivity(maxItemsPerUser: m), maxItemsPerUser: m, generator: SecureRandom())
+        return .with {
+            $0.runID = plan.runID
+            $0.round = plan.round
+            $0.counts = histogram.counts.map { Int64($0) }
+            $0.unknownItems = UInt32(min(histogram.unknownItems, Int(UInt32.max)))
+        }
+    }
+
+    public enum SendOutcome: Sendable, Equatable {
+        case accepted
+        /// The coordinator already had it (an earlier attempt got through): success.
+        case alreadyAccepted
+        case rejected(Fedseg_V1_ErrorResponse.Code, String)
+        /// No answer before the round's deadline.
+        case gaveUp(String)
+    }
+
+    /// Sends an answer, retrying network errors with exponential backoff until the round's
+    /// deadline; always the same bytes.
+    public func send(_ answer: Answer, transport: any CoordinatorTransport, maxAttempts: Int = 8) async -> SendOutcome {
+        var delay = 0.2
+        var lastError = ""
+        for attempt in 0..<maxAttempts {
+            do {
+                let result = try await transport.submit(round: answer.round, envelope: answer.envelope)
+                let outcome: SendOutcome
+                switch result {
+                case .accepted: outcome = .accepted
+                case .rejected(.replay, _): outcome = .alreadyAccepted
+                case .rejected(let code, let message): outcome = .rejected(code, message)
+                }
+                try? record(outcome, round: answer.round)
+                return outcome
+            } catch {
+                lastError = "\(error)"
+                if let transportError = error as? TransportError, !transportError.isRetryable { return .gaveUp(lastError) }
+                if attempt + 1 == maxAttempts || Date().addingTimeInterval(delay) > answer.deadline { break }
+                try? await Task.sleep(for: .seconds(delay))
+                delay = min(delay * 2, 5)
+            }
+        }
+        return .gaveUp(lastError)
+    }
+
+    func record(_ outcome: SendOutcome, round: UInt64) throws {
+        try database.write { db in
+            try db.execute(sql: "UPDATE outbox SET outcome = ? WHERE round = ?", arguments: ["\(outcome)", Int64(round)])
+        }
+    }
+
+    /// Answers and sends in one go.
+    public func participate(_ publicationBytes: [UInt8], transport: any CoordinatorTransport) async throws -> SendOutcome {
+        let answer = try answer(publicationBytes)
+        return await send(answer, transport: transport)
+    }
+
+    /// Fetches, verifies and keeps the latest segment model (refusing an older version).
+    @discardableResult
+    public func refreshModel(transport: any CoordinatorTransport) async throws -> SegmentModel? {
+        guard let key = coordinatorSigningKey else { throw NodeError.notEnrolled }
+        guard let bytes = try await transport.latestModel() else { return model }
+        let publication = try Fedseg_V1_SignedPublication(serializedBytes: bytes)
+        guard publication.kind == .segmentModel else { throw NodeError.badSignature }
+        let verified = try SegmentModel.verify(
+            .init(payload: publication.payload, signature: [UInt8](publication.signature)), coordinatorKey: key,
+            runID: nil, latestVersion: nil, catalogSize: nil
+        )
+        if let current = model, current.runID == verified.runID, verified.version <= current.version { return current }
+        model = verified
+        return verified
+    }
+
+    /// Adopts a model verified elsewhere (the simulator verifies one copy per node).
+    public func adopt(_ verified: SegmentModel) { model = verified }
+
+    /// The segment of a profile vector under the model's centroids (nil without a model).
+    public nonisolated static func segment(of vector: [Float], model: SegmentModel) -> Int? {
+        guard let centroids = model.centroidMatrix, centroids.cols == vector.count else { return nil }
+        return Int(KMeans.assign(Matrix(rows: 1, cols: vector.count, storage: vector), to: centroids)[0])
+    }
+
+    /// Top-k catalogue indices for a user (known or new): their segment's list without what
+    /// they already have; the global list when the model has no segments for them.
+    public nonisolated static func recommend(
+        _ vector: [Float], model: SegmentModel, exclude: Set<Int>, k: Int = 10
+    ) -> [Int] {
+        LocalRanker(model: model).recommend(segment: Self.segment(of: vector, model: model), userVector: vector, exclude: exclude, k: k)
+    }
+}

@@ -1,0 +1,121 @@
+import AsyncHTTPClient
+import FedSegProtocol
+import Foundation
+import NIOCore
+import NIOHTTP1
+import SwiftProtobuf
+
+/// How a client reaches its coordinator. The HTTP implementation is the product; tests and the
+/// simulator may wrap it (to drop, delay or corrupt messages).
+public protocol CoordinatorTransport: Sendable {
+    func enroll(_ request: Fedseg_V1_EnrollRequest) async throws -> Fedseg_V1_EnrollResponse
+    /// The signed plan of the open round, or nil when none is open.
+    func currentPlan() async throws -> [UInt8]?
+    func submit(round: UInt64, envelope: [UInt8]) async throws -> SubmitResult
+    /// The latest signed segment model, or nil when none is published.
+    func latestModel() async throws -> [UInt8]?
+}
+
+public enum SubmitResult: Sendable, Equatable {
+    case accepted
+    /// The coordinator refused the message, with its code and message.
+    case rejected(Fedseg_V1_ErrorResponse.Code, String)
+}
+
+public enum TransportError: Error, CustomStringConvertible {
+    /// The request did not get an answer (connection refused, reset, timed out): worth retrying.
+    case network(String)
+    /// The coordinator answered with an error that retrying will not change.
+    case refused(status: Int, code: Fedseg_V1_ErrorResponse.Code, message: String)
+    case malformedResponse(String)
+
+    public var description: String {
+        switch self {
+        case .network(let why): "network: \(why)"
+        case .refused(let status, let code, let message): "coordinator refused (\(status), \(code)): \(message)"
+        case .malformedResponse(let why): "malformed response: \(why)"
+        }
+    }
+
+    public var isRetryable: Bool {
+        if case .network = self { return true }
+        if case .refused(let status, _, _) = self { return status >= 500 }
+        return false
+    }
+}
+
+/// The coordinator's HTTP API (docs/PROTOCOL.md) over async-http-client.
+public final class HTTPCoordinatorTransport: CoordinatorTransport {
+    public let baseURL: String
+    let client: HTTPClient
+    let timeout: TimeAmount
+
+    /// `client` is shared by all nodes of a process (one connection pool).
+    public init(baseURL: String, client: HTTPClient, timeout: TimeAmount = .seconds(30)) {
+        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.client = client
+        self.timeout = timeout
+    }
+
+    /// A pool sized for many concurrent simulated clients.
+    public static func makeHTTPClient(connectionsPerHost: Int = 64) -> HTTPClient {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connectionsPerHost)
+        configuration.timeout = .init(connect: .seconds(5), read: .seconds(60))
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    func exchange(_ method: HTTPMethod, _ path: String, body: [UInt8]? = nil) async throws -> (status: Int, body: [UInt8]) {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = method
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/x-protobuf")
+            request.body = .bytes(ByteBuffer(bytes: body))
+        }
+        do {
+            let response = try await client.execute(request, timeout: timeout)
+            var buffer = try await response.body.collect(upTo: 256 << 20)
+            return (Int(response.status.code), buffer.readBytes(length: buffer.readableBytes) ?? [])
+        } catch {
+            throw TransportError.network("\(method) \(path): \(error)")
+        }
+    }
+
+    static func errorResponse(_ status: Int, _ body: [UInt8]) -> TransportError {
+        let error = (try? Fedseg_V1_ErrorResponse(serializedBytes: body)) ?? Fedseg_V1_ErrorResponse()
+        return .refused(status: status, code: error.code, message: error.message.isEmpty ? "HTTP \(status)" : error.message)
+    }
+
+    public func enroll(_ request: Fedseg_V1_EnrollRequest) async throws -> Fedseg_V1_EnrollResponse {
+        let (status, body) = try await exchange(.POST, "/v1/enroll", body: try request.serializedBytes())
+        guard status == 200 else { throw Self.errorResponse(status, body) }
+        do {
+            return try Fedseg_V1_EnrollResponse(serializedBytes: body)
+        } catch {
+            throw TransportError.malformedResponse("enroll response: \(error)")
+        }
+    }
+
+    public func currentPlan() async throws -> [UInt8]? {
+        let (status, body) = try await exchange(.GET, "/v1/rounds/current")
+        if status == 404 { return nil }
+        guard status == 200 else { throw Self.errorResponse(status, body) }
+        return body
+    }
+
+    public func submit(round: UInt64, envelope: [UInt8]) async throws -> SubmitResult {
+        let (status, body) = try await exchange(.POST, "/v1/rounds/\(round)/updates", body: envelope)
+        if status == 202 || status == 200 { return .accepted }
+        let error = Self.errorResponse(status, body)
+        if error.isRetryable { throw error }
+        guard case .refused(_, let code, let message) = error else { throw error }
+        return .rejected(code, message)
+    }
+
+    public func latestModel() async throws -> [UInt8]? {
+        let (status, body) = try await exchange(.GET, "/v1/models/latest")
+        if status == 404 { return nil }
+        guard status == 200 else { throw Self.errorResponse(status, body) }
+        return body
+    }
+}

@@ -1,1 +1,0 @@
-// FedSegClient: see DESIGN.md's layout table; filled by its issue.

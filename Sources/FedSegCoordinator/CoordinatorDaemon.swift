@@ -1,0 +1,115 @@
+import FedSegCrypto
+import FedSegMath
+import FedSegPrivacy
+import FedSegProtocol
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+import UnixSignals
+
+/// `coordinator init` and `coordinator serve`: the state directory and the long-running process.
+public enum CoordinatorDaemon {
+    public static let keyFile = "coordinator.key"
+    public static let adminTokenFile = "admin.token"
+
+    public struct Initialized: Sendable {
+        public var stateDirectory: String
+        public var signingKey: String
+        public var adminTokenFile: String
+    }
+
+    /// Creates a state directory (0700) with the coordinator's keys (0600), an admin token file
+    /// (0600) and the database. Refuses a directory that already holds keys.
+    public static func initialize(stateDirectory: String) throws -> Initialized {
+        let fm = FileManager.default
+        let directory = URL(fileURLWithPath: stateDirectory, isDirectory: true)
+        let keyPath = directory.appendingPathComponent(keyFile).path
+        guard !fm.fileExists(atPath: keyPath) else { throw CoordinatorError.state("\(stateDirectory) is already initialised (\(keyFile) exists)") }
+        try fm.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let identity = NodeIdentity()
+        try identity.save(to: keyPath)
+        var secret = [UInt8](repeating: 0, count: 32)
+        secret.withUnsafeMutableBytes { SecureRandom.fill($0) }
+        let tokenPath = directory.appendingPathComponent(adminTokenFile).path
+        guard fm.createFile(atPath: tokenPath, contents: Data((secret.hexString + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw CoordinatorError.state("cannot write \(tokenPath)")
+        }
+        _ = try CoordinatorStore(path: directory.appendingPathComponent(CoordinatorStore.fileName).path)
+        return Initialized(stateDirectory: stateDirectory, signingKey: identity.signing.publicKey.hex, adminTokenFile: tokenPath)
+    }
+
+    /// The admin token as written by `initialize`, refusing a file others can read.
+    public static func readAdminToken(path: String) throws -> String {
+        let attributes = try FileManager.default.attributesOfItem(atPath: path)
+        if let mode = attributes[.posixPermissions] as? Int, mode & 0o077 != 0 {
+            throw CoordinatorError.state("\(path) is readable by group or others (mode \(String(mode, radix: 8))); chmod 600 it")
+        }
+        let token = try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !token.isEmpty else { throw CoordinatorError.state("\(path) is empty") }
+        return token
+    }
+
+    /// Runs until SIGTERM or SIGINT, then stops accepting, finishes in-flight requests and exits.
+    public static func serve(_ configuration: CoordinatorConfiguration, logger: Logger) async throws {
+        try configuration.validate()
+        let directory = URL(fileURLWithPath: configuration.stateDirectory, isDirectory: true)
+        let keyPath = directory.appendingPathComponent(keyFile).path
+        guard FileManager.default.fileExists(atPath: keyPath) else {
+            throw CoordinatorError.state("\(configuration.stateDirectory) is not initialised: run `coordinator init --state-dir \(configuration.stateDirectory)`")
+        }
+        let keys = CoordinatorKeys(identity: try NodeIdentity.load(from: keyPath))
+        let token = try readAdminToken(path: directory.appendingPathComponent(adminTokenFile).path)
+        let store = try CoordinatorStore(path: directory.appendingPathComponent(CoordinatorStore.fileName).path)
+        var settings = Coordinator.Settings()
+        settings.totalEpsilon = configuration.totalEpsilon
+        settings.totalDelta = configuration.totalDelta
+        settings.limits.maximumMessageBytes = configuration.maxMessageBytes
+        settings.embeddingCache = directory.appendingPathComponent("embeddings", isDirectory: true)
+        let coordinator = try Coordinator(store: store, keys: keys, settings: settings, metrics: CoordinatorMetrics(), logger: logger)
+        try await coordinator.recover()
+        if let total = try store.ledger.budget(for: Coordinator.allUsers) {
+            logger.notice("privacy", metadata: [
+                "total_epsilon": "\(total.epsilon)", "total_delta": "\(total.delta)",
+                "spent": "\(String(format: "%.4f", (try? store.ledger.spent(by: Coordinator.allUsers)) ?? 0))",
+                "mode": "local (every client noises its own update; the coordinator charges each release before publishing it)",
+            ])
+        }
+        let router = CoordinatorRoutes.router(coordinator: coordinator, adminTokenHash: SHA256.hash(Data(token.utf8)).bytes)
+        let portFile = configuration.portFile
+        var app = Application(
+            router: router,
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "fedseg-coordinator"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? configuration.port
+                logger.notice("listening", metadata: [
+                    "address": "http://\(configuration.host):\(port)", "state_dir": "\(configuration.stateDirectory)",
+                    "signing_key": "\(keys.identity.signing.publicKey.hex)",
+                ])
+                if let portFile { try? "\(port)\n".write(toFile: portFile, atomically: true, encoding: .utf8) }
+            },
+            logger: logger
+        )
+        app.addServices(RoundTicker(coordinator: coordinator, logger: logger))
+        try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+        logger.notice("stopped")
+    }
+}
+
+/// Closes rounds whose deadline has passed.
+struct RoundTicker: Service {
+    let coordinator: Coordinator
+    let logger: Logger
+
+    func run() async throws {
+        while !Task.isCancelled, !Task.isShuttingDownGracefully {
+            try? await Task.sleep(for: .milliseconds(100))
+            do {
+                try await coordinator.tick()
+            } catch {
+                logger.error("closing a round failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}

@@ -1,0 +1,185 @@
+import FedSegMath
+import FedSegPrivacy
+import FedSegProtocol
+import Foundation
+import GRDB
+
+/// The coordinator's one SQLite database (WAL, through GRDB): the client registry, the privacy
+/// ledger, runs, rounds with their centroids, and published segment models. One file, so that a
+/// round's result, its ledger charges and the end of its replay records commit in one transaction.
+public final class CoordinatorStore: Sendable {
+    public static let fileName = "coordinator.sqlite"
+
+    public let database: DatabasePool
+    public let registry: ClientRegistry
+    public let ledger: PrivacyLedger
+
+    public struct Run: Codable, Sendable, FetchableRecord, PersistableRecord {
+        public static let databaseTableName = "runs"
+        public var id: String
+        public var parameters: Data  // RunParameters, JSON
+        public var status: String  // running, completed, stopped, failed
+        public var reason: String?
+        public var phase: String  // clustering, recommendation, done
+        public var centroids: Data  // k × d float32, little-endian
+        public var variances: Data  // k float64, little-endian
+        public var committedRounds: Int
+        public var abandonedInARow: Int
+        public var createdAt: Double
+        public var finishedAt: Double?
+
+        enum CodingKeys: String, CodingKey {
+            case id, parameters, status, reason, phase, centroids, variances
+            case committedRounds = "committed_rounds"
+            case abandonedInARow = "abandoned_in_a_row"
+            case createdAt = "created_at"
+            case finishedAt = "finished_at"
+        }
+
+        public func decodedParameters() throws -> RunParameters {
+            try JSONDecoder().decode(RunParameters.self, from: parameters)
+        }
+    }
+
+    public struct Round: Codable, Sendable, FetchableRecord, MutablePersistableRecord {
+        public static let databaseTableName = "rounds"
+        public var id: Int64?
+        public var runID: String
+        public var phase: String
+        public var status: String  // collecting, committed, abandoned
+        public var openedAt: Double
+        public var deadline: Double
+        public var publication: Data  // the signed RoundPlan, exactly as served
+        public var expected: Int
+        public var participants: Int
+        public var declined: Int
+        public var centroidShift: Double?
+        public var centroids: Data?  // after the round, k × d float32
+        public var counts: Data?  // the released (noisy) counts, k float64
+        public var closedAt: Double?
+
+        enum CodingKeys: String, CodingKey {
+            case id, phase, status, publication, expected, participants, declined, centroids, counts, deadline
+            case runID = "run_id"
+            case openedAt = "opened_at"
+            case centroidShift = "centroid_shift"
+            case closedAt = "closed_at"
+        }
+
+        public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+    }
+
+    public struct PublishedModel: Codable, Sendable, FetchableRecord, PersistableRecord {
+        public static let databaseTableName = "segment_models"
+        public var runID: String
+        public var version: Int
+        public var publication: Data  // SignedPublication bytes
+        public var createdAt: Double
+
+        enum CodingKeys: String, CodingKey {
+            case version, publication
+            case runID = "run_id"
+            case createdAt = "created_at"
+        }
+    }
+
+    public init(path: String) throws {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        database = try DatabasePool(path: path, configuration: configuration)
+        registry = try ClientRegistry(database: database)
+        ledger = try PrivacyLedger(database: database)
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("coordinator-v1") { db in
+            try db.create(table: Run.databaseTableName) { t in
+                t.column("id", .text).primaryKey()
+                t.column("parameters", .blob).notNull()
+                t.column("status", .text).notNull()
+                t.column("reason", .text)
+                t.column("phase", .text).notNull()
+                t.column("centroids", .blob).notNull()
+                t.column("variances", .blob).notNull()
+                t.column("committed_rounds", .integer).notNull()
+                t.column("abandoned_in_a_row", .integer).notNull()
+                t.column("created_at", .double).notNull()
+                t.column("finished_at", .double)
+            }
+            // AUTOINCREMENT: a round id is never reused, so an envelope bound to one round can
+            // never be replayed into a later one, across runs and restarts.
+            try db.create(table: Round.databaseTableName) { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("run_id", .text).notNull().references(Run.databaseTableName)
+                t.column("phase", .text).notNull()
+                t.column("status", .text).notNull()
+                t.column("opened_at", .double).notNull()
+                t.column("deadline", .double).notNull()
+                t.column("publication", .blob).notNull()
+                t.column("expected", .integer).notNull()
+                t.column("participants", .integer).notNull()
+                t.column("declined", .integer).notNull()
+                t.column("centroid_shift", .double)
+                t.column("centroids", .blob)
+                t.column("counts", .blob)
+                t.column("closed_at", .double)
+            }
+            try db.create(table: PublishedModel.databaseTableName) { t in
+                t.column("run_id", .text).notNull().references(Run.databaseTableName)
+                t.column("version", .integer).notNull()
+                t.column("publication", .blob).notNull()
+                t.column("created_at", .double).notNull()
+                t.primaryKey(["run_id", "version"])
+            }
+        }
+        try migrator.migrate(database)
+    }
+
+    public func runs() throws -> [Run] {
+        try database.read { db in try Run.order(Column("created_at")).fetchAll(db) }
+    }
+
+    public func run(_ id: String) throws -> Run? {
+        try database.read { db in try Run.fetchOne(db, key: id) }
+    }
+
+    public func rounds(run id: String) throws -> [Round] {
+        try database.read { db in try Round.filter(Column("run_id") == id).order(Column("id")).fetchAll(db) }
+    }
+
+    public func latestModel() throws -> PublishedModel? {
+        try database.read { db in try PublishedModel.order(Column("created_at").desc, Column("version").desc).fetchOne(db) }
+    }
+
+    /// Envelopes accepted in a round that has not committed yet.
+    public func pendingEnvelopes(round: Int64) throws -> [[UInt8]] {
+        try database.read { db in
+            try Data.fetchAll(db, sql: "SELECT envelope FROM accepted_messages WHERE round = ? AND envelope IS NOT NULL ORDER BY accepted_at", arguments: [round])
+                .map { [UInt8]($0) }
+        }
+    }
+}
+
+/// Little-endian packing of centroid matrices and variance vectors for BLOB columns.
+enum Packing {
+    static func pack(_ matrix: Matrix) -> Data {
+        matrix.storage.withUnsafeBytes { Data($0) }
+    }
+
+    static func unpackMatrix(_ data: Data, rows: Int, cols: Int) throws -> Matrix {
+        guard data.count == rows * cols * MemoryLayout<Float>.size else {
+            throw CoordinatorError.state("centroid blob of \(data.count) bytes for \(rows) x \(cols)")
+        }
+        var matrix = Matrix(rows: rows, cols: cols)
+        matrix.storage.withUnsafeMutableBytes { _ = data.copyBytes(to: $0) }
+        return matrix
+    }
+
+    static func pack(_ values: [Double]) -> Data {
+        values.withUnsafeBytes { Data($0) }
+    }
+
+    static func unpackDoubles(_ data: Data) -> [Double] {
+        var values = [Double](repeating: 0, count: data.count / MemoryLayout<Double>.size)
+        values.withUnsafeMutableBytes { _ = data.copyBytes(to: $0) }
+        return values
+    }
+}

@@ -1,1 +1,0 @@
-// FedSegCoordinator: see DESIGN.md's layout table; filled by its issue.

@@ -1,0 +1,59 @@
+import FedSegPrivacy
+import FedSegProtocol
+import Foundation
+
+extension RunParameters {
+    /// The noise of every release, derived from the accountant before the first one.
+    public func privacyPlan() throws -> RunPrivacyPlan {
+        try validate()
+        let clustering = try PrivateClusteringPlan.make(
+            epsilon: epsilon, delta: delta, k: k, dimension: dimension, mode: .local(shards: 1), clipNorm: clipNorm,
+            hasPublicStart: initialization == "public", rounds: rounds, histogramShare: 0, budgetShare: clusteringShare
+        )
+        let recommendation = catalog.isEmpty
+            ? nil
+            : try Calibration.noiseMultiplier(epsilon: epsilon, delta: delta, rounds: 1) / (1 - clusteringShare).squareRoot()
+        return RunPrivacyPlan(clustering: clustering, recommendationNoiseMultiplier: recommendation)
+    }
+}
+
+/// The releases of a run and their noise: `rounds` Gaussian (sums, counts) releases, then one
+/// discrete-Gaussian histogram release when there is a catalogue. Together they compose to at
+/// most the run's (ε, δ) by RDP.
+public struct RunPrivacyPlan: Sendable, Equatable {
+    public var clustering: PrivateClusteringPlan
+    public var recommendationNoiseMultiplier: Double?
+
+    public var clusteringMechanism: PrivacyLedger.Mechanism {
+        .init(kind: .gaussian, noiseMultiplier: clustering.noiseMultiplier, mode: "local")
+    }
+
+    public var recommendationMechanism: PrivacyLedger.Mechanism? {
+        recommendationNoiseMultiplier.map { .init(kind: .discreteGaussian, noiseMultiplier: $0, mode: "local") }
+    }
+
+    /// Everything the run may release, for checking budgets before it starts.
+    public var mechanisms: [PrivacyLedger.Mechanism] {
+        Array(repeating: clusteringMechanism, count: clustering.rounds) + (recommendationMechanism.map { [$0] } ?? [])
+    }
+}
+
+public enum CoordinatorError: Error, Equatable, CustomStringConvertible {
+    case invalidParameters(String)
+    case runInProgress(String)
+    case noRun
+    case budget(String)
+    case embedder(String)
+    case state(String)
+
+    public var description: String {
+        switch self {
+        case .invalidParameters(let why): "invalid run parameters: \(why)"
+        case .runInProgress(let id): "run \(id) is still in progress; stop it first"
+        case .noRun: "no run in progress"
+        case .budget(let why): "privacy budget: \(why)"
+        case .embedder(let why): "embedder: \(why)"
+        case .state(let why): "state: \(why)"
+        }
+    }
+}

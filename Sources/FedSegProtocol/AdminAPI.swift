@@ -1,0 +1,322 @@
+import Foundation
+
+// The admin API's JSON shapes (docs/PROTOCOL.md), shared by the coordinator that serves them and
+// the tools that read them (`fedseg`, `client-sim`). Keys are snake_case on the wire.
+
+/// What an operator chooses when starting a training run (admin API `POST /admin/v1/runs`,
+/// `fedseg run start`). JSON with snake_case keys; every field but `k`, `epsilon` and `delta`
+/// has a default that works for a small federation on loopback.
+public struct RunParameters: Codable, Sendable, Equatable {
+    public var k: Int
+    /// The embedder every client must use: `all-MiniLM-L6-v2` or `hashing-v1-d<D>-s<S>`.
+    public var embedderID: String = "all-MiniLM-L6-v2"
+    public var dimension: Int = 384
+    /// DP Lloyd rounds at most (fewer when centroids stop moving).
+    public var rounds: Int = 2
+    /// The run's (ε, δ), for every user, over initialisation, clustering and recommendation.
+    public var epsilon: Double
+    public var delta: Double
+    /// Share of the run's 1/z² budget spent on clustering; the rest on the recommendation release.
+    /// 1 when the run has no catalogue.
+    public var clusteringShare: Double = 0.7
+    public var clipNorm: Double = 1
+    /// `local`: every client adds the full noise to its own update.
+    public var privacyMode: String = "local"
+    /// A round is aggregated with at least this many updates, abandoned with fewer.
+    public var minParticipants: Int = 1
+    /// Seconds a round stays open.
+    public var roundDeadlineSeconds: Double = 30
+    /// Probability with which each client takes part in a round (it samples itself; 1: all).
+    public var samplingRate: Double = 1
+    /// Stop early once no centroid moved more than this (L2); 0 disables.
+    public var convergenceTolerance: Double = 1e-3
+    /// `public`: K-means on the embedded seed phrases; `random`: seeded random unit directions.
+    public var initialization: String = "public"
+    /// Public text (item titles, operator phrases) embedded on the coordinator for the start.
+    public var seedPhrases: [String] = []
+    public var seed: UInt64 = 1
+    /// The public catalogue (item ids) for the recommendation phase; empty: no recommendation.
+    public var catalog: [String] = []
+    public var maxItemsPerUser: Int = 20
+    /// A round abandoned this many times in a row fails the run.
+    public var maxAbandonedRounds: Int = 3
+
+    public init(k: Int, epsilon: Double, delta: Double) {
+        self.k = k
+        self.epsilon = epsilon
+        self.delta = delta
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case k, dimension, rounds, epsilon, delta, seed, catalog, initialization
+        case embedderID = "embedder_id"
+        case clusteringShare = "clustering_share"
+        case clipNorm = "clip_norm"
+        case privacyMode = "privacy_mode"
+        case minParticipants = "min_participants"
+        case roundDeadlineSeconds = "round_deadline_seconds"
+        case samplingRate = "sampling_rate"
+        case convergenceTolerance = "convergence_tolerance"
+        case seedPhrases = "seed_phrases"
+        case maxItemsPerUser = "max_items_per_user"
+        case maxAbandonedRounds = "max_abandoned_rounds"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        var p = RunParameters(k: try c.decode(Int.self, forKey: .k), epsilon: try c.decode(Double.self, forKey: .epsilon), delta: try c.decode(Double.self, forKey: .delta))
+        func take<T: Decodable>(_ key: CodingKeys, _ path: WritableKeyPath<RunParameters, T>) throws {
+            if let value = try c.decodeIfPresent(T.self, forKey: key) { p[keyPath: path] = value }
+        }
+        try take(.embedderID, \.embedderID)
+        try take(.dimension, \.dimension)
+        try take(.rounds, \.rounds)
+        try take(.clusteringShare, \.clusteringShare)
+        try take(.clipNorm, \.clipNorm)
+        try take(.privacyMode, \.privacyMode)
+        try take(.minParticipants, \.minParticipants)
+        try take(.roundDeadlineSeconds, \.roundDeadlineSeconds)
+        try take(.samplingRate, \.samplingRate)
+        try take(.convergenceTolerance, \.convergenceTolerance)
+        try take(.initialization, \.initialization)
+        try take(.seedPhrases, \.seedPhrases)
+        try take(.seed, \.seed)
+        try take(.catalog, \.catalog)
+        try take(.maxItemsPerUser, \.maxItemsPerUser)
+        try take(.maxAbandonedRounds, \.maxAbandonedRounds)
+        self = p
+    }
+
+    /// Every rule a run's parameters must meet, checked before anything is stored.
+    public func validate() throws {
+        func require(_ condition: Bool, _ field: String, _ rule: String) throws {
+            if !condition { throw ProtocolError.invalidField(field, rule) }
+        }
+        try require((1...1024).contains(k), "k", "must be in 1...1024")
+        try require((1...4096).contains(dimension), "dimension", "must be in 1...4096")
+        try require((1...100).contains(rounds), "rounds", "must be in 1...100")
+        try require(epsilon.isFinite && epsilon > 0, "epsilon", "must be positive")
+        try require(delta > 0 && delta < 1, "delta", "must be in (0, 1)")
+        try require(clusteringShare > 0 && clusteringShare <= 1, "clustering_share", "must be in (0, 1]")
+        try require(catalog.isEmpty || clusteringShare < 1, "clustering_share", "must leave budget for the recommendation phase when a catalog is given")
+        try require(clipNorm.isFinite && clipNorm > 0, "clip_norm", "must be positive")
+        try require(privacyMode == "local", "privacy_mode", "must be local (distributed mode needs secure aggregation)")
+        try require(minParticipants >= 1, "min_participants", "must be at least 1")
+        try require(roundDeadlineSeconds > 0 && roundDeadlineSeconds <= 86_400, "round_deadline_seconds", "must be in (0, 86400]")
+        try require(samplingRate > 0 && samplingRate <= 1, "sampling_rate", "must be in (0, 1]")
+        try require(convergenceTolerance >= 0, "convergence_tolerance", "must not be negative")
+        try require(["public", "random"].contains(initialization), "initialization", "must be public or random")
+        try require(initialization == "random" || seedPhrases.count >= k, "seed_phrases", "needs at least k phrases for a public start")
+        try require(catalog.count <= 1_000_000, "catalog", "must hold at most 10^6 items")
+        try require(Set(catalog).count == catalog.count, "catalog", "must not repeat an item")
+        try require(maxItemsPerUser >= 1, "max_items_per_user", "must be at least 1")
+        try require(maxAbandonedRounds >= 1, "max_abandoned_rounds", "must be at least 1")
+        try require(!embedderID.isEmpty, "embedder_id", "must be set")
+    }
+}
+
+/// Run state as the admin API and `fedseg run` show it.
+public struct RunSummary: Codable, Sendable {
+    public var id: String
+    public var status: String
+    public var reason: String?
+    public var phase: String
+    public var k: Int
+    public var dimension: Int
+    public var embedderID: String
+    public var privacyMode: String
+    public var epsilon: Double
+    public var delta: Double
+    public var epsilonSpent: Double
+    public var plannedRounds: Int
+    public var committedRounds: Int
+    public var noiseMultiplier: Double
+    public var openRound: OpenRoundSummary?
+    public var rounds: [RoundSummary]
+
+    public init(id: String, status: String, reason: String?, phase: String, k: Int, dimension: Int, embedderID: String, privacyMode: String, epsilon: Double, delta: Double, epsilonSpent: Double, plannedRounds: Int, committedRounds: Int, noiseMultiplier: Double, openRound: OpenRoundSummary?, rounds: [RoundSummary]) {
+        self.id = id
+        self.status = status
+        self.reason = reason
+        self.phase = phase
+        self.k = k
+        self.dimension = dimension
+        self.embedderID = embedderID
+        self.privacyMode = privacyMode
+        self.epsilon = epsilon
+        self.delta = delta
+        self.epsilonSpent = epsilonSpent
+        self.plannedRounds = plannedRounds
+        self.committedRounds = committedRounds
+        self.noiseMultiplier = noiseMultiplier
+        self.openRound = openRound
+        self.rounds = rounds
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id
+        case status
+        case reason
+        case phase
+        case k
+        case dimension
+        case embedderID = "embedder_id"
+        case privacyMode = "privacy_mode"
+        case epsilon
+        case delta
+        case epsilonSpent = "epsilon_spent"
+        case plannedRounds = "planned_rounds"
+        case committedRounds = "committed_rounds"
+        case noiseMultiplier = "noise_multiplier"
+        case openRound = "open_round"
+        case rounds
+    }
+}
+
+public struct OpenRoundSummary: Codable, Sendable {
+    public var id: UInt64
+    public var phase: String
+    public var participants: Int
+    public var declined: Int
+    public var expected: Int
+    public var deadlineUnix: Double
+
+    public init(id: UInt64, phase: String, participants: Int, declined: Int, expected: Int, deadlineUnix: Double) {
+        self.id = id
+        self.phase = phase
+        self.participants = participants
+        self.declined = declined
+        self.expected = expected
+        self.deadlineUnix = deadlineUnix
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id
+        case phase
+        case participants
+        case declined
+        case expected
+        case deadlineUnix = "deadline_unix"
+    }
+}
+
+public struct RoundSummary: Codable, Sendable {
+    public var id: UInt64
+    public var phase: String
+    public var status: String
+    public var participants: Int
+    public var declined: Int
+    public var expected: Int
+    public var centroidShift: Double?
+
+    public init(id: UInt64, phase: String, status: String, participants: Int, declined: Int, expected: Int, centroidShift: Double?) {
+        self.id = id
+        self.phase = phase
+        self.status = status
+        self.participants = participants
+        self.declined = declined
+        self.expected = expected
+        self.centroidShift = centroidShift
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id
+        case phase
+        case status
+        case participants
+        case declined
+        case expected
+        case centroidShift = "centroid_shift"
+    }
+}
+
+public struct SegmentsReport: Codable, Sendable {
+    public struct Segment: Codable, Sendable {
+        public var id: Int
+        public var norm: Double
+        /// The segment's (noisy) member count as released in the last committed round.
+        public var releasedCount: Double?
+        public var nearestSeedPhrases: [String]
+
+        public init(id: Int, norm: Double, releasedCount: Double?, nearestSeedPhrases: [String]) {
+            self.id = id
+            self.norm = norm
+            self.releasedCount = releasedCount
+            self.nearestSeedPhrases = nearestSeedPhrases
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case id
+            case norm
+            case releasedCount = "released_count"
+            case nearestSeedPhrases = "nearest_seed_phrases"
+        }
+    }
+
+    public var runID: String
+    public var status: String
+    public var k: Int
+    public var dimension: Int
+    /// Largest centroid movement of each committed clustering round.
+    public var shiftHistory: [Double]
+    public var segments: [Segment]
+
+    public init(runID: String, status: String, k: Int, dimension: Int, shiftHistory: [Double], segments: [Segment]) {
+        self.runID = runID
+        self.status = status
+        self.k = k
+        self.dimension = dimension
+        self.shiftHistory = shiftHistory
+        self.segments = segments
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case runID = "run_id"
+        case status
+        case k
+        case dimension
+        case shiftHistory = "shift_history"
+        case segments
+    }
+}
+
+/// `GET /admin/v1/status`.
+public struct AdminStatus: Codable, Sendable {
+    public var clients: Int
+    public var activeClients: Int
+    public var run: RunSummary?
+    public var coordinatorSigningKey: String
+
+    public init(clients: Int, activeClients: Int, run: RunSummary?, coordinatorSigningKey: String) {
+        self.clients = clients
+        self.activeClients = activeClients
+        self.run = run
+        self.coordinatorSigningKey = coordinatorSigningKey
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case clients
+        case activeClients = "active_clients"
+        case run
+        case coordinatorSigningKey = "coordinator_signing_key"
+    }
+}
+
+/// One enrolled client as `GET /admin/v1/clients` lists it.
+public struct ClientEntry: Codable, Sendable {
+    public var id: String
+    public var status: String
+    public var enrolledAt: Double
+
+    public init(id: String, status: String, enrolledAt: Double) {
+        self.id = id
+        self.status = status
+        self.enrolledAt = enrolledAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id
+        case status
+        case enrolledAt = "enrolled_at"
+    }
+}

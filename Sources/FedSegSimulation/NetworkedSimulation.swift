@@ -1,0 +1,473 @@
+import AsyncHTTPClient
+import FedSegClient
+import FedSegClustering
+import FedSegEmbedding
+import FedSegMath
+import FedSegPrivacy
+import FedSegProtocol
+import FedSegRecommend
+import Foundation
+import SwiftProtobuf
+
+/// `client-sim run`: many client nodes in one process against a running coordinator, over HTTP.
+/// Each node has its own keys, state directory, shard and ledger; the simulator only plays the
+/// network (which plan reaches whom, dropouts, stragglers, misbehaviour) and, at the end, the
+/// evaluator that knows everyone's data.
+public struct NetworkedSimulation: Sendable {
+    public struct Configuration: Sendable {
+        public var coordinatorURL: String
+        public var adminToken: String
+        public var clients: Int
+        public var k: Int = 8
+        public var partition: Partition = .iid
+        public var dropout: Double = 0
+        public var stragglers: (probability: Double, seconds: Double)?
+        public var rounds: Int = 2
+        public var epsilon: Double = 8
+        public var delta: Double = 1e-6
+        public var embedder: EmbedderChoice = .minilm
+        public var seed: UInt64 = 1
+        public var misbehave: Misbehaviour?
+        public var workDirectory: URL
+        public var cacheDirectory: URL?
+        public var roundDeadlineSeconds: Double = 30
+        public var clusteringShare = 0.7
+        public var maxItemsPerUser = 20
+        public var maxSeedPhrases = 3000
+        /// Share of the clients whose update a round needs.
+        public var quorum = 0.5
+        /// Clients working at once.
+        public var concurrency = 32
+        public var showProgress = false
+
+        public init(coordinatorURL: String, adminToken: String, clients: Int, workDirectory: URL) {
+            self.coordinatorURL = coordinatorURL
+            self.adminToken = adminToken
+            self.clients = clients
+            self.workDirectory = workDirectory
+        }
+    }
+
+    /// The report (`--report FILE.json`): a stable interface, snake_case keys.
+    public struct Report: Codable, Sendable {
+        public struct Segment: Codable, Sendable {
+            public var id: Int
+            public var size: Int
+            public var nearestItems: [String]
+
+            enum CodingKeys: String, CodingKey {
+                case id, size
+                case nearestItems = "nearest_items"
+            }
+        }
+
+        public var runID: String
+        public var clients: Int
+        public var users: Int
+        public var rounds: Int
+        public var participantsPerRound: [Int]
+        public var privacyMode: String
+        public var embedder: String
+        public var epsilonSpent: Double
+        public var epsilon: Double
+        public var delta: Double
+        public var segments: [Segment]
+        public var ariTruth: Double?
+        public var nmiTruth: Double?
+        public var ariCentralized: Double
+        public var costRatio: Double
+        public var recommendation: [InProcessFederation.RecommendationRow]
+        public var rejectedUpdates: [String: Int]
+        public var misbehaviourAttempts: [String: Int]
+        public var ledgersVerified: Bool
+        public var ledgersAgree: Bool
+        public var embedSeconds: Double
+        public var wallSeconds: Double
+
+        enum CodingKeys: String, CodingKey {
+            case clients, users, rounds, embedder, epsilon, delta, segments, recommendation
+            case runID = "run_id"
+            case participantsPerRound = "participants_per_round"
+            case privacyMode = "privacy_mode"
+            case epsilonSpent = "epsilon_spent"
+            case ariTruth = "ari_truth"
+            case nmiTruth = "nmi_truth"
+            case ariCentralized = "ari_centralized"
+            case costRatio = "cost_ratio"
+            case rejectedUpdates = "rejected_updates"
+            case misbehaviourAttempts = "misbehaviour_attempts"
+            case ledgersVerified = "ledgers_verified"
+            case ledgersAgree = "ledgers_agree"
+            case embedSeconds = "embed_seconds"
+            case wallSeconds = "wall_seconds"
+        }
+
+        /// Encodes with null for missing values (scripts read `ari_truth: null`).
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(runID, forKey: .runID)
+            try c.encode(clients, forKey: .clients)
+            try c.encode(users, forKey: .users)
+            try c.encode(rounds, forKey: .rounds)
+            try c.encode(participantsPerRound, forKey: .participantsPerRound)
+            try c.encode(privacyMode, forKey: .privacyMode)
+            try c.encode(embedder, forKey: .embedder)
+            try c.encode(epsilonSpent, forKey: .epsilonSpent)
+            try c.encode(epsilon, forKey: .epsilon)
+            try c.encode(delta, forKey: .delta)
+            try c.encode(segments, forKey: .segments)
+            try c.encode(ariTruth, forKey: .ariTruth)
+            try c.encode(nmiTruth, forKey: .nmiTruth)
+            try c.encode(ariCentralized, forKey: .ariCentralized)
+            try c.encode(costRatio, forKey: .costRatio)
+            try c.encode(recommendation, forKey: .recommendation)
+            try c.encode(rejectedUpdates, forKey: .rejectedUpdates)
+            try c.encode(misbehaviourAttempts, forKey: .misbehaviourAttempts)
+            try c.encode(ledgersVerified, forKey: .ledgersVerified)
+            try c.encode(ledgersAgree, forKey: .ledgersAgree)
+            try c.encode(embedSeconds, forKey: .embedSeconds)
+            try c.encode(wallSeconds, forKey: .wallSeconds)
+        }
+    }
+
+    public let configuration: Configuration
+
+    public init(configuration: Configuration) {
+        self.configuration = configuration
+    }
+
+    /// What one node did in a round, for the progress line and the attempt counts.
+    enum NodeResult: Sendable {
+        case answered(ClientNode.SendOutcome, declined: Bool)
+        case droppedOut
+        case failed(String)
+    }
+
+    public func run(dataset: Dataset, log: @escaping @Sendable (String) -> Void = { _ in }) async throws -> Report {
+        let c = configuration
+        let clock = ContinuousClock()
+        let started = clock.now
+        guard c.clients >= 1 else { throw SimulationError.invalid("--clients must be at least 1") }
+        let (base, warning) = c.embedder.make()
+        if let warning { log("warning: \(warning)") }
+        let embedder: any Embedder = try c.cacheDirectory.map { try CachingEmbedder(base: base, directory: $0) } ?? base
+        log("embedding \(dataset.items.count) items and \(dataset.users.count) users with \(embedder.identifier) (on the clients' behalf; cached by model and text)")
+        let prepared = try PreparedDataset.make(dataset, embedder: embedder, seed: c.seed)
+
+        // Shards: cold-start users hold no training data and do not take part.
+        let participants = dataset.users.indices.filter { !prepared.coldStart[$0] }
+        let owner = c.partition.assign(users: participants, dataset: dataset, clients: c.clients, seed: c.seed)
+        var members = [[Int]](repeating: [], count: c.clients)
+        for (position, u) in participants.enumerated() { members[owner[position]].append(u) }
+
+        let http = HTTPCoordinatorTransport.makeHTTPClient(connectionsPerHost: max(8, min(c.concurrency, 128)))
+        do {
+            let report = try await run(prepared: prepared, members: members, participants: participants, http: http, started: started, clock: clock, log: log)
+            try await http.shutdown()
+            return report
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+    }
+
+    func run(
+        prepared: PreparedDataset, members: [[Int]], participants: [Int], http: HTTPClient, started: ContinuousClock.Instant,
+        clock: ContinuousClock, log: @escaping @Sendable (String) -> Void
+    ) async throws -> Report {
+        let c = configuration
+        let dataset = prepared.dataset
+        let transport = HTTPCoordinatorTransport(baseURL: c.coordinatorURL, client: http)
+        let admin = AdminClient(baseURL: c.coordinatorURL, token: c.adminToken, client: http)
+        let runTag = String(UInt64.random(in: 0..<(1 << 32)), radix: 16)
+        let nodesDirectory = c.workDirectory.appendingPathComponent("clients", isDirectory: true)
+        let suspendIdle = c.clients > 500
+
+        // Nodes: keys, state, shard; then enrollment with one-time tokens from the admin API.
+        log("creating \(c.clients) client nodes under \(nodesDirectory.path)")
+        var nodes: [ClientNode] = []
+        nodes.reserveCapacity(c.clients)
+        for index in 0..<c.clients {
+            let users = members[index]
+            let data = ClientData(
+                userIDs: users.map { dataset.users[$0].user }, points: KMeans.gatherRows(prepared.points, users),
+                items: users.map { prepared.training[$0] }
+            )
+            let node = try ClientNode(
+                directory: nodesDirectory.appendingPathComponent("client-\(index)", isDirectory: true), id: "sim-\(runTag)-\(index)",
+                embedderID: prepared.embedderID, data: data, epsilonBudget: c.epsilon, delta: c.delta
+            )
+            if suspendIdle { try await node.suspend() }
+            nodes.append(node)
+        }
+        let tokens = try await admin.createTokens(count: c.clients)
+        let nodeList = nodes
+        try await forEach(0..<c.clients, concurrency: c.concurrency) { index in
+            try await nodeList[index].enroll(token: tokens[index], transport: transport)
+            if suspendIdle { try await nodeList[index].suspend() }
+        }
+        log("enrolled \(c.clients) clients")
+        guard let keys = await nodes[0].pinnedKeys else { throw SimulationError.runFailed("enrollment pinned no keys") }
+
+        // Misbehaving clients: 10% (at least one) of the enrolled, or extra unenrolled ones.
+        var rng = SeededRandom(seed: c.seed, stream: 0xBAD)
+        var chosen = Set<Int>()
+        var impostors: [ClientNode] = []
+        if let misbehave = c.misbehave {
+            if case .unenrolled(let fraction) = misbehave {
+                for index in 0..<max(1, Int((Double(c.clients) * fraction).rounded())) {
+                    let impostor = try ClientNode(
+                        directory: c.workDirectory.appendingPathComponent("impostors/impostor-\(index)", isDirectory: true),
+                        id: "impostor-\(runTag)-\(index)", embedderID: prepared.embedderID,
+                        data: ClientData(userIDs: [], points: Matrix(rows: 0, cols: prepared.points.cols), items: []),
+                        epsilonBudget: 1e6, delta: c.delta
+                    )
+                    await impostor.pin(signing: keys.signing, kx: keys.kx)
+                    impostors.append(impostor)
+                }
+            } else {
+                var order = Array(0..<c.clients)
+                order.shuffle(using: &rng)
+                chosen = Set(order.prefix(max(1, c.clients / 10)))
+            }
+        }
+
+        let misbehaving = chosen
+
+        // The run: parameters from the command line; seed phrases and catalogue are public.
+        var parameters = RunParameters(k: c.k, epsilon: c.epsilon, delta: c.delta)
+        parameters.embedderID = prepared.embedderID
+        parameters.dimension = prepared.points.cols
+        parameters.rounds = c.rounds
+        parameters.clusteringShare = c.clusteringShare
+        parameters.minParticipants = max(1, Int((Double(c.clients) * c.quorum).rounded(.down)))
+        parameters.roundDeadlineSeconds = c.roundDeadlineSeconds
+        parameters.seed = c.seed
+        parameters.maxItemsPerUser = c.maxItemsPerUser
+        var phraseOrder = Array(prepared.itemTexts.indices)
+        phraseOrder.shuffle(using: &rng)
+        parameters.seedPhrases = phraseOrder.prefix(c.maxSeedPhrases).map { prepared.itemTexts[$0] }
+        if parameters.seedPhrases.count < c.k { parameters.initialization = "random" }
+        parameters.catalog = dataset.items.map(\.item)
+        let started_ = try await admin.startRun(parameters)
+        let runID = started_.id
+        log(String(format: "run %@ started: %d DP Lloyd round(s) at z = %.3f, then the recommendation release; ε = %g, δ = %g", runID, started_.plannedRounds, started_.noiseMultiplier, c.epsilon, c.delta))
+
+        // Rounds: one fetch of the signed plan per round, handed to every node, which verifies
+        // it with its own pinned key.
+        let attempts = AttemptCounter()
+        var handled = Set<UInt64>()
+        var summary = started_
+        while true {
+            summary = try await admin.run(runID)
+            guard summary.status == "running" else { break }
+            guard let publication = try await transport.currentPlan(),
+                let signed = try? Fedseg_V1_SignedPublication(serializedBytes: publication),
+                let plan = try? Fedseg_V1_RoundPlan(serializedBytes: signed.payload), plan.runID == runID, !handled.contains(plan.round)
+            else {
+                try await Task.sleep(for: .milliseconds(100))
+                continue
+            }
+            handled.insert(plan.round)
+            let phase = plan.phase == .clustering ? "clustering" : "recommendation"
+            let progress = Progress(label: "round \(plan.round) (\(phase))", total: c.clients, enabled: c.showProgress)
+            let seed = c.seed &+ plan.round
+            try await forEach(0..<c.clients, concurrency: c.concurrency) { index in
+                var chance = SeededRandom(seed: seed, stream: UInt64(index))
+                let result = await Self.play(
+                    node: nodeList[index], index: index, publication: publication, plan: plan, transport: transport,
+                    dropout: chance.nextUniform() < c.dropout,
+                    straggle: c.stragglers.flatMap { chance.nextUniform() < $0.probability ? $0.seconds : nil },
+                    misbehave: misbehaving.contains(index) ? c.misbehave : nil, attempts: attempts
+                )
+                if suspendIdle { try? await nodeList[index].suspend() }
+                await progress.advance(result)
+            }
+            for impostor in impostors {
+                await attempts.add("unenrolled")
+                _ = try? await impostor.participate(publication, transport: transport)
+            }
+            await progress.finish()
+        }
+        guard summary.status == "completed" else {
+            throw SimulationError.runFailed("run \(runID) ended \(summary.status): \(summary.reason ?? "no reason given")")
+        }
+
+        // The published model, verified with the pinned key.
+        guard let model = try await nodes[0].refreshModel(transport: transport), model.runID == runID,
+            let centroids = model.centroidMatrix
+        else { throw SimulationError.runFailed("no segment model for \(runID)") }
+        for node in nodes.dropFirst() where !suspendIdle { await node.adopt(model) }
+        log("segment model v\(model.version) verified; evaluating")
+
+        // Evaluation (the simulator knows everyone's data; no client does).
+        let labels = KMeans.assign(prepared.points, to: centroids)
+        let participantPoints = KMeans.gatherRows(prepared.points, participants)
+        let participantLabels = participants.map { labels[$0] }
+        let baseline = KMeans.fit(participantPoints, .init(k: c.k, restarts: 5, seed: c.seed))
+        let truth = prepared.truth(for: participants)
+        let catalog = ItemCatalog(ids: parameters.catalog)
+        var exact = SegmentHistogram(segments: c.k, items: catalog.count)
+        var sampling = SeededRandom(seed: c.seed, stream: 0xE7)
+        for u in participants {
+            exact.add(userItems: prepared.training[u], segment: Int(labels[u]), catalog: catalog, maxItemsPerUser: c.maxItemsPerUser, using: &sampling)
+        }
+        let recommendation = InProcessFederation.evaluate(exact: exact, privateModel: model, labels: labels, centroids: centroids, prepared: prepared)
+        let sizes = Metrics.clusterSizes(labels: participantLabels, k: c.k)
+        let nearest = KMeans.squaredDistances(centroids, to: prepared.itemVectors)
+        let segments = (0..<c.k).map { j in
+            Report.Segment(
+                id: j, size: sizes[j],
+                nearestItems: nearest[j].enumerated().sorted { $0.element < $1.element }.prefix(3).map { dataset.items[$0.offset].title }
+            )
+        }
+
+        // Ledgers: every chain verifies; every client charge is a release of this run; a client
+        // that answered every round spent exactly what the coordinator charged the run.
+        let coordinatorAudit = try await admin.ledger()
+        let runSeries = coordinatorAudit.populations.first { $0.population == "run:\(runID)" }?.series ?? []
+        let coordinatorReleases = Set(runSeries.map(\.releaseID))
+        var verified = coordinatorAudit.verified
+        var agree = !coordinatorReleases.isEmpty
+        var charged = [String: Int]()
+        for node in nodes {
+            let ledger = try await node.ledger()
+            let audit = try LedgerAudit.run(ledger)
+            verified = verified && audit.verified
+            let records = try ledger.records()
+            let releases = Set(records.map(\.releaseID))
+            agree = agree && releases.allSatisfy { $0.hasPrefix(runID + "/") }
+            for release in releases { charged[release, default: 0] += 1 }
+            if releases == coordinatorReleases, let last = records.last, let coordinatorLast = runSeries.last {
+                agree = agree && abs(last.epsilonAfter - coordinatorLast.epsilon) < 1e-9
+            }
+            if suspendIdle { try await node.suspend() }
+        }
+        agree = agree && coordinatorReleases.allSatisfy { (charged[$0] ?? 0) >= parameters.minParticipants }
+
+        let metrics = try await admin.metricsText()
+        let committed = summary.rounds.filter { $0.status == "committed" }
+        return Report(
+            runID: runID, clients: c.clients, users: dataset.users.count, rounds: committed.count,
+            participantsPerRound: committed.map(\.participants), privacyMode: summary.privacyMode, embedder: prepared.embedderID,
+            epsilonSpent: summary.epsilonSpent, epsilon: c.epsilon, delta: c.delta, segments: segments,
+            ariTruth: truth.map { Metrics.adjustedRandIndex(participantLabels, $0) },
+            nmiTruth: truth.map { Metrics.normalizedMutualInformation(participantLabels, $0) },
+            ariCentralized: Metrics.adjustedRandIndex(participantLabels, baseline.labels),
+            costRatio: Metrics.inertia(points: participantPoints, centroids: centroids, labels: participantLabels) / baseline.inertia,
+            recommendation: recommendation, rejectedUpdates: AdminClient.rejectedUpdates(fromMetrics: metrics),
+            misbehaviourAttempts: await attempts.counts, ledgersVerified: verified, ledgersAgree: agree,
+            embedSeconds: prepared.embedSeconds, wallSeconds: InProcessFederation.seconds(clock.now - started)
+        )
+    }
+
+    /// One node's part in one round, as the network and its owner make it behave.
+    static func play(
+        node: ClientNode, index: Int, publication: [UInt8], plan: Fedseg_V1_RoundPlan, transport: any CoordinatorTransport,
+        dropout: Bool, straggle: Double?, misbehave: Misbehaviour?, attempts: AttemptCounter
+    ) async -> NodeResult {
+        if dropout { return .droppedOut }
+        if let straggle { try? await Task.sleep(for: .seconds(straggle)) }
+        do {
+            let answer = try await node.answer(publication)
+            switch misbehave {
+            case .tamper?:
+                var tampered = answer.envelope
+                tampered[tampered.count - 1] ^= 0x01
+                await attempts.add("tamper")
+                _ = try? await transport.submit(round: answer.round, envelope: tampered)
+            case .oversize?:
+                await attempts.add("oversize")
+                _ = try? await transport.submit(round: answer.round, envelope: [UInt8](repeating: 0x46, count: (16 << 20) + 1))
+            case .nan?:
+                var update = Fedseg_V1_ClientUpdate()
+                update.runID = plan.runID
+                update.round = plan.round
+                update.sums = [Float](repeating: .nan, count: Int(plan.k) * Int(plan.dimension))
+                update.counts = [Float](repeating: 1, count: Int(plan.k))
+                if let bytes = try? update.serializedBytes() as [UInt8], let sealed = try? await node.seal(bytes, kind: .clientUpdate, round: plan.round) {
+                    await attempts.add("nan")
+                    _ = try? await transport.submit(round: plan.round, envelope: sealed)
+                }
+            default:
+                break
+            }
+            let outcome = await node.send(answer, transport: transport)
+            if misbehave == .replay {
+                await attempts.add("replay")
+                _ = try? await transport.submit(round: answer.round, envelope: answer.envelope)
+            }
+            return .answered(outcome, declined: answer.kind == .decline)
+        } catch {
+            return .failed("\(error)")
+        }
+    }
+
+    /// Runs `body` for every element with at most `concurrency` at once.
+    func forEach(
+        _ range: Range<Int>, concurrency: Int, _ body: @escaping @Sendable (Int) async throws -> Void
+    ) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var next = range.lowerBound
+            while next < range.upperBound, next - range.lowerBound < max(1, concurrency) {
+                let index = next
+                group.addTask { try await body(index) }
+                next += 1
+            }
+            while try await group.next() != nil {
+                if next < range.upperBound {
+                    let index = next
+                    group.addTask { try await body(index) }
+                    next += 1
+                }
+            }
+        }
+    }
+}
+
+actor AttemptCounter {
+    var counts: [String: Int] = [:]
+    func add(_ kind: String) { counts[kind, default: 0] += 1 }
+}
+
+/// A one-line progress bar per round on a terminal (stderr).
+actor Progress {
+    let label: String
+    let total: Int
+    let enabled: Bool
+    var done = 0
+    var accepted = 0
+    var declined = 0
+    var dropped = 0
+    var failed = 0
+    var lastDrawn = -1
+
+    init(label: String, total: Int, enabled: Bool) {
+        self.label = label
+        self.total = total
+        self.enabled = enabled
+    }
+
+    func advance(_ result: NetworkedSimulation.NodeResult) {
+        done += 1
+        switch result {
+        case .answered(let outcome, let wasDecline):
+            if wasDecline { declined += 1 } else if outcome == .accepted || outcome == .alreadyAccepted { accepted += 1 } else { failed += 1 }
+        case .droppedOut: dropped += 1
+        case .failed: failed += 1
+        }
+        draw(final: false)
+    }
+
+    func finish() { draw(final: true) }
+
+    func draw(final: Bool) {
+        let width = 30
+        let filled = total == 0 ? width : done * width / total
+        guard enabled || final, final || filled != lastDrawn else { return }
+        lastDrawn = filled
+        let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+        let line = "\(label) [\(bar)] \(done)/\(total)  accepted \(accepted)  declined \(declined)  dropped \(dropped)  failed \(failed)"
+        FileHandle.standardError.write(Data(((enabled ? "\r" : "") + line + (final ? "\n" : "")).utf8))
+    }
+}
