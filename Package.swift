@@ -138,7 +138,7 @@ let package = Package(
             name: "fedseg",
             dependencies: [
                 "FedSegMath", "FedSegCrypto", "FedSegEmbedding", "FedSegClustering", "FedSegPrivacy", "FedSegProtocol",
-                argumentParser,
+                "FedSegCoordinator", "FedSegClient", argumentParser, httpClient,
             ],
             swiftSettings: swiftSettings
         ),

@@ -118,6 +118,9 @@ struct ClientSimCommand: AsyncParsableCommand {
         @Option(name: .long, help: "Embedding cache directory (default: $FEDSEG_CACHE/embeddings).")
         var cacheDir: String?
 
+        @Flag(name: .long, help: "Embed everything again instead of using the cache.")
+        var noCache = false
+
         @Option(name: .long, help: "Clients working at once.")
         var concurrency = 32
 
@@ -171,7 +174,7 @@ struct ClientSimCommand: AsyncParsableCommand {
             configuration.seed = seed
             configuration.roundDeadlineSeconds = roundDeadline
             configuration.concurrency = concurrency
-            configuration.cacheDirectory = cacheDir.map { URL(fileURLWithPath: $0, isDirectory: true) } ?? Self.defaultCache
+            configuration.cacheDirectory = noCache ? nil : cacheDir.map { URL(fileURLWithPath: $0, isDirectory: true) } ?? Self.defaultCache
             configuration.showProgress = isatty(STDERR_FILENO) != 0
             let simulation = NetworkedSimulation(configuration: configuration)
             let result: NetworkedSimulation.Report

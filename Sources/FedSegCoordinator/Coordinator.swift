@@ -36,6 +36,9 @@ public actor Coordinator {
         /// Where embeddings of seed phrases are cached.
         public var embeddingCache: URL?
         public var modelFiles = MiniLMModelFiles.defaultLocation()
+        /// Test hook (`FEDSEG_TEST_CRASH_AT`): `aggregate` or `commit` kills the process with
+        /// SIGKILL at that point of the first round it closes, to prove recovery.
+        public var crashPoint: String?
 
         public init() {}
     }
@@ -85,9 +88,9 @@ public actor Coordinator {
         self.metrics = metrics
         self.logger = logger
         self.intake = UpdateIntake(registry: store.registry, limits: settings.limits)
-        if try store.ledger.budget(for: Self.allUsers) == nil {
-            try store.ledger.setBudget(.init(population: Self.allUsers, epsilon: settings.totalEpsilon, delta: settings.totalDelta))
-        }
+        // The configured total is authoritative at every start: lowering it below what is spent
+        // refuses further runs; nothing already recorded changes.
+        try store.ledger.setBudget(.init(population: Self.allUsers, epsilon: settings.totalEpsilon, delta: settings.totalDelta))
     }
 
     static func now() -> Double { Date().timeIntervalSince1970 }
@@ -220,8 +223,17 @@ public actor Coordinator {
 
     /// Closes the open round when its deadline has passed; called by the ticker.
     public func tick() throws {
-        guard let current = open, Self.now() >= current.deadline else { return }
+        guard let current = open,
+            Self.now() >= current.deadline || current.participants + current.declined >= current.expected
+        else { return }
         try close()
+    }
+
+    nonisolated func crash(at point: String) {
+        if settings.crashPoint == point {
+            logger.critical("test hook: SIGKILL at \(point)")
+            kill(getpid(), SIGKILL)
+        }
     }
 
     func close() throws {
@@ -232,6 +244,7 @@ public actor Coordinator {
             try abandon(current, reason: "\(current.participants) of \(run.parameters.minParticipants) required updates")
             return
         }
+        crash(at: "aggregate")
         metrics.roundSeconds.recordNanoseconds(Int64(elapsed * 1e9))
         metrics.participants.record(Double(current.participants))
         if current.plan.phase == .clustering {
@@ -288,6 +301,7 @@ public actor Coordinator {
                 db, releaseID: "\(run.id)/round-\(round.id)", round: Int64(round.id), mechanism: mechanism,
                 populations: ["run:\(run.id)", Self.allUsers]
             )
+            crash(at: "commit")
             try db.execute(
                 sql: "UPDATE rounds SET status = 'committed', participants = ?, declined = ?, centroid_shift = ?, centroids = ?, counts = ?, closed_at = ? WHERE id = ?",
                 arguments: [round.participants, round.declined, shift, Packing.pack(updated.centroids), Packing.pack(round.counts), Self.now(), Int64(round.id)]
@@ -330,6 +344,7 @@ public actor Coordinator {
                 db, releaseID: "\(run.id)/round-\(round.id)", round: Int64(round.id), mechanism: mechanism,
                 populations: ["run:\(run.id)", Self.allUsers]
             )
+            crash(at: "commit")
             try CoordinatorStore.PublishedModel(runID: run.id, version: model.version, publication: publication, createdAt: Self.now()).insert(db)
             try db.execute(
                 sql: "UPDATE rounds SET status = 'committed', participants = ?, declined = ?, closed_at = ? WHERE id = ?",
@@ -496,27 +511,8 @@ public actor Coordinator {
 
     /// The current (or last) run's centroids, with the public seed phrases nearest each.
     public func segments() throws -> SegmentsReport {
-        guard let runID = try (active?.id ?? store.runs().last?.id), let run = try store.run(runID) else { throw CoordinatorError.noRun }
-        let parameters = try run.decodedParameters()
-        let centroids = try Packing.unpackMatrix(run.centroids, rows: parameters.k, cols: parameters.dimension)
-        let rounds = try store.rounds(run: runID).filter { $0.status == "committed" && $0.phase == "clustering" }
-        let released = rounds.last?.counts.map(Packing.unpackDoubles).flatMap { $0.count == parameters.k ? $0 : nil }
-        var nearest = [[String]](repeating: [], count: parameters.k)
-        if let seeds = seedVectors, seeds.runID == runID {
-            let distances = KMeans.squaredDistances(centroids, to: seeds.vectors)
-            for j in 0..<parameters.k {
-                nearest[j] = distances[j].enumerated().sorted { $0.element < $1.element }.prefix(3).map { seeds.phrases[$0.offset] }
-            }
-        }
-        return SegmentsReport(
-            runID: runID, status: run.status, k: parameters.k, dimension: parameters.dimension,
-            shiftHistory: rounds.compactMap(\.centroidShift),
-            segments: (0..<parameters.k).map { j in
-                SegmentsReport.Segment(
-                    id: j, norm: Double(BLAS.nrm2(centroids.row(j))), releasedCount: released?[j], nearestSeedPhrases: nearest[j]
-                )
-            }
-        )
+        guard let runID = try (active?.id ?? store.runs().last?.id) else { throw CoordinatorError.noRun }
+        return try store.segments(runID: runID, seedVectors: seedVectors?.runID == runID ? seedVectors?.vectors : nil)
     }
 
     /// Seed phrase vectors of the run, for `segments()` after a restart (embedding is done by

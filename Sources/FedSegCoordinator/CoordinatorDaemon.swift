@@ -67,6 +67,7 @@ public enum CoordinatorDaemon {
         settings.totalDelta = configuration.totalDelta
         settings.limits.maximumMessageBytes = configuration.maxMessageBytes
         settings.embeddingCache = directory.appendingPathComponent("embeddings", isDirectory: true)
+        settings.crashPoint = ProcessInfo.processInfo.environment["FEDSEG_TEST_CRASH_AT"]
         let coordinator = try Coordinator(store: store, keys: keys, settings: settings, metrics: CoordinatorMetrics(), logger: logger)
         try await coordinator.recover()
         if let total = try store.ledger.budget(for: Coordinator.allUsers) {

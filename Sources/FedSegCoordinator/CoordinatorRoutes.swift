@@ -58,7 +58,10 @@ public enum CoordinatorRoutes {
             }
             if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
                 coordinator.metrics.rejected("oversized")
-                return errorResponse(.contentTooLarge, .oversized, "body of \(length) bytes is over the limit of \(limit)")
+                // The body is never read; closing the connection stops a client still sending it.
+                var response = errorResponse(.contentTooLarge, .oversized, "body of \(length) bytes is over the limit of \(limit)")
+                response.headers[.connection] = "close"
+                return response
             }
             let body: [UInt8]
             do {

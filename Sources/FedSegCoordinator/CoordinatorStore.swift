@@ -1,3 +1,4 @@
+import FedSegClustering
 import FedSegMath
 import FedSegPrivacy
 import FedSegProtocol
@@ -155,6 +156,34 @@ public final class CoordinatorStore: Sendable {
             try Data.fetchAll(db, sql: "SELECT envelope FROM accepted_messages WHERE round = ? AND envelope IS NOT NULL ORDER BY accepted_at", arguments: [round])
                 .map { [UInt8]($0) }
         }
+    }
+}
+
+extension CoordinatorStore {
+    /// A run's segments: centroid norms, released counts of the last committed round, centroid
+    /// shift per round and, given the embedded seed phrases, the three nearest each centroid.
+    public func segments(runID: String?, seedVectors: Matrix?) throws -> SegmentsReport {
+        guard let runID = try runID ?? runs().last?.id, let run = try run(runID) else { throw CoordinatorError.noRun }
+        let parameters = try run.decodedParameters()
+        let centroids = try Packing.unpackMatrix(run.centroids, rows: parameters.k, cols: parameters.dimension)
+        let rounds = try rounds(run: runID).filter { $0.status == "committed" && $0.phase == "clustering" }
+        let released = rounds.last?.counts.map(Packing.unpackDoubles).flatMap { $0.count == parameters.k ? $0 : nil }
+        var nearest = [[String]](repeating: [], count: parameters.k)
+        if let seedVectors, seedVectors.rows == parameters.seedPhrases.count, seedVectors.cols == parameters.dimension {
+            let distances = KMeans.squaredDistances(centroids, to: seedVectors)
+            for j in 0..<parameters.k {
+                nearest[j] = distances[j].enumerated().sorted { $0.element < $1.element }.prefix(3).map { parameters.seedPhrases[$0.offset] }
+            }
+        }
+        return SegmentsReport(
+            runID: runID, status: run.status, k: parameters.k, dimension: parameters.dimension,
+            shiftHistory: rounds.compactMap(\.centroidShift),
+            segments: (0..<parameters.k).map { j in
+                SegmentsReport.Segment(
+                    id: j, norm: Double(BLAS.nrm2(centroids.row(j))), releasedCount: released?[j], nearestSeedPhrases: nearest[j]
+                )
+            }
+        )
     }
 }
 

@@ -249,6 +249,7 @@ public struct NetworkedSimulation: Sendable {
         parameters.seedPhrases = phraseOrder.prefix(c.maxSeedPhrases).map { prepared.itemTexts[$0] }
         if parameters.seedPhrases.count < c.k { parameters.initialization = "random" }
         parameters.catalog = dataset.items.map(\.item)
+        let rejectedBefore = AdminClient.rejectedUpdates(fromMetrics: try await admin.metricsText())
         let started_ = try await admin.startRun(parameters)
         let runID = started_.id
         log(String(format: "run %@ started: %d DP Lloyd round(s) at z = %.3f, then the recommendation release; ε = %g, δ = %g", runID, started_.plannedRounds, started_.noiseMultiplier, c.epsilon, c.delta))
@@ -258,10 +259,23 @@ public struct NetworkedSimulation: Sendable {
         let attempts = AttemptCounter()
         var handled = Set<UInt64>()
         var summary = started_
+        var unreachableSince: ContinuousClock.Instant?
         while true {
-            summary = try await admin.run(runID)
+            // The coordinator may restart mid-run: keep asking for a while before giving up.
+            let polled: (RunSummary, [UInt8]?)
+            do {
+                polled = (try await admin.run(runID), try await transport.currentPlan())
+                unreachableSince = nil
+            } catch {
+                let since = unreachableSince ?? clock.now
+                unreachableSince = since
+                if clock.now - since > .seconds(120) { throw error }
+                try await Task.sleep(for: .milliseconds(250))
+                continue
+            }
+            summary = polled.0
             guard summary.status == "running" else { break }
-            guard let publication = try await transport.currentPlan(),
+            guard let publication = polled.1,
                 let signed = try? Fedseg_V1_SignedPublication(serializedBytes: publication),
                 let plan = try? Fedseg_V1_RoundPlan(serializedBytes: signed.payload), plan.runID == runID, !handled.contains(plan.round)
             else {
@@ -345,7 +359,14 @@ public struct NetworkedSimulation: Sendable {
         }
         agree = agree && coordinatorReleases.allSatisfy { (charged[$0] ?? 0) >= parameters.minParticipants }
 
-        let metrics = try await admin.metricsText()
+        // Simulated nodes end with the simulation: revoked, so later rounds do not wait for them.
+        let ids = nodeList.map(\.id)
+        try await forEach(0..<ids.count, concurrency: c.concurrency) { try await admin.revoke(ids[$0]) }
+
+        // This run's rejections: the coordinator's counters less what they were before it.
+        var rejected = AdminClient.rejectedUpdates(fromMetrics: try await admin.metricsText())
+        for (reason, count) in rejectedBefore { rejected[reason, default: 0] -= count }
+        rejected = rejected.filter { $0.value > 0 }
         let committed = summary.rounds.filter { $0.status == "committed" }
         return Report(
             runID: runID, clients: c.clients, users: dataset.users.count, rounds: committed.count,
@@ -355,7 +376,7 @@ public struct NetworkedSimulation: Sendable {
             nmiTruth: truth.map { Metrics.normalizedMutualInformation(participantLabels, $0) },
             ariCentralized: Metrics.adjustedRandIndex(participantLabels, baseline.labels),
             costRatio: Metrics.inertia(points: participantPoints, centroids: centroids, labels: participantLabels) / baseline.inertia,
-            recommendation: recommendation, rejectedUpdates: AdminClient.rejectedUpdates(fromMetrics: metrics),
+            recommendation: recommendation, rejectedUpdates: rejected,
             misbehaviourAttempts: await attempts.counts, ledgersVerified: verified, ledgersAgree: agree,
             embedSeconds: prepared.embedSeconds, wallSeconds: InProcessFederation.seconds(clock.now - started)
         )
@@ -380,12 +401,25 @@ public struct NetworkedSimulation: Sendable {
                 await attempts.add("oversize")
                 _ = try? await transport.submit(round: answer.round, envelope: [UInt8](repeating: 0x46, count: (16 << 20) + 1))
             case .nan?:
-                var update = Fedseg_V1_ClientUpdate()
-                update.runID = plan.runID
-                update.round = plan.round
-                update.sums = [Float](repeating: .nan, count: Int(plan.k) * Int(plan.dimension))
-                update.counts = [Float](repeating: 1, count: Int(plan.k))
-                if let bytes = try? update.serializedBytes() as [UInt8], let sealed = try? await node.seal(bytes, kind: .clientUpdate, round: plan.round) {
+                // A well-sealed message whose contents break the plan: NaN sums, or (in the
+                // recommendation round, whose counts are integers) the wrong number of counts.
+                let bytes: [UInt8]?
+                let kind: Fedseg_V1_MessageKind
+                if plan.phase == .clustering {
+                    var update = Fedseg_V1_ClientUpdate()
+                    update.runID = plan.runID
+                    update.round = plan.round
+                    update.sums = [Float](repeating: .nan, count: Int(plan.k) * Int(plan.dimension))
+                    update.counts = [Float](repeating: 1, count: Int(plan.k))
+                    (bytes, kind) = (try? update.serializedBytes(), .clientUpdate)
+                } else {
+                    var update = Fedseg_V1_RecommendationUpdate()
+                    update.runID = plan.runID
+                    update.round = plan.round
+                    update.counts = [1, 2, 3]
+                    (bytes, kind) = (try? update.serializedBytes(), .recommendationUpdate)
+                }
+                if let bytes, let sealed = try? await node.seal(bytes, kind: kind, round: plan.round) {
                     await attempts.add("nan")
                     _ = try? await transport.submit(round: plan.round, envelope: sealed)
                 }

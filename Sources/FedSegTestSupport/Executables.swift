@@ -76,4 +76,39 @@ public enum Executables {
             stderr: String(decoding: errData, as: UTF8.self)
         )
     }
+
+    /// A process started in the background, its output in a file.
+    public final class Background: @unchecked Sendable {
+        public let process: Process
+        public let output: URL
+
+        init(process: Process, output: URL) {
+            self.process = process
+            self.output = output
+        }
+
+        /// Waits for the exit and returns the status and the combined output.
+        public func wait() -> Result {
+            process.waitUntilExit()
+            let text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
+            try? FileManager.default.removeItem(at: output)
+            return Result(status: process.terminationStatus, stdout: text, stderr: "")
+        }
+    }
+
+    public static func start(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Background {
+        let process = Process()
+        process.executableURL = try url(name)
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env.merge(environment) { $1 }
+        process.environment = env
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("fedseg-bg-\(UUID().uuidString).log")
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: output)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        return Background(process: process, output: output)
+    }
 }

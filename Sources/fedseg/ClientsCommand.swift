@@ -1,4 +1,5 @@
 import ArgumentParser
+import FedSegCoordinator
 import FedSegCrypto
 import FedSegProtocol
 import Foundation
@@ -14,9 +15,10 @@ struct ClientsCommand: ParsableCommand {
         @Option(name: .long, help: "The coordinator's state directory.")
         var stateDir: String
 
+        /// The registry in the coordinator's database (safe while the daemon runs: SQLite WAL).
         func registry() throws -> ClientRegistry {
             try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-            return try ClientRegistry(path: URL(fileURLWithPath: stateDir).appendingPathComponent(ClientRegistry.fileName).path)
+            return try CoordinatorStore(path: URL(fileURLWithPath: stateDir).appendingPathComponent(CoordinatorStore.fileName).path).registry
         }
     }
 

@@ -14,7 +14,7 @@ struct FedSegCommand: AsyncParsableCommand {
         commandName: "fedseg",
         abstract: "Operate and inspect a FedSeg federation.",
         version: FedSegVersion.current,
-        subcommands: [DoctorCommand.self, EmbedCommand.self, KMeansCommand.self, PrivacyCommand.self, ClientsCommand.self]
+        subcommands: [DoctorCommand.self, EmbedCommand.self, KMeansCommand.self, PrivacyCommand.self, ClientsCommand.self, RunCommand.self, SegmentsCommand.self]
     )
 }
 

@@ -1,8 +1,10 @@
 import ArgumentParser
+import FedSegClient
+import FedSegCoordinator
 import FedSegPrivacy
 import Foundation
 
-struct PrivacyCommand: ParsableCommand {
+struct PrivacyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "privacy",
         abstract: "Privacy accounting: ε for a plan, and the noise a target ε needs.",
@@ -87,14 +89,16 @@ struct PrivacyCommand: ParsableCommand {
         }
     }
 
-    struct Audit: ParsableCommand {
+    struct Audit: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Verify a state directory's privacy ledger and show what each population has spent and has left.",
-            discussion: "Exit status 1 when any record fails verification."
+            abstract: "Verify a privacy ledger and show what each population has spent and has left.",
+            discussion: "A coordinator's or client's state directory, or a live coordinator through its admin API. Exit status 1 when any record fails verification."
         )
 
         @Option(name: .long, help: "A coordinator's or a client's state directory.")
-        var stateDir: String
+        var stateDir: String?
+
+        @OptionGroup var remote: CoordinatorOptions
 
         @Flag(name: .long, help: "One JSON object.")
         var json = false
@@ -102,12 +106,25 @@ struct PrivacyCommand: ParsableCommand {
         @Option(name: .long, help: "Also write an SVG chart of ε over releases to this file.")
         var svg: String?
 
-        func run() throws {
-            let path = URL(fileURLWithPath: stateDir).appendingPathComponent(PrivacyLedger.fileName).path
-            guard FileManager.default.fileExists(atPath: path) else {
-                throw ValidationError("no ledger at \(path)")
+        func validate() throws {
+            guard (stateDir == nil) != (remote.coordinator == nil) else { throw ValidationError("give one of --state-dir and --coordinator") }
+        }
+
+        func run() async throws {
+            let audit: LedgerAudit
+            let path: String
+            if let stateDir {
+                let candidates = [PrivacyLedger.fileName, CoordinatorStore.fileName, ClientNode.databaseFile]
+                    .map { URL(fileURLWithPath: stateDir).appendingPathComponent($0).path }
+                guard let found = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) else {
+                    throw ValidationError("no ledger in \(stateDir) (looked for \(candidates.map { URL(fileURLWithPath: $0).lastPathComponent }.joined(separator: ", ")))")
+                }
+                path = found
+                audit = try LedgerAudit.run(PrivacyLedger(path: found))
+            } else {
+                path = remote.coordinator ?? ""
+                audit = try await remote.withAdmin { try await $0.ledger() }
             }
-            let audit = try LedgerAudit.run(PrivacyLedger(path: path))
             if let svg {
                 try audit.svg().write(toFile: svg, atomically: true, encoding: .utf8)
             }

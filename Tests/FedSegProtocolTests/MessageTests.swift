@@ -26,6 +26,7 @@ func samplePlan(k: UInt32 = 3, d: UInt32 = 4, phase: Fedseg_V1_Phase = .clusteri
     plan.delta = 1e-6
     plan.maxItemsPerUser = 20
     plan.catalogSize = 50
+    plan.catalogItems = phase == .recommendation ? (0..<50).map { "item-\($0)" } : []
     return plan
 }
 
@@ -114,6 +115,9 @@ struct MessageTests {
         plan = samplePlan(phase: .recommendation)
         plan.catalogSize = 0
         #expect(throws: ProtocolError.self) { try plan.validate() }
+        plan = samplePlan(phase: .recommendation)
+        plan.catalogItems.removeLast()
+        #expect(throws: ProtocolError.invalidField("catalog_items", "has 49 ids, expected 50")) { try plan.validate() }
     }
 
     @Test("updates of the wrong run, round, shape or with non-finite values are refused")

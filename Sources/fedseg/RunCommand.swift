@@ -1,0 +1,224 @@
+import ArgumentParser
+import AsyncHTTPClient
+import FedSegClient
+import FedSegCoordinator
+import FedSegMath
+import FedSegProtocol
+import Foundation
+
+/// Where a live coordinator is and how to prove the right to administer it.
+struct CoordinatorOptions: ParsableArguments {
+    @Option(name: .long, help: "Coordinator base URL, e.g. http://127.0.0.1:8470.")
+    var coordinator: String?
+
+    @Option(name: .long, help: "The admin token file (from `coordinator init`).")
+    var adminTokenFile: String?
+
+    func withAdmin<T: Sendable>(_ body: (AdminClient) async throws -> T) async throws -> T {
+        guard let coordinator else { throw ValidationError("--coordinator is required") }
+        guard let adminTokenFile else { throw ValidationError("--admin-token-file is required with --coordinator") }
+        let token: String
+        do {
+            token = try CoordinatorDaemon.readAdminToken(path: adminTokenFile)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            let result = try await body(AdminClient(baseURL: coordinator, token: token, client: http))
+            try await http.shutdown()
+            return result
+        } catch {
+            try? await http.shutdown()
+            if let failure = error as? AdminClient.Failure { throw ValidationError(failure.description) }
+            throw error
+        }
+    }
+}
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Training runs on a live coordinator: start one, watch it, stop it.",
+        subcommands: [Start.self, Status.self, Stop.self]
+    )
+
+    struct Start: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Start a training run; the coordinator derives every noise multiplier from (ε, δ) before the first release."
+        )
+
+        @OptionGroup var remote: CoordinatorOptions
+
+        @Option(name: .long, help: "Number of segments.")
+        var k: Int
+
+        @Option(name: .long, help: "ε of the whole run, for every user.")
+        var epsilon: Double
+
+        @Option(name: .long, help: "δ.")
+        var delta = 1e-6
+
+        @Option(name: .long, help: "Embedder the clients use: all-MiniLM-L6-v2 or hashing-v1-d<D>-s<S>.")
+        var embedderID = "all-MiniLM-L6-v2"
+
+        @Option(name: .long, help: "Embedding dimension.")
+        var dimension = 384
+
+        @Option(name: .long, help: "DP Lloyd rounds at most.")
+        var rounds = 2
+
+        @Option(name: .long, help: "Share of the budget for clustering (the rest for the recommendation release).")
+        var clusteringShare = 0.7
+
+        @Option(name: .long, help: "L2 clip norm of a user's vector.")
+        var clipNorm = 1.0
+
+        @Option(name: .long, help: "Updates a round needs; fewer at the deadline abandon it.")
+        var minParticipants = 1
+
+        @Option(name: .long, help: "Seconds a round stays open.")
+        var roundDeadline = 30.0
+
+        @Option(name: .long, help: "Probability with which a client takes part in a round.")
+        var samplingRate = 1.0
+
+        @Option(name: .long, help: "File of public seed phrases, one per line (public start); without it, random directions.")
+        var seedPhrases: String?
+
+        @Option(name: .long, help: "File of catalogue item ids, one per line (enables the recommendation phase).")
+        var catalog: String?
+
+        @Option(name: .long, help: "Items a user contributes to the recommendation histogram at most.")
+        var maxItemsPerUser = 20
+
+        @Option(name: .long, help: "Seed for the start.")
+        var seed: UInt64 = 1
+
+        @Flag(name: .long, help: "One JSON object.")
+        var json = false
+
+        func run() async throws {
+            var parameters = RunParameters(k: k, epsilon: epsilon, delta: delta)
+            parameters.embedderID = embedderID
+            parameters.dimension = dimension
+            parameters.rounds = rounds
+            parameters.clusteringShare = catalog == nil ? 1 : clusteringShare
+            parameters.clipNorm = clipNorm
+            parameters.minParticipants = minParticipants
+            parameters.roundDeadlineSeconds = roundDeadline
+            parameters.samplingRate = samplingRate
+            parameters.maxItemsPerUser = maxItemsPerUser
+            parameters.seed = seed
+            func lines(_ path: String) throws -> [String] {
+                try String(contentsOfFile: path, encoding: .utf8).split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
+            }
+            if let seedPhrases { parameters.seedPhrases = try lines(seedPhrases) } else { parameters.initialization = "random" }
+            if let catalog { parameters.catalog = try lines(catalog) }
+            do {
+                try parameters.validate()
+            } catch {
+                throw ValidationError("\(error)")
+            }
+            let summary = try await remote.withAdmin { try await $0.startRun(parameters) }
+            try RunCommand.show(summary, json: json)
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The current (or last) run: rounds, participants, ε spent.")
+        @OptionGroup var remote: CoordinatorOptions
+        @Option(name: .long, help: "A run id (default: the current or last run).")
+        var id: String?
+        @Flag(name: .long, help: "One JSON object.")
+        var json = false
+
+        func run() async throws {
+            let summary = try await remote.withAdmin { admin in
+                if let id { try await admin.run(id) } else { try await admin.currentRun() }
+            }
+            try RunCommand.show(summary, json: json)
+        }
+    }
+
+    struct Stop: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop the current run; its open round is abandoned and releases nothing.")
+        @OptionGroup var remote: CoordinatorOptions
+        @Flag(name: .long, help: "One JSON object.")
+        var json = false
+
+        func run() async throws {
+            try RunCommand.show(try await remote.withAdmin { try await $0.stopRun() }, json: json)
+        }
+    }
+
+    static func show(_ summary: RunSummary, json: Bool) throws {
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(summary), as: UTF8.self))
+            return
+        }
+        print("run \(summary.id): \(summary.status)\(summary.reason.map { " (\($0))" } ?? ""), phase \(summary.phase)")
+        print("k = \(summary.k), d = \(summary.dimension), embedder \(summary.embedderID), \(summary.privacyMode) noise, z = \(String(format: "%.4f", summary.noiseMultiplier)) per clustering round")
+        print(String(format: "ε spent %.4f of %.4f (δ = %g); %d of %d clustering rounds committed", summary.epsilonSpent, summary.epsilon, summary.delta, summary.committedRounds, summary.plannedRounds))
+        for round in summary.rounds {
+            print("  round \(round.id)  \(round.phase.padding(toLength: 14, withPad: " ", startingAt: 0)) \(round.status.padding(toLength: 10, withPad: " ", startingAt: 0)) \(round.participants) of \(round.expected) updates, \(round.declined) declined" + (round.centroidShift.map { String(format: ", centroid shift %.5f", $0) } ?? ""))
+        }
+    }
+}
+
+struct SegmentsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "segments",
+        abstract: "A run's segments: released sizes, centroid shift per round, nearest public seed phrases."
+    )
+
+    @Option(name: .long, help: "The coordinator's state directory.")
+    var stateDir: String?
+
+    @OptionGroup var remote: CoordinatorOptions
+
+    @Option(name: .long, help: "A run id (default: the current or last run).")
+    var run: String?
+
+    @Flag(name: .long, help: "One JSON object.")
+    var json = false
+
+    func validate() throws {
+        guard (stateDir == nil) != (remote.coordinator == nil) else { throw ValidationError("give one of --state-dir and --coordinator") }
+    }
+
+    func run() async throws {
+        let report: SegmentsReport
+        if let stateDir {
+            let store = try CoordinatorStore(path: URL(fileURLWithPath: stateDir).appendingPathComponent(CoordinatorStore.fileName).path)
+            let runID = try run ?? store.runs().last?.id
+            var vectors: Matrix?
+            if let runID, let parameters = try store.run(runID)?.decodedParameters(), !parameters.seedPhrases.isEmpty {
+                var settings = Coordinator.Settings()
+                settings.embeddingCache = URL(fileURLWithPath: stateDir).appendingPathComponent("embeddings", isDirectory: true)
+                vectors = try? RunStart.embedSeedPhrases(parameters, settings: settings)
+            }
+            do {
+                report = try store.segments(runID: runID, seedVectors: vectors)
+            } catch let error as CoordinatorError {
+                throw ValidationError(error.description)
+            }
+        } else {
+            report = try await remote.withAdmin { try await $0.segments() }
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            return
+        }
+        print("run \(report.runID) (\(report.status)): k = \(report.k), d = \(report.dimension)")
+        print("centroid shift per committed round: " + report.shiftHistory.map { String(format: "%.5f", $0) }.joined(separator: ", "))
+        print("segment  released size  nearest public seed phrases")
+        for segment in report.segments {
+            print(String(format: "%7d  %13@  ", segment.id, segment.releasedCount.map { String(format: "%.0f", $0) } ?? "-") + segment.nearestSeedPhrases.joined(separator: " | "))
+        }
+    }
+}
