@@ -181,12 +181,16 @@ let package = Package(
         ),
         .testTarget(
             name: "FedSegCoordinatorTests",
-            dependencies: ["FedSegCoordinator", "FedSegTestSupport"],
+            dependencies: [
+                "FedSegCoordinator", "FedSegTestSupport", "FedSegCrypto", "FedSegEmbedding", "FedSegMath", "FedSegPrivacy", "FedSegProtocol",
+                grdb, logging,
+                swiftProtobuf,
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "FedSegClientTests",
-            dependencies: ["FedSegClient", "FedSegTestSupport"],
+            dependencies: ["FedSegClient", "FedSegTestSupport", "FedSegCrypto", "FedSegMath", "FedSegPrivacy", "FedSegProtocol", swiftProtobuf],
             swiftSettings: swiftSettings
         ),
         .testTarget(

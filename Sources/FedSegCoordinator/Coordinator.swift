@@ -71,7 +71,7 @@ public actor Coordinator {
         var declined = 0
     }
 
-    public let store: CoordinatorStore
+    public nonisolated let store: CoordinatorStore
     public nonisolated let keys: CoordinatorKeys
     public nonisolated let metrics: CoordinatorMetrics
     public nonisolated let settings: Settings

@@ -1,2 +1,0 @@
-// Tests for FedSegClient arrive with the issue that builds it.
-import FedSegClient

@@ -1,0 +1,247 @@
+import FedSegCrypto
+import FedSegEmbedding
+import FedSegMath
+import FedSegPrivacy
+import FedSegProtocol
+import Foundation
+import GRDB
+import Logging
+import SwiftProtobuf
+import Testing
+
+@testable import FedSegCoordinator
+
+/// A simulated client for driving the state machine directly: its keys and a way to seal.
+final class TestClient: Sendable {
+    let id: String
+    let keys: NodeIdentity
+
+    init(id: String) {
+        self.id = id
+        self.keys = NodeIdentity()
+    }
+
+    func seal(_ message: some SwiftProtobuf.Message, kind: Fedseg_V1_MessageKind, round: UInt64, to coordinator: KeyAgreement.PublicKey) throws -> [UInt8] {
+        try Envelope.seal(
+            try message.serializedBytes(), header: .init(kind: UInt8(kind.rawValue), round: round, clientID: id), sender: keys.keyAgreement,
+            recipient: coordinator
+        )
+    }
+}
+
+
+func temporaryDirectory() throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("fedseg-coordinator-test-\(UUID().uuidString)", isDirectory: true)
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
+
+func makeCoordinator(_ directory: URL, totalEpsilon: Double = 16) throws -> Coordinator {
+    let store = try CoordinatorStore(path: directory.appendingPathComponent(CoordinatorStore.fileName).path)
+    let keyPath = directory.appendingPathComponent("coordinator.key").path
+    if !FileManager.default.fileExists(atPath: keyPath) { try NodeIdentity().save(to: keyPath) }
+    var settings = Coordinator.Settings()
+    settings.totalEpsilon = totalEpsilon
+    return try Coordinator(
+        store: store, keys: CoordinatorKeys(identity: try NodeIdentity.load(from: keyPath)), settings: settings,
+        metrics: CoordinatorMetrics(), logger: Logger(label: "test")
+    )
+}
+
+func smallRun(rounds: Int = 2, minParticipants: Int = 3) -> RunParameters {
+    var p = RunParameters(k: 2, epsilon: 4, delta: 1e-6)
+    p.embedderID = "hashing-v1-d4-s0"
+    p.dimension = 4
+    p.rounds = rounds
+    p.initialization = "random"
+    p.clusteringShare = 1
+    p.minParticipants = minParticipants
+    p.convergenceTolerance = 0
+    return p
+}
+
+@Suite("Coordinator state machine")
+struct CoordinatorStateTests {
+    func update(_ plan: Fedseg_V1_RoundPlan, sums: [Float], counts: [Float]) -> Fedseg_V1_ClientUpdate {
+        .with {
+            $0.runID = plan.runID
+            $0.round = plan.round
+            $0.sums = sums
+            $0.counts = counts
+        }
+    }
+
+    @Test("a round aggregates exact sums, charges the ledger with the commit, survives a restart mid-round, and ends with a signed model")
+    func roundsAndRecovery() async throws {
+        let directory = try temporaryDirectory()
+        let coordinator = try makeCoordinator(directory)
+        let clients = (0..<3).map { TestClient(id: "c\($0)") }
+        for client in clients {
+            try coordinator.store.registry.add(id: client.id, signingKey: client.keys.signing.publicKey, kxKey: client.keys.keyAgreement.publicKey)
+        }
+        let coordinatorKey = coordinator.keys.identity.keyAgreement.publicKey
+        _ = try await coordinator.start(try RunStart.prepare(smallRun(), settings: coordinator.settings))
+        let first = try #require(await coordinator.snapshot())
+        #expect(first.plan.k == 2 && first.plan.dimension == 4 && first.plan.phase == .clustering)
+
+        // Round 1: three updates; the released counts are their exact sum.
+        let counts: [[Float]] = [[1, 2], [3, 4], [5, 6.5]]
+        for (i, client) in clients.enumerated() {
+            let sealed = try client.seal(update(first.plan, sums: [Float](repeating: Float(i), count: 8), counts: counts[i]), kind: .clientUpdate, round: first.round, to: coordinatorKey)
+            let accepted = try coordinator.intake.accept(sealed, plan: first.plan, coordinator: coordinator.keys.identity.keyAgreement, keepEnvelope: true)
+            #expect(try await coordinator.add(accepted.message, round: first.round) == .added)
+        }
+        let rounds = try coordinator.store.rounds(run: first.plan.runID)
+        #expect(rounds.first?.status == "committed")
+        #expect(rounds.first.flatMap { $0.counts.map(Packing.unpackDoubles) } == [9, 12.5])
+        let records = try coordinator.store.ledger.records()
+        #expect(Set(records.map(\.population)) == ["run:\(first.plan.runID)", Coordinator.allUsers])
+        #expect(records.allSatisfy { $0.releaseID == "\(first.plan.runID)/round-\(first.round)" })
+        // A late update for the closed round is refused.
+        let late = try clients[0].seal(update(first.plan, sums: [Float](repeating: 0, count: 8), counts: [0, 0]), kind: .clientUpdate, round: first.round, to: coordinatorKey)
+        let lateMessage = try coordinator.intake.decode(late, plan: first.plan, coordinator: coordinator.keys.identity.keyAgreement, checkStatus: true).message
+        #expect(try await coordinator.add(lateMessage, round: first.round) == .late)
+
+        // Round 2: one update and one decline accepted, then the process "dies".
+        let second = try #require(await coordinator.snapshot())
+        #expect(second.round > first.round)
+        let sealed = try clients[0].seal(update(second.plan, sums: [Float](repeating: 1, count: 8), counts: [7, 0]), kind: .clientUpdate, round: second.round, to: coordinatorKey)
+        _ = try await coordinator.add(try coordinator.intake.accept(sealed, plan: second.plan, coordinator: coordinator.keys.identity.keyAgreement, keepEnvelope: true).message, round: second.round)
+        let decline = Fedseg_V1_Decline.with {
+            $0.runID = second.plan.runID
+            $0.round = second.round
+            $0.reason = "budget"
+        }
+        let sealedDecline = try clients[1].seal(decline, kind: .decline, round: second.round, to: coordinatorKey)
+        _ = try await coordinator.add(try coordinator.intake.accept(sealedDecline, plan: second.plan, coordinator: coordinator.keys.identity.keyAgreement, keepEnvelope: true).message, round: second.round)
+
+        // A new coordinator on the same state resumes round 2 with what was accepted.
+        let restarted = try makeCoordinator(directory)
+        try await restarted.recover()
+        let resumed = try #require(await restarted.snapshot())
+        #expect(resumed.round == second.round)
+        let publication = await restarted.currentPublication()
+        let before = await coordinator.currentPublication()
+        #expect(publication != nil && publication == before, "the same signed plan")
+        let summary = try await restarted.summary()
+        #expect(summary.openRound?.participants == 1 && summary.openRound?.declined == 1)
+        // The replayed update is refused; the third client completes the round.
+        #expect(throws: UpdateIntake.Rejection.replay(client: "c0", round: second.round)) {
+            try restarted.intake.accept(sealed, plan: resumed.plan, coordinator: restarted.keys.identity.keyAgreement, keepEnvelope: true)
+        }
+        let third = try clients[2].seal(update(resumed.plan, sums: [Float](repeating: 2, count: 8), counts: [0, 5]), kind: .clientUpdate, round: resumed.round, to: coordinatorKey)
+        _ = try await restarted.add(try restarted.intake.accept(third, plan: resumed.plan, coordinator: restarted.keys.identity.keyAgreement, keepEnvelope: false).message, round: resumed.round)
+        // Three responses (two updates, one decline) but min participants 3: abandoned, not released.
+        let afterSecond = try restarted.store.rounds(run: resumed.plan.runID)
+        #expect(afterSecond.first { $0.id == Int64(resumed.round) }?.status == "abandoned")
+        #expect(try restarted.store.ledger.records().count == 2, "an abandoned round charges nothing")
+        let pending = try restarted.store.pendingEnvelopes(round: Int64(resumed.round))
+        #expect(pending.isEmpty)
+    }
+
+    @Test("a run is refused when its releases would exceed the coordinator's total budget")
+    func totalBudget() async throws {
+        let coordinator = try makeCoordinator(try temporaryDirectory(), totalEpsilon: 2)
+        await #expect(throws: CoordinatorError.self) { try await coordinator.start(try RunStart.prepare(smallRun(), settings: coordinator.settings)) }
+        #expect(await coordinator.snapshot() == nil)
+        #expect(try coordinator.store.runs().isEmpty)
+    }
+
+    @Test("a run's planned releases compose to its ε; a catalogue adds the recommendation release")
+    func privacyPlan() throws {
+        var parameters = RunParameters(k: 8, epsilon: 8, delta: 1e-6)
+        parameters.seedPhrases = (0..<8).map { "phrase \($0)" }
+        parameters.catalog = (0..<100).map { "item-\($0)" }
+        let plan = try parameters.privacyPlan()
+        #expect(plan.mechanisms.count == 3)
+        #expect(plan.recommendationMechanism?.kind == .discreteGaussian)
+        let epsilon = try PrivacyLedger.epsilon(of: plan.mechanisms, delta: 1e-6)
+        #expect(epsilon <= 8 + 1e-9 && epsilon > 7.9, "ε = \(epsilon)")
+        parameters.catalog = []
+        parameters.clusteringShare = 1
+        #expect(try parameters.privacyPlan().mechanisms.count == 2)
+        parameters.k = 0
+        #expect(throws: ProtocolError.invalidField("k", "must be in 1...1024")) { try parameters.validate() }
+        parameters.k = 8
+        parameters.seedPhrases = ["too few"]
+        #expect(throws: ProtocolError.self) { try parameters.validate() }
+    }
+
+    @Test("run parameters decode from JSON with defaults for what is left out")
+    func parametersJSON() throws {
+        let json = #"{"k": 4, "epsilon": 2.5, "delta": 1e-6, "embedder_id": "hashing-v1-d8-s1", "dimension": 8, "initialization": "random"}"#
+        let parameters = try JSONDecoder().decode(RunParameters.self, from: Data(json.utf8))
+        #expect(parameters.k == 4 && parameters.epsilon == 2.5 && parameters.rounds == 2 && parameters.roundDeadlineSeconds == 30)
+        #expect(parameters.embedderID == "hashing-v1-d8-s1")
+        #expect(try JSONDecoder().decode(RunParameters.self, from: JSONEncoder().encode(parameters)) == parameters)
+        #expect(throws: (any Error).self) { try JSONDecoder().decode(RunParameters.self, from: Data(#"{"k": 4}"#.utf8)) }
+    }
+
+    @Test("embedders are named exactly; a wrong dimension is refused")
+    func embedderIdentifiers() throws {
+        #expect(try RunStart.embedder(identifier: "hashing-v1-d16-s3", files: .defaultLocation()).dimension == 16)
+        #expect(throws: CoordinatorError.self) { _ = try RunStart.embedder(identifier: "hashing-v2-d16-s3", files: .defaultLocation()) }
+        var parameters = smallRun()
+        parameters.initialization = "public"
+        parameters.seedPhrases = ["a b", "c d", "e f"]
+        parameters.embedderID = "hashing-v1-d8-s0"
+        #expect(throws: CoordinatorError.self) { _ = try RunStart.prepare(parameters, settings: Coordinator.Settings()) }
+        parameters.embedderID = "hashing-v1-d4-s0"
+        let prepared = try RunStart.prepare(parameters, settings: Coordinator.Settings())
+        #expect(prepared.centroids.rows == 2 && prepared.centroids.cols == 4)
+        #expect(prepared.variances.allSatisfy { $0.isFinite })
+    }
+}
+
+@Suite("Coordinator configuration")
+struct ConfigurationTests {
+    func write(_ text: String) throws -> String {
+        let path = try temporaryDirectory().appendingPathComponent("coordinator.toml").path
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    @Test("TOML sets every key; defaults serve on loopback")
+    func load() throws {
+        let path = try write("""
+            state_dir = "/tmp/x"
+            [listen]
+            host = "127.0.0.1"
+            port = 9000
+            [privacy]
+            total_epsilon = 12.5
+            total_delta = 1e-7
+            [limits]
+            max_message_bytes = 2048
+            [log]
+            level = "debug"
+            """)
+        let c = try CoordinatorConfiguration.load(path: path)
+        #expect(c.stateDirectory == "/tmp/x" && c.port == 9000 && c.totalEpsilon == 12.5 && c.totalDelta == 1e-7)
+        #expect(c.maxMessageBytes == 2048 && c.logLevel == "debug")
+        #expect(CoordinatorConfiguration().host == "127.0.0.1")
+    }
+
+    @Test("unknown keys and bad values are refused with the key named")
+    func refused() throws {
+        let typo = try write("[listen]\nprot = 1")
+        #expect(throws: CoordinatorError.invalidParameters("config \(typo): unknown key listen.prot")) {
+            try CoordinatorConfiguration.load(path: typo)
+        }
+        #expect(throws: CoordinatorError.self) { try CoordinatorConfiguration.load(path: try write("[listen]\nport = 70000")) }
+        #expect(throws: CoordinatorError.self) { try CoordinatorConfiguration.load(path: try write("[privacy]\ntotal_delta = 2.0")) }
+        #expect(throws: CoordinatorError.self) { try CoordinatorConfiguration.load(path: try write("this is not toml = = =")) }
+    }
+
+    @Test("init writes owner-only keys and admin token, and refuses to overwrite them")
+    func initialize() throws {
+        let directory = try temporaryDirectory().appendingPathComponent("state").path
+        let result = try CoordinatorDaemon.initialize(stateDirectory: directory)
+        let mode = try FileManager.default.attributesOfItem(atPath: result.adminTokenFile)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        #expect(try CoordinatorDaemon.readAdminToken(path: result.adminTokenFile).count == 64)
+        #expect(throws: CoordinatorError.self) { try CoordinatorDaemon.initialize(stateDirectory: directory) }
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: result.adminTokenFile)
+        #expect(throws: CoordinatorError.self) { try CoordinatorDaemon.readAdminToken(path: result.adminTokenFile) }
+    }
+}

@@ -1,2 +1,0 @@
-// Tests for FedSegCoordinator arrive with the issue that builds it.
-import FedSegCoordinator
