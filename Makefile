@@ -3,6 +3,7 @@ SWIFT ?= swift
 BENCH_SUITES ?= gemm kmeans embed
 
 DEMO_DIR ?= .demo
+export DEMO_DIR
 
 PROTOC_SCRATCH ?= .build-protoc
 
@@ -23,24 +24,20 @@ test: setup
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
-# The main job: private segmentation of the bundled goodbooks readers with MiniLM, in process
-# (the networked coordinator and clients arrive with their issues), then the privacy audit.
+# The main job: the coordinator daemon on a free loopback port, 10 tenant-shard clients holding the
+# bundled goodbooks readers (MiniLM embeddings, computed on the clients), a private run at ε = 8,
+# the report, the privacy audit through the admin API, and a graceful stop.
 demo: setup
 	$(SWIFT) build -c release
 	.build/release/fedseg doctor
-	rm -rf $(DEMO_DIR)/goodbooks
-	.build/release/client-sim simulate --data data/goodbooks --clients 10 --k 8 --epsilon 8 --delta 1e-6 \
-		--privacy-mode local --embedder minilm --state-dir $(DEMO_DIR)/goodbooks --report $(DEMO_DIR)/goodbooks-report.json
-	.build/release/fedseg privacy audit --state-dir $(DEMO_DIR)/goodbooks
+	scripts/demo goodbooks data/goodbooks --clients 10 --k 8 --epsilon 8 --delta 1e-6 --embedder minilm
 
 # The same on generated data with planted segments, where ARI against ground truth means something.
 demo-synthetic: setup
 	$(SWIFT) build -c release
-	rm -rf $(DEMO_DIR)/planted $(DEMO_DIR)/planted-state
-	.build/release/client-sim generate --out $(DEMO_DIR)/planted --users 20000 --segments 8 --seed 1
-	.build/release/client-sim simulate --data $(DEMO_DIR)/planted --clients 20 --k 8 --epsilon 8 --delta 1e-6 \
-		--privacy-mode local --embedder minilm --state-dir $(DEMO_DIR)/planted-state --report $(DEMO_DIR)/planted-report.json
-	.build/release/fedseg privacy audit --state-dir $(DEMO_DIR)/planted-state
+	rm -rf $(DEMO_DIR)/planted-data
+	.build/release/client-sim generate --out $(DEMO_DIR)/planted-data --users 20000 --segments 8 --seed 1
+	scripts/demo planted $(DEMO_DIR)/planted-data --clients 20 --k 8 --epsilon 8 --delta 1e-6 --embedder minilm
 
 bench: setup
 	@# A nested package keeps a stale list of the root package's files; rebuild clean if it trips.

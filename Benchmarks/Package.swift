@@ -8,6 +8,10 @@ let package = Package(
     dependencies: [
         .package(name: "FedSeg", path: ".."),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
     ],
     targets: [
         .executableTarget(
@@ -18,6 +22,14 @@ let package = Package(
                 .product(name: "FedSegEmbedding", package: "FedSeg"),
                 .product(name: "FedSegPrivacy", package: "FedSeg"),
                 .product(name: "FedSegSimulation", package: "FedSeg"),
+                .product(name: "FedSegCoordinator", package: "FedSeg"),
+                .product(name: "FedSegClient", package: "FedSeg"),
+                .product(name: "FedSegCrypto", package: "FedSeg"),
+                .product(name: "FedSegProtocol", package: "FedSeg"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: [.enableUpcomingFeature("ExistentialAny")]

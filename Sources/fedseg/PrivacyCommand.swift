@@ -132,17 +132,21 @@ struct PrivacyCommand: AsyncParsableCommand {
                 try JSONOutput.print(audit)
             } else {
                 print("ledger \(path): \(audit.records) records, \(audit.verified ? "chain verified" : "VERIFICATION FAILED")")
-                print("population            releases     ε spent    ε budget      ε left           δ")
+                // Columns as wide as the longest name: release ids and run populations are long.
+                let populationWidth = max(20, audit.populations.map(\.population.count).max() ?? 0)
+                let releaseWidth = max(18, audit.populations.flatMap { $0.series.map(\.releaseID.count) }.max() ?? 0)
+                func pad(_ text: String, _ width: Int) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
+                print(pad("population", populationWidth) + "   releases     ε spent    ε budget      ε left           δ")
                 for p in audit.populations {
                     func f(_ v: Double?) -> String { v.map { String(format: "%10.4f", $0) } ?? "         -" }
-                    print(p.population.padding(toLength: 20, withPad: " ", startingAt: 0) + String(format: " %9d  ", p.releases)
+                    print(pad(p.population, populationWidth) + String(format: " %9d  ", p.releases)
                         + f(p.epsilonSpent) + "  " + f(p.epsilonBudget) + "  " + f(p.epsilonLeft) + "  " + (p.delta.map { String(format: "%10.2g", $0) } ?? "-"))
                 }
-                print("\nround  release            population            mode         ε after")
+                print("\nround  " + pad("release", releaseWidth) + " " + pad("population", populationWidth) + "  mode         ε after")
                 for p in audit.populations {
                     for point in p.series {
-                        print(String(format: "%5lld  ", point.round) + point.releaseID.padding(toLength: 18, withPad: " ", startingAt: 0) + " "
-                            + p.population.padding(toLength: 20, withPad: " ", startingAt: 0) + "  " + point.mode.padding(toLength: 11, withPad: " ", startingAt: 0)
+                        print(String(format: "%5lld  ", point.round) + pad(point.releaseID, releaseWidth) + " "
+                            + pad(p.population, populationWidth) + "  " + pad(point.mode, 11)
                             + String(format: " %10.4f", point.epsilon))
                     }
                 }

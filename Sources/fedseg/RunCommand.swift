@@ -218,7 +218,8 @@ struct SegmentsCommand: AsyncParsableCommand {
         print("centroid shift per committed round: " + report.shiftHistory.map { String(format: "%.5f", $0) }.joined(separator: ", "))
         print("segment  released size  nearest public seed phrases")
         for segment in report.segments {
-            print(String(format: "%7d  %13@  ", segment.id, segment.releasedCount.map { String(format: "%.0f", $0) } ?? "-") + segment.nearestSeedPhrases.joined(separator: " | "))
+            let phrases = segment.nearestSeedPhrases.map { $0.count > 48 ? String($0.prefix(47)) + "…" : $0 }
+            print(String(format: "%7d  %13@  ", segment.id, segment.releasedCount.map { String(format: "%.0f", $0) } ?? "-") + phrases.joined(separator: " | "))
         }
     }
 }

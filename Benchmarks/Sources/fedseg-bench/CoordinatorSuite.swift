@@ -1,0 +1,186 @@
+import ArgumentParser
+import FedSegClient
+import FedSegCoordinator
+import FedSegCrypto
+import FedSegMath
+import FedSegProtocol
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import SwiftProtobuf
+
+struct CoordinatorSuite: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coordinator",
+        abstract: "Update intake: CPU per update (decrypt, validate, record, aggregate) and a 1,000-client round over HTTP on loopback."
+    )
+
+    @Flag(name: .long, help: "One JSON object on stdout.")
+    var json = false
+
+    @Option(name: .long, help: "Clients in the round.")
+    var clients = 1000
+
+    @Option(name: .long, help: "Segments.")
+    var k = 16
+
+    @Option(name: .long, help: "Dimension.")
+    var d = 384
+
+    @Option(name: .long, help: "Concurrent HTTP submissions.")
+    var concurrency = 64
+
+    struct Output: Codable {
+        var suite = "coordinator"
+        var clients: Int
+        var k: Int
+        var d: Int
+        var envelopeBytes: Int
+        /// Per update, median over all clients, in microseconds.
+        var decryptMicroseconds: Double
+        var validateMicroseconds: Double
+        var recordMicroseconds: Double
+        var aggregateMicroseconds: Double
+        var intakeMicroseconds: Double
+        /// Through the HTTP API on loopback.
+        var updatesPerSecond: Double
+        var roundSeconds: Double
+    }
+
+    func run() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fedseg-bench-coordinator-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let keyPath = directory.appendingPathComponent("coordinator.key").path
+        try NodeIdentity().save(to: keyPath)
+        let store = try CoordinatorStore(path: directory.appendingPathComponent(CoordinatorStore.fileName).path)
+        var settings = Coordinator.Settings()
+        settings.totalEpsilon = 1e6
+        var logger = Logger(label: "bench")
+        logger.logLevel = .warning
+        let coordinator = try Coordinator(
+            store: store, keys: CoordinatorKeys(identity: try NodeIdentity.load(from: keyPath)), settings: settings,
+            metrics: CoordinatorMetrics(), logger: logger
+        )
+        let clientKeys = (0..<clients).map { _ in KeyAgreement.PrivateKey() }
+        for (i, key) in clientKeys.enumerated() {
+            try store.registry.add(id: "c\(i)", signingKey: Signing.PrivateKey().publicKey, kxKey: key.publicKey)
+        }
+        var parameters = RunParameters(k: k, epsilon: 100, delta: 1e-6)
+        parameters.embedderID = "hashing-v1-d\(d)-s0"
+        parameters.dimension = d
+        parameters.rounds = 2
+        parameters.initialization = "random"
+        parameters.clusteringShare = 1
+        parameters.minParticipants = clients
+        parameters.roundDeadlineSeconds = 3600
+        _ = try await coordinator.start(try RunStart.prepare(parameters, settings: settings))
+
+        // Part 1: one update's CPU, step by step, on round 1's plan.
+        let first = try require(await coordinator.snapshot())
+        var rng = SeededRandom(seed: 9)
+        func envelopes(for plan: Fedseg_V1_RoundPlan) throws -> [[UInt8]] {
+            try clientKeys.enumerated().map { i, key in
+                let update = Fedseg_V1_ClientUpdate.with {
+                    $0.runID = plan.runID
+                    $0.round = plan.round
+                    $0.sums = (0..<(k * d)).map { _ in Float(rng.nextStandardNormal()) }
+                    $0.counts = (0..<k).map { _ in Float(rng.nextUniform() * 10) }
+                }
+                return try Envelope.seal(
+                    try update.serializedBytes(), header: .init(kind: 1, round: plan.round, clientID: "c\(i)"), sender: key,
+                    recipient: coordinator.keys.identity.keyAgreement.publicKey
+                )
+            }
+        }
+        let sealed = try envelopes(for: first.plan)
+        let clock = ContinuousClock()
+        func micros(_ duration: Duration) -> Double { Double(duration.components.seconds) * 1e6 + Double(duration.components.attoseconds) * 1e-12 }
+        var decrypt: [Double] = [], validate: [Double] = [], record: [Double] = [], aggregate: [Double] = [], intake: [Double] = []
+        var sums = [Double](repeating: 0, count: k * d)
+        for (i, envelope) in sealed.enumerated() {
+            let t0 = clock.now
+            let opened = try Envelope.open(envelope, recipient: coordinator.keys.identity.keyAgreement, senderPublicKey: clientKeys[i].publicKey)
+            let t1 = clock.now
+            let update = try MessageCodec.decode(Fedseg_V1_ClientUpdate.self, from: opened.plaintext)
+            try update.validate(against: first.plan)
+            let t2 = clock.now
+            try store.database.write { db in
+                try db.execute(sql: "INSERT INTO accepted_messages (client_id, round, kind, accepted_at, envelope) VALUES (?, ?, ?, ?, ?)",
+                               arguments: ["bench-\(i)", 0, 1, 0, Data(envelope)])
+            }
+            let t3 = clock.now
+            update.sums.withUnsafeBufferPointer { source in for j in 0..<source.count { sums[j] += Double(source[j]) } }
+            let t4 = clock.now
+            decrypt.append(micros(t1 - t0))
+            validate.append(micros(t2 - t1))
+            record.append(micros(t3 - t2))
+            aggregate.append(micros(t4 - t3))
+        }
+        // The whole intake path as the HTTP handler runs it (decrypt, validate, record, add).
+        for envelope in sealed {
+            let t0 = clock.now
+            let accepted = try coordinator.intake.accept(envelope, plan: first.plan, coordinator: coordinator.keys.identity.keyAgreement, keepEnvelope: true)
+            _ = try await coordinator.add(accepted.message, round: first.round)
+            intake.append(micros(clock.now - t0))
+        }
+
+        // Part 2: round 2 over HTTP on loopback: every client posts its sealed update.
+        let second = try require(await coordinator.snapshot())
+        precondition(second.round != first.round, "round 1 committed")
+        let secondSealed = try envelopes(for: second.plan)
+        let router = CoordinatorRoutes.router(coordinator: coordinator, adminTokenHash: SHA256.hash(Data("bench".utf8)).bytes)
+        let (portStream, portContinuation) = AsyncStream.makeStream(of: Int.self)
+        let app = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { portContinuation.yield($0.localAddress?.port ?? 0) }, logger: logger
+        )
+        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        let server = Task { try await group.run() }
+        var ports = portStream.makeAsyncIterator()
+        let port = await ports.next() ?? 0
+        let http = HTTPCoordinatorTransport.makeHTTPClient(connectionsPerHost: concurrency)
+        let transport = HTTPCoordinatorTransport(baseURL: "http://127.0.0.1:\(port)", client: http)
+        let start = clock.now
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            var next = 0
+            func submitNext() {
+                let index = next
+                next += 1
+                tasks.addTask {
+                    let result = try await transport.submit(round: second.round, envelope: secondSealed[index])
+                    precondition(result == .accepted, "update \(index): \(result)")
+                }
+            }
+            for _ in 0..<min(concurrency, clients) { submitNext() }
+            while try await tasks.next() != nil { if next < clients { submitNext() } }
+        }
+        let posted = clock.now - start
+        while await coordinator.snapshot()?.round == second.round { try await Task.sleep(for: .milliseconds(1)) }
+        let roundTime = clock.now - start
+        try await http.shutdown()
+        await group.triggerGracefulShutdown()
+        _ = try? await server.value
+
+        func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+        let output = Output(
+            clients: clients, k: k, d: d, envelopeBytes: sealed[0].count, decryptMicroseconds: median(decrypt),
+            validateMicroseconds: median(validate), recordMicroseconds: median(record), aggregateMicroseconds: median(aggregate),
+            intakeMicroseconds: median(intake), updatesPerSecond: Double(clients) / (micros(posted) / 1e6), roundSeconds: micros(roundTime) / 1e6
+        )
+        if json { try printJSON(output); return }
+        print("coordinator intake, k = \(k), d = \(d), envelope \(output.envelopeBytes) bytes, \(clients) clients")
+        print(String(format: "per update (median µs): decrypt %.1f, decode+validate %.1f, record (SQLite, with the envelope) %.1f, aggregate %.1f; whole intake %.1f",
+                     output.decryptMicroseconds, output.validateMicroseconds, output.recordMicroseconds, output.aggregateMicroseconds, output.intakeMicroseconds))
+        print(String(format: "HTTP on loopback (%d concurrent): %.0f updates/s accepted; round of %d clients open → committed in %.3f s",
+                     concurrency, output.updatesPerSecond, clients, output.roundSeconds))
+    }
+}
+
+struct Unexpected: Error {}
+
+func require<T>(_ value: T?) throws -> T {
+    guard let value else { throw Unexpected() }
+    return value
+}
