@@ -78,7 +78,7 @@ let package = Package(
         ),
         .target(
             name: "FedSegSecureAggregation",
-            dependencies: ["FedSegMath", "FedSegCrypto", "FedSegPrivacy"],
+            dependencies: ["CSodium", "FedSegMath", "FedSegCrypto", "FedSegPrivacy", "FedSegClustering"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -166,7 +166,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FedSegSecureAggregationTests",
-            dependencies: ["FedSegSecureAggregation", "FedSegTestSupport"],
+            dependencies: ["FedSegSecureAggregation", "FedSegTestSupport", "FedSegClustering", "FedSegCrypto", "FedSegMath", "FedSegPrivacy"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -137,6 +137,28 @@ public enum KeyAgreement {
             self.publicKey = publicKey
         }
 
+        /// A 32-byte key this key pair and `peer` derive alike (crypto_kx session keys; the key pair
+        /// with the smaller public key takes the client role): the seed of a pairwise mask.
+        public func sharedKey(with peer: PublicKey) -> SecureBytes? {
+            let receive = SecureBytes(count: Int(crypto_kx_SESSIONKEYBYTES))
+            let transmit = SecureBytes(count: Int(crypto_kx_SESSIONKEYBYTES))
+            let initiator = publicKey.bytes.lexicographicallyPrecedes(peer.bytes)
+            let status = receive.withUnsafeMutableBytes { rx in
+                transmit.withUnsafeMutableBytes { tx in
+                    withSecret { secret -> Int32 in
+                        let rxKey = rx.bindMemory(to: UInt8.self).baseAddress!
+                        let txKey = tx.bindMemory(to: UInt8.self).baseAddress!
+                        return initiator
+                            ? crypto_kx_client_session_keys(rxKey, txKey, publicKey.bytes, secret, peer.bytes)
+                            : crypto_kx_server_session_keys(rxKey, txKey, publicKey.bytes, secret, peer.bytes)
+                    }
+                }
+            }
+            guard status == 0 else { return nil }
+            // The initiator's transmit key is the responder's receive key.
+            return initiator ? transmit : receive
+        }
+
         /// The secret scalar (the form stored in key files; crypto_kx secret keys are seeds' hashes,
         /// so files keep the seed they were made from).
         func withSecret<R>(_ body: (UnsafePointer<UInt8>) throws -> R) rethrows -> R {

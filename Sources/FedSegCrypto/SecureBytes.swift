@@ -16,6 +16,13 @@ public struct SecureBytes: ~Copyable, @unchecked Sendable {
         sodium_memzero(pointer, count)
     }
 
+    /// `count` bytes from the OS CSPRNG, written straight into guarded memory.
+    public static func random(count: Int) -> SecureBytes {
+        let bytes = SecureBytes(count: count)
+        bytes.withUnsafeMutableBytes { randombytes_buf($0.baseAddress!, $0.count) }
+        return bytes
+    }
+
     public init(copying bytes: some Collection<UInt8>) {
         self.init(count: bytes.count)
         var offset = 0

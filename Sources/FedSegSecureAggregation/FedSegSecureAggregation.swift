@@ -1,1 +1,0 @@
-// FedSegSecureAggregation: see DESIGN.md's layout table; filled by its issue.

@@ -1,0 +1,107 @@
+import FedSegMath
+import Foundation
+
+/// One secure-aggregation round run in one process, message by message, for simulations,
+/// tests and benchmarks: the same client and server objects a networked deployment uses, with
+/// the transport replaced by function calls and dropouts injected between the protocol's rounds.
+public enum SecAggSession {
+    public struct Dropouts: Sendable {
+        /// Never advertise keys.
+        public var beforeAdvertising: Set<Int> = []
+        /// Advertise, then vanish before sharing keys.
+        public var beforeSharing: Set<Int> = []
+        /// Share keys, then vanish before sending their masked vector (the case SecAgg exists for).
+        public var beforeMasking: Set<Int> = []
+        /// Send their vector, then vanish before revealing shares.
+        public var beforeUnmasking: Set<Int> = []
+
+        public init() {}
+
+        /// `fraction` of the clients, chosen with `seed`, drop before masking.
+        public static func random(fraction: Double, clients: Int, seed: UInt64) -> Dropouts {
+            var rng = SeededRandom(seed: seed, stream: 0xD0)
+            var order = Array(0..<clients)
+            order.shuffle(using: &rng)
+            var dropouts = Dropouts()
+            dropouts.beforeMasking = Set(order.prefix(Int((Double(clients) * fraction).rounded())))
+            return dropouts
+        }
+    }
+
+    public struct Outcome: Sendable {
+        public var sum: [UInt32]
+        public var survivors: Set<Int>
+        /// CPU seconds of all clients' work, and of the server's.
+        public var clientSeconds: Double
+        public var serverSeconds: Double
+    }
+
+    /// Runs the four rounds. `input(i)` is client i's vector (length `parameters.length`).
+    public static func run(
+        parameters p: SecAgg.Parameters, input: @Sendable (Int) -> [UInt32], dropouts: Dropouts = Dropouts()
+    ) throws -> Outcome {
+        let graph = NeighborGraph(clients: p.clients, degree: p.degree, seed: p.graphSeed)
+        let clock = ContinuousClock()
+        var clientTime = Duration.zero
+        var serverTime = Duration.zero
+        func timed<T>(_ account: inout Duration, _ body: () throws -> T) rethrows -> T {
+            let start = clock.now
+            defer { account += clock.now - start }
+            return try body()
+        }
+        var server = SecAggServer(parameters: p)
+        let clients = try timed(&clientTime) { try (0..<p.clients).map { try SecAggClient(index: $0, parameters: p, graph: graph) } }
+
+        // Round 0: advertise keys.
+        for client in clients where !dropouts.beforeAdvertising.contains(client.index) {
+            let advertisement = timed(&clientTime) { client.advertise() }
+            timed(&serverTime) { server.receive(advertisement) }
+        }
+        let directory = server.directory
+        // Round 1: share keys (sealed per neighbour), routed by the server.
+        let sharing = clients.filter { directory[$0.index] != nil && !dropouts.beforeSharing.contains($0.index) }
+        let batches = try timed(&clientTime) { try parallelMap(sharing) { try $0.shareKeys(directory) } }
+        let inbox = timed(&serverTime) { server.route(batches) }
+        // Round 2: masked inputs, summed by the server as they arrive.
+        let masking = sharing.filter { !dropouts.beforeMasking.contains($0.index) }
+        let masked = try timed(&clientTime) {
+            try parallelMap(masking) { client in (client.index, try client.maskedInput(input(client.index), shares: inbox[client.index] ?? [], directory: directory)) }
+        }
+        try timed(&serverTime) { for (index, vector) in masked { try server.receiveMasked(from: index, vector) } }
+        // Round 3: survivors announced; surviving neighbours reveal one share per client.
+        let survivors = try timed(&serverTime) { try server.survivorsToAnnounce() }
+        let revealing = masking.filter { !dropouts.beforeUnmasking.contains($0.index) }
+        let reveals = try timed(&clientTime) { try revealing.flatMap { try $0.unmask(survivors: survivors) } }
+        let sum = try timed(&serverTime) { try server.unmask(reveals, graph: graph) }
+        func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
+        return Outcome(sum: sum, survivors: survivors, clientSeconds: seconds(clientTime), serverSeconds: seconds(serverTime))
+    }
+
+    /// Map over all cores (clients are independent); order preserved.
+    static func parallelMap<T, R: Sendable>(_ items: [T], _ body: @Sendable (T) throws -> R) throws -> [R] where T: Sendable {
+        let results = ResultSlots<R>(count: items.count)
+        let workers = min(Parallel.workerCount, max(1, items.count))
+        Parallel.run(workers: workers) { worker in
+            var i = worker
+            while i < items.count {
+                results.set(i, Result { try body(items[i]) })
+                i += workers
+            }
+        }
+        return try results.values.map { try $0!.get() }
+    }
+}
+
+/// Write-once slots filled from several workers, each slot by exactly one.
+final class ResultSlots<R: Sendable>: @unchecked Sendable {
+    private(set) var values: [Result<R, any Error>?]
+    private let lock = NSLock()
+
+    init(count: Int) { values = Array(repeating: nil, count: count) }
+
+    func set(_ index: Int, _ value: Result<R, any Error>) {
+        lock.lock()
+        values[index] = value
+        lock.unlock()
+    }
+}

@@ -1,2 +1,0 @@
-// Tests for FedSegSecureAggregation arrive with the issue that builds it.
-import FedSegSecureAggregation
