@@ -112,6 +112,7 @@ let package = Package(
             name: "FedSegSimulation",
             dependencies: [
                 "FedSegMath", "FedSegEmbedding", "FedSegClustering", "FedSegPrivacy", "FedSegRecommend", "FedSegClient",
+                "FedSegSecureAggregation",
             ],
             swiftSettings: swiftSettings
         ),

@@ -230,8 +230,11 @@ struct ClientSimCommand: AsyncParsableCommand {
         @Option(name: .long, help: "δ.")
         var delta = 1e-6
 
-        @Option(name: .long, help: "local (every client adds full noise) or central (noise added once).")
+        @Option(name: .long, help: "local (every client adds full noise), central (noise added once) or distributed (SecAgg+ with distributed noise shares).")
         var privacyMode = "local"
+
+        @Option(name: .long, help: "distributed mode: share of clients dropping out of each secure-aggregation round.")
+        var dropout = 0.1
 
         @Option(name: .long, help: "minilm or hashing.")
         var embedder = "minilm"
@@ -253,7 +256,7 @@ struct ClientSimCommand: AsyncParsableCommand {
 
         func validate() throws {
             guard clients >= 1, k >= 1 else { throw ValidationError("--clients and --k must be positive") }
-            guard ["local", "central"].contains(privacyMode) else { throw ValidationError("--privacy-mode must be local or central") }
+            guard ["local", "central", "distributed"].contains(privacyMode) else { throw ValidationError("--privacy-mode must be local, central or distributed") }
             guard EmbedderChoice(rawValue: embedder) != nil else { throw ValidationError("--embedder must be minilm or hashing") }
             guard epsilon > 0, delta > 0, delta < 1 else { throw ValidationError("need ε > 0 and δ in (0, 1)") }
             if FileManager.default.fileExists(atPath: URL(fileURLWithPath: stateDir).appendingPathComponent("fedseg.sqlite").path) {
@@ -267,6 +270,7 @@ struct ClientSimCommand: AsyncParsableCommand {
                 clients: clients, k: k, epsilon: epsilon, delta: delta, mode: privacyMode,
                 embedder: EmbedderChoice(rawValue: embedder)!, seed: seed, stateDirectory: URL(fileURLWithPath: stateDir, isDirectory: true)
             )
+            configuration.secureAggregationDropout = dropout
             if !noCache {
                 configuration.cacheDirectory = cacheDir.map { URL(fileURLWithPath: $0, isDirectory: true) }
                     ?? Run.defaultCache

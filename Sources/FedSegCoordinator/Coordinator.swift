@@ -75,7 +75,7 @@ public actor Coordinator {
     public nonisolated let keys: CoordinatorKeys
     public nonisolated let metrics: CoordinatorMetrics
     public nonisolated let settings: Settings
-    nonisolated let intake: UpdateIntake
+    public nonisolated let intake: UpdateIntake
     let logger: Logger
     var active: ActiveRun?
     var open: OpenRound?

@@ -31,7 +31,7 @@ public enum SecAggSession {
     public struct Outcome: Sendable {
         public var sum: [UInt32]
         public var survivors: Set<Int>
-        /// CPU seconds of all clients' work, and of the server's.
+        /// Seconds of all clients' work added up (each client timed on its own), and the server's.
         public var clientSeconds: Double
         public var serverSeconds: Double
     }
@@ -42,39 +42,46 @@ public enum SecAggSession {
     ) throws -> Outcome {
         let graph = NeighborGraph(clients: p.clients, degree: p.degree, seed: p.graphSeed)
         let clock = ContinuousClock()
-        var clientTime = Duration.zero
+        let clientTime = TimeAccount()
         var serverTime = Duration.zero
-        func timed<T>(_ account: inout Duration, _ body: () throws -> T) rethrows -> T {
+        func serverWork<T>(_ body: () throws -> T) rethrows -> T {
             let start = clock.now
-            defer { account += clock.now - start }
+            defer { serverTime += clock.now - start }
+            return try body()
+        }
+        // Each client's work is timed on its own (clients run on all cores, like real devices in parallel).
+        @Sendable func clientWork<T>(_ body: () throws -> T) rethrows -> T {
+            let start = ContinuousClock.now
+            defer { clientTime.add(ContinuousClock.now - start) }
             return try body()
         }
         var server = SecAggServer(parameters: p)
-        let clients = try timed(&clientTime) { try (0..<p.clients).map { try SecAggClient(index: $0, parameters: p, graph: graph) } }
+        let clients = try parallelMap(Array(0..<p.clients)) { index in try clientWork { try SecAggClient(index: index, parameters: p, graph: graph) } }
 
         // Round 0: advertise keys.
         for client in clients where !dropouts.beforeAdvertising.contains(client.index) {
-            let advertisement = timed(&clientTime) { client.advertise() }
-            timed(&serverTime) { server.receive(advertisement) }
+            let advertisement = clientWork { client.advertise() }
+            serverWork { server.receive(advertisement) }
         }
         let directory = server.directory
         // Round 1: share keys (sealed per neighbour), routed by the server.
         let sharing = clients.filter { directory[$0.index] != nil && !dropouts.beforeSharing.contains($0.index) }
-        let batches = try timed(&clientTime) { try parallelMap(sharing) { try $0.shareKeys(directory) } }
-        let inbox = timed(&serverTime) { server.route(batches) }
+        let batches = try parallelMap(sharing) { client in try clientWork { try client.shareKeys(directory) } }
+        let inbox = serverWork { server.route(batches) }
         // Round 2: masked inputs, summed by the server as they arrive.
         let masking = sharing.filter { !dropouts.beforeMasking.contains($0.index) }
-        let masked = try timed(&clientTime) {
-            try parallelMap(masking) { client in (client.index, try client.maskedInput(input(client.index), shares: inbox[client.index] ?? [], directory: directory)) }
+        let masked = try parallelMap(masking) { client in
+            let vector = input(client.index)
+            return (client.index, try clientWork { try client.maskedInput(vector, shares: inbox[client.index] ?? [], directory: directory) })
         }
-        try timed(&serverTime) { for (index, vector) in masked { try server.receiveMasked(from: index, vector) } }
+        try serverWork { for (index, vector) in masked { try server.receiveMasked(from: index, vector) } }
         // Round 3: survivors announced; surviving neighbours reveal one share per client.
-        let survivors = try timed(&serverTime) { try server.survivorsToAnnounce() }
+        let survivors = try serverWork { try server.survivorsToAnnounce() }
         let revealing = masking.filter { !dropouts.beforeUnmasking.contains($0.index) }
-        let reveals = try timed(&clientTime) { try revealing.flatMap { try $0.unmask(survivors: survivors) } }
-        let sum = try timed(&serverTime) { try server.unmask(reveals, graph: graph) }
+        let reveals = try revealing.flatMap { client in try clientWork { try client.unmask(survivors: survivors) } }
+        let sum = try serverWork { try server.unmask(reveals, graph: graph) }
         func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
-        return Outcome(sum: sum, survivors: survivors, clientSeconds: seconds(clientTime), serverSeconds: seconds(serverTime))
+        return Outcome(sum: sum, survivors: survivors, clientSeconds: seconds(clientTime.total), serverSeconds: seconds(serverTime))
     }
 
     /// Map over all cores (clients are independent); order preserved.
@@ -89,6 +96,23 @@ public enum SecAggSession {
             }
         }
         return try results.values.map { try $0!.get() }
+    }
+}
+
+final class TimeAccount: @unchecked Sendable {
+    private var sum = Duration.zero
+    private let lock = NSLock()
+
+    func add(_ duration: Duration) {
+        lock.lock()
+        sum += duration
+        lock.unlock()
+    }
+
+    var total: Duration {
+        lock.lock()
+        defer { lock.unlock() }
+        return sum
     }
 }
 

@@ -3,6 +3,7 @@ import FedSegEmbedding
 import FedSegMath
 import FedSegPrivacy
 import FedSegRecommend
+import FedSegSecureAggregation
 import Foundation
 
 /// The whole private segmentation on one machine, with no network: clients embed their users
@@ -16,7 +17,7 @@ public struct InProcessFederation: Sendable {
         public var k: Int
         public var epsilon: Double
         public var delta: Double
-        public var mode: String  // "local" or "central"
+        public var mode: String  // "local", "central" or "distributed"
         public var embedder: EmbedderChoice
         public var seed: UInt64
         public var stateDirectory: URL
@@ -28,6 +29,8 @@ public struct InProcessFederation: Sendable {
         public var holdoutFraction: Double = 0.2
         /// Fraction of users treated as new (cold start): all their interactions held out.
         public var coldStartFraction: Double = 0.1
+        /// Distributed mode: share of clients that drop out of each secure-aggregation round.
+        public var secureAggregationDropout = 0.1
         /// Where embeddings are remembered between runs (nil: no cache).
         public var cacheDirectory: URL?
 
@@ -125,9 +128,13 @@ public struct InProcessFederation: Sendable {
         for (u, s) in shardOf.enumerated() where !coldStart[u] { members[s].append(u) }
         let shards = members.map { KMeans.gatherRows(points, $0) }
 
-        let mode: NoiseMode = c.mode == "central" ? .central : .local(shards: clientCount)
+        // Distributed mode: the aggregate carries the noise once (SecAgg+ with distributed discrete
+        // Gaussian shares), so it is planned like central noise.
+        let centralNoise = c.mode == "central" || c.mode == "distributed"
+        let mode: NoiseMode = centralNoise ? .central : .local(shards: clientCount)
         let plan = try PrivateClusteringPlan.make(
             epsilon: c.epsilon, delta: c.delta, k: c.k, dimension: embedder.dimension, mode: mode, hasPublicStart: true,
+            histogramShare: c.mode == "distributed" ? 0 : PrivateClusteringPlan.defaultHistogramShare,
             budgetShare: c.clusteringShare
         )
         let recommendationNoise = try Calibration.noiseMultiplier(epsilon: c.epsilon, delta: c.delta, rounds: 1)
@@ -148,7 +155,7 @@ public struct InProcessFederation: Sendable {
             try ledger.setBudget(.init(population: "client-\(index)", epsilon: c.epsilon, delta: c.delta))
             clientLedgers.append(ledger)
         }
-        let modeName = c.mode == "central" ? "central" : "local"
+        let modeName = c.mode
         func charge(_ release: String, round: Int, noiseMultiplier: Double, kind: PrivacyLedger.Mechanism.Kind = .gaussian) throws {
             let mechanism = PrivacyLedger.Mechanism(kind: kind, noiseMultiplier: noiseMultiplier, mode: modeName)
             for (index, ledger) in clientLedgers.enumerated() {
@@ -174,8 +181,21 @@ public struct InProcessFederation: Sendable {
         for round in 1...plan.rounds {
             try charge("lloyd-\(round)", round: round, noiseMultiplier: plan.noiseMultiplier)
         }
-        let result = PrivateClustering.run(shards: shards, start: start, startVariances: variances, plan: plan, noise: &noise, priorReleases: prior)
-        let labels = KMeans.assign(points, to: result.centroids)
+        let centroids: Matrix
+        if c.mode == "distributed" {
+            let minimumSurvivors = max(1, Int((Double(clientCount) * (1 - c.secureAggregationDropout - 0.1)).rounded(.down)))
+            let distributed = try DistributedClustering.run(
+                shards: shards, start: start, startVariances: variances, plan: plan, minimumSurvivors: minimumSurvivors,
+                dropout: c.secureAggregationDropout, seed: c.seed
+            )
+            log(String(format: "secure aggregation: %d clients, %.0f%% dropping out after sharing keys, each adding a discrete Gaussian share σ = %.1f (sums ×%.0f), survivors %@",
+                       clientCount, c.secureAggregationDropout * 100, distributed.noise.clientSigma, distributed.noise.sumScale,
+                       distributed.rounds.map { String($0.survivors) }.joined(separator: ", ")))
+            centroids = distributed.centroids
+        } else {
+            centroids = PrivateClustering.run(shards: shards, start: start, startVariances: variances, plan: plan, noise: &noise, priorReleases: prior).centroids
+        }
+        let labels = KMeans.assign(points, to: centroids)
 
         // Recommendation phase: each client's per-segment item histogram, noised, charged first.
         let catalog = ItemCatalog(ids: dataset.items.map(\.item))
@@ -189,19 +209,21 @@ public struct InProcessFederation: Sendable {
                 local.add(userItems: training[u], segment: Int(labels[u]), catalog: catalog, maxItemsPerUser: c.maxItemsPerUser, using: &sampling)
             }
             exact.merge(local)
-            if c.mode != "central" {
+            if !centralNoise {
                 try local.addNoise(noiseMultiplier: recommendationNoise, maxItemsPerUser: c.maxItemsPerUser, generator: SecureRandom())
             }
             released.merge(local)
         }
-        if c.mode == "central" {
+        // Distributed mode: each client's discrete Gaussian share summed through secure aggregation
+        // is, to within τ < 1e-60, one discrete Gaussian on the aggregate; drawn once here.
+        if centralNoise {
             try released.addNoise(noiseMultiplier: recommendationNoise, maxItemsPerUser: c.maxItemsPerUser, generator: SecureRandom())
         }
-        let copies = c.mode == "central" ? 1.0 : Double(clientCount)
+        let copies = centralNoise ? 1.0 : Double(clientCount)
         let releasedNoiseStd = recommendationNoise * SegmentHistogram.sensitivity(maxItemsPerUser: c.maxItemsPerUser) * copies.squareRoot()
         let recommendation = Self.evaluate(
             exact: exact, privateModel: SegmentModel.build(from: released, runID: "eval", version: 1, noiseStd: releasedNoiseStd),
-            labels: labels, centroids: result.centroids, prepared: prepared
+            labels: labels, centroids: centroids, prepared: prepared
         )
         // Clustering quality over the users that took part (cold-start users are new, not clustered).
         let participants = dataset.users.indices.filter { !coldStart[$0] }
@@ -210,7 +232,7 @@ public struct InProcessFederation: Sendable {
         let baseline = KMeans.fit(participantPoints, .init(k: c.k, restarts: 5, seed: c.seed))
         let truth = prepared.truth(for: participants)
         let sizes = Metrics.clusterSizes(labels: participantLabels, k: c.k)
-        let nearest = KMeans.squaredDistances(result.centroids, to: itemVectors)
+        let nearest = KMeans.squaredDistances(centroids, to: itemVectors)
         let segments = (0..<c.k).map { j in
             Report.Segment(
                 id: j, size: sizes[j],
@@ -225,7 +247,7 @@ public struct InProcessFederation: Sendable {
             ariTruth: truth.map { Metrics.adjustedRandIndex(participantLabels, $0) },
             nmiTruth: truth.map { Metrics.normalizedMutualInformation(participantLabels, $0) },
             ariCentralized: Metrics.adjustedRandIndex(participantLabels, baseline.labels),
-            costRatio: Metrics.inertia(points: participantPoints, centroids: result.centroids, labels: participantLabels) / baseline.inertia,
+            costRatio: Metrics.inertia(points: participantPoints, centroids: centroids, labels: participantLabels) / baseline.inertia,
             plan: plan.reason, ledgersVerified: verified, embedSeconds: embedSeconds, wallSeconds: Self.seconds(clock.now - started)
         )
     }

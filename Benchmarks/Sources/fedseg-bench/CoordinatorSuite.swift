@@ -5,6 +5,7 @@ import FedSegCrypto
 import FedSegMath
 import FedSegProtocol
 import Foundation
+import GRDB
 import Hummingbird
 import Logging
 import ServiceLifecycle
@@ -63,9 +64,9 @@ struct CoordinatorSuite: AsyncParsableCommand {
             store: store, keys: CoordinatorKeys(identity: try NodeIdentity.load(from: keyPath)), settings: settings,
             metrics: CoordinatorMetrics(), logger: logger
         )
-        let clientKeys = (0..<clients).map { _ in KeyAgreement.PrivateKey() }
-        for (i, key) in clientKeys.enumerated() {
-            try store.registry.add(id: "c\(i)", signingKey: Signing.PrivateKey().publicKey, kxKey: key.publicKey)
+        let clientKeys = (0..<clients).map { _ in ClientKey() }
+        for (i, client) in clientKeys.enumerated() {
+            try store.registry.add(id: "c\(i)", signingKey: Signing.PrivateKey().publicKey, kxKey: client.key.publicKey)
         }
         var parameters = RunParameters(k: k, epsilon: 100, delta: 1e-6)
         parameters.embedderID = "hashing-v1-d\(d)-s0"
@@ -81,7 +82,7 @@ struct CoordinatorSuite: AsyncParsableCommand {
         let first = try require(await coordinator.snapshot())
         var rng = SeededRandom(seed: 9)
         func envelopes(for plan: Fedseg_V1_RoundPlan) throws -> [[UInt8]] {
-            try clientKeys.enumerated().map { i, key in
+            try clientKeys.enumerated().map { i, client in
                 let update = Fedseg_V1_ClientUpdate.with {
                     $0.runID = plan.runID
                     $0.round = plan.round
@@ -89,7 +90,7 @@ struct CoordinatorSuite: AsyncParsableCommand {
                     $0.counts = (0..<k).map { _ in Float(rng.nextUniform() * 10) }
                 }
                 return try Envelope.seal(
-                    try update.serializedBytes(), header: .init(kind: 1, round: plan.round, clientID: "c\(i)"), sender: key,
+                    try update.serializedBytes(), header: .init(kind: 1, round: plan.round, clientID: "c\(i)"), sender: client.key,
                     recipient: coordinator.keys.identity.keyAgreement.publicKey
                 )
             }
@@ -101,15 +102,12 @@ struct CoordinatorSuite: AsyncParsableCommand {
         var sums = [Double](repeating: 0, count: k * d)
         for (i, envelope) in sealed.enumerated() {
             let t0 = clock.now
-            let opened = try Envelope.open(envelope, recipient: coordinator.keys.identity.keyAgreement, senderPublicKey: clientKeys[i].publicKey)
+            let opened = try Envelope.open(envelope, recipient: coordinator.keys.identity.keyAgreement, senderPublicKey: clientKeys[i].key.publicKey)
             let t1 = clock.now
             let update = try MessageCodec.decode(Fedseg_V1_ClientUpdate.self, from: opened.plaintext)
             try update.validate(against: first.plan)
             let t2 = clock.now
-            try store.database.write { db in
-                try db.execute(sql: "INSERT INTO accepted_messages (client_id, round, kind, accepted_at, envelope) VALUES (?, ?, ?, ?, ?)",
-                               arguments: ["bench-\(i)", 0, 1, 0, Data(envelope)])
-            }
+            try Self.record(envelope, index: i, store: store)
             let t3 = clock.now
             update.sums.withUnsafeBufferPointer { source in for j in 0..<source.count { sums[j] += Double(source[j]) } }
             let t4 = clock.now
@@ -176,6 +174,20 @@ struct CoordinatorSuite: AsyncParsableCommand {
         print(String(format: "HTTP on loopback (%d concurrent): %.0f updates/s accepted; round of %d clients open → committed in %.3f s",
                      concurrency, output.updatesPerSecond, clients, output.roundSeconds))
     }
+}
+
+extension CoordinatorSuite {
+    /// The durable record an accepted update costs (replay row with its envelope).
+    static func record(_ envelope: [UInt8], index: Int, store: CoordinatorStore) throws {
+        try store.database.write { db in
+            try db.execute(sql: "INSERT INTO accepted_messages (client_id, round, kind, accepted_at, envelope) VALUES (?, ?, ?, ?, ?)",
+                           arguments: ["bench-\(index)", 0, 1, 0, Data(envelope)])
+        }
+    }
+}
+
+final class ClientKey: Sendable {
+    let key = KeyAgreement.PrivateKey()
 }
 
 struct Unexpected: Error {}
