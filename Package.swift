@@ -127,6 +127,7 @@ let package = Package(
             name: "coordinator",
             dependencies: ["FedSegMath", "FedSegCoordinator", argumentParser, logging],
             path: "coordinator",
+            exclude: ["coordinator.toml"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

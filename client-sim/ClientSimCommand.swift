@@ -64,7 +64,7 @@ struct ClientSimCommand: AsyncParsableCommand {
                 """
         )
 
-        @Option(name: .long, help: "Coordinator base URL, e.g. http://127.0.0.1:8470.")
+        @Option(name: .long, help: "Coordinator base URL, e.g. http://127.0.0.1:7700.")
         var coordinator: String
 
         @Option(name: .long, help: "The coordinator's admin token file (from `coordinator init`).")

@@ -79,7 +79,8 @@ public actor Coordinator {
     let logger: Logger
     var active: ActiveRun?
     var open: OpenRound?
-    var seedVectors: (runID: String, phrases: [String], vectors: Matrix)?
+    /// The current run's embedded seed phrases (for `segments()`), kept from its start.
+    var seedVectors: (runID: String, vectors: Matrix)?
 
     public init(store: CoordinatorStore, keys: CoordinatorKeys, settings: Settings, metrics: CoordinatorMetrics, logger: Logger) throws {
         self.store = store
@@ -164,7 +165,7 @@ public actor Coordinator {
             id: id, parameters: p, privacy: privacy, centroids: prepared.centroids, variances: prepared.variances,
             committedRounds: 0, phase: "clustering", abandonedInARow: 0, startedAt: now
         )
-        seedVectors = prepared.seedVectors.map { (id, p.seedPhrases, $0) }
+        seedVectors = prepared.seedVectors.map { (id, $0) }
         logger.notice("run started", metadata: ["run": "\(id)", "plan": "\(privacy.clustering.reason)"])
         try openRound()
         return try summary(id)
@@ -517,8 +518,8 @@ public actor Coordinator {
 
     /// Seed phrase vectors of the run, for `segments()` after a restart (embedding is done by
     /// the caller, outside the actor).
-    public func setSeedVectors(runID: String, phrases: [String], vectors: Matrix) {
-        seedVectors = (runID, phrases, vectors)
+    public func setSeedVectors(runID: String, vectors: Matrix) {
+        seedVectors = (runID, vectors)
     }
 
     public func needsSeedVectors() throws -> RunParameters? {

@@ -8,7 +8,7 @@ import TOMLKit
 /// state_dir = "/var/lib/fedseg"
 /// [listen]
 /// host = "127.0.0.1"
-/// port = 8470            # 0: any free port (written to --port-file)
+/// port = 7700            # 0: any free port (written to --port-file)
 /// [privacy]
 /// total_epsilon = 16.0   # every user, across all runs
 /// total_delta = 1e-5
@@ -20,7 +20,7 @@ import TOMLKit
 public struct CoordinatorConfiguration: Sendable, Equatable {
     public var stateDirectory = "coordinator-state"
     public var host = "127.0.0.1"
-    public var port = 8470
+    public var port = 7700
     public var totalEpsilon = 16.0
     public var totalDelta = 1e-5
     public var maxMessageBytes = 16 << 20

@@ -121,8 +121,10 @@ public enum CoordinatorRoutes {
                 return errorResponse(.badRequest, .badRequest, "run parameters: \(error)")
             }
             do {
-                // Embedding seed phrases can take seconds: done here, outside the state machine.
-                let prepared = try RunStart.prepare(parameters, settings: coordinator.settings)
+                // Embedding seed phrases can take seconds: done off the event loop and outside the
+                // state machine.
+                let settings = coordinator.settings
+                let prepared = try await Task.detached { try RunStart.prepare(parameters, settings: settings) }.value
                 return try json(try await coordinator.start(prepared), status: .created)
             } catch let error as CoordinatorError {
                 if case .runInProgress = error { return errorResponse(.conflict, .badRequest, error.description) }
@@ -147,8 +149,9 @@ public enum CoordinatorRoutes {
         admin.get("segments") { _, _ in
             do {
                 if let parameters = try await coordinator.needsSeedVectors(), let runID = try coordinator.store.runs().last?.id {
-                    let vectors = try RunStart.embedSeedPhrases(parameters, settings: coordinator.settings)
-                    await coordinator.setSeedVectors(runID: runID, phrases: parameters.seedPhrases, vectors: vectors)
+                    let settings = coordinator.settings
+                    let vectors = try await Task.detached { try RunStart.embedSeedPhrases(parameters, settings: settings) }.value
+                    await coordinator.setSeedVectors(runID: runID, vectors: vectors)
                 }
                 return try json(try await coordinator.segments())
             } catch let error as CoordinatorError {
@@ -161,20 +164,34 @@ public enum CoordinatorRoutes {
         return router
     }
 
-    /// One client message through the intake, then into the open round's sums.
+    /// One client message through the intake, then into the open round's sums. The sender is
+    /// checked before the round, as the intake orders it, so an impostor is refused as one even
+    /// after the round closed; a message already accepted is a replay even after its round closed,
+    /// which tells a retrying client that an earlier attempt got through.
     static func submit(_ body: [UInt8], round: UInt64, coordinator: Coordinator) async -> Response {
-        guard let snapshot = await coordinator.snapshot() else {
-            coordinator.metrics.rejected("late")
-            return errorResponse(.conflict, .late, "no round is open")
-        }
-        guard snapshot.round == round else {
-            let late = round < snapshot.round
-            coordinator.metrics.rejected(late ? "late" : "wrong_round")
-            return late
-                ? errorResponse(.conflict, .late, "round \(round) has closed; round \(snapshot.round) is open")
-                : errorResponse(.conflict, .wrongRound, "round \(round) is not open; round \(snapshot.round) is")
+        let header: Envelope.Header
+        do {
+            header = try Envelope.peek(body, limit: coordinator.settings.limits.maximumMessageBytes).header
+        } catch {
+            return rejected(.malformedEnvelope("\(error)"), coordinator)
         }
         do {
+            guard let client = try coordinator.store.registry.client(header.clientID) else {
+                return rejected(.unknownSender(header.clientID), coordinator)
+            }
+            guard client.status == "active" else { return rejected(.revoked(header.clientID), coordinator) }
+            guard let snapshot = await coordinator.snapshot(), snapshot.round == round else {
+                if try coordinator.store.registry.wasAccepted(clientID: header.clientID, round: round, kind: header.kind) {
+                    return rejected(.replay(client: header.clientID, round: round), coordinator)
+                }
+                let open = await coordinator.snapshot()?.round
+                if let open, round > open {
+                    coordinator.metrics.rejected("wrong_round")
+                    return errorResponse(.conflict, .wrongRound, "round \(round) is not open; round \(open) is")
+                }
+                coordinator.metrics.rejected("late")
+                return errorResponse(.conflict, .late, open.map { "round \(round) has closed; round \($0) is open" } ?? "no round is open")
+            }
             let accepted = try coordinator.intake.accept(body, plan: snapshot.plan, coordinator: coordinator.keys.identity.keyAgreement, keepEnvelope: true)
             switch try await coordinator.add(accepted.message, round: round) {
             case .added: return Response(status: .accepted)
@@ -183,11 +200,15 @@ public enum CoordinatorRoutes {
                 return errorResponse(.conflict, .late, "round \(round) closed before the update was added")
             }
         } catch let rejection as UpdateIntake.Rejection {
-            coordinator.metrics.rejected(rejection.reason)
-            return errorResponse(rejection)
+            return rejected(rejection, coordinator)
         } catch {
             return errorResponse(.internalServerError, .unspecified, "\(error)")
         }
+    }
+
+    static func rejected(_ rejection: UpdateIntake.Rejection, _ coordinator: Coordinator) -> Response {
+        coordinator.metrics.rejected(rejection.reason)
+        return errorResponse(rejection)
     }
 
     static func collect(_ request: Request, limit: Int, coordinator: Coordinator) async throws -> [UInt8] {

@@ -45,12 +45,7 @@ public final class ClientRegistry: Sendable {
         }
     }
 
-    public static let fileName = "registry.sqlite"
-
-    public convenience init(path: String) throws {
-        try self.init(database: DatabasePool(path: path))
-    }
-
+    /// On the coordinator's database (`CoordinatorStore`), or an in-memory queue in tests.
     public init(database: any DatabaseWriter) throws {
         self.database = database
         var migrator = DatabaseMigrator()
@@ -138,6 +133,16 @@ public final class ClientRegistry: Sendable {
 
     public func clients() throws -> [Client] {
         try database.read { db in try Client.order(Column("id")).fetchAll(db) }
+    }
+
+    /// Whether a (client, round, kind) message was accepted (it is then a replay, whatever the round's state).
+    public func wasAccepted(clientID: String, round: UInt64, kind: UInt8) throws -> Bool {
+        try database.read { db in
+            try Int.fetchOne(
+                db, sql: "SELECT COUNT(*) FROM accepted_messages WHERE client_id = ? AND round = ? AND kind = ?",
+                arguments: [clientID, Int64(bitPattern: round), Int(kind)]
+            ) ?? 0 > 0
+        }
     }
 
     public func client(_ id: String) throws -> Client? {

@@ -286,6 +286,11 @@ public struct NetworkedSimulation: Sendable {
             let phase = plan.phase == .clustering ? "clustering" : "recommendation"
             let progress = Progress(label: "round \(plan.round) (\(phase))", total: c.clients, enabled: c.showProgress)
             let seed = c.seed &+ plan.round
+            // Impostors try while the round is open, before the honest clients close it.
+            for impostor in impostors {
+                await attempts.add("unenrolled")
+                _ = try? await impostor.participate(publication, transport: transport)
+            }
             try await forEach(0..<c.clients, concurrency: c.concurrency) { index in
                 var chance = SeededRandom(seed: seed, stream: UInt64(index))
                 let result = await Self.play(
@@ -296,10 +301,6 @@ public struct NetworkedSimulation: Sendable {
                 )
                 if suspendIdle { try? await nodeList[index].suspend() }
                 await progress.advance(result)
-            }
-            for impostor in impostors {
-                await attempts.add("unenrolled")
-                _ = try? await impostor.participate(publication, transport: transport)
             }
             await progress.finish()
         }

@@ -8,7 +8,7 @@ import Foundation
 
 /// Where a live coordinator is and how to prove the right to administer it.
 struct CoordinatorOptions: ParsableArguments {
-    @Option(name: .long, help: "Coordinator base URL, e.g. http://127.0.0.1:8470.")
+    @Option(name: .long, help: "Coordinator base URL, e.g. http://127.0.0.1:7700.")
     var coordinator: String?
 
     @Option(name: .long, help: "The admin token file (from `coordinator init`).")

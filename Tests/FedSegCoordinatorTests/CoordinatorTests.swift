@@ -222,6 +222,13 @@ struct ConfigurationTests {
         #expect(CoordinatorConfiguration().host == "127.0.0.1")
     }
 
+    @Test("the sample configuration beside the executable loads")
+    func sample() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let c = try CoordinatorConfiguration.load(path: root.appendingPathComponent("coordinator/coordinator.toml").path)
+        #expect(c.port == 7700 && c.host == "127.0.0.1" && c.totalEpsilon == 16)
+    }
+
     @Test("unknown keys and bad values are refused with the key named")
     func refused() throws {
         let typo = try write("[listen]\nprot = 1")
