@@ -3,15 +3,27 @@ internal import CSodium
 
 /// Secret bytes in libsodium's guarded memory (`sodium_malloc`: guard pages, locked against
 /// swapping), zeroed and freed when the value goes away. Non-copyable, so a secret exists once.
+///
+/// Each guarded allocation costs the process several memory mappings; a process holding tens of
+/// thousands of secrets at once (a simulation of that many nodes) reaches the kernel's mapping
+/// limit (`vm.max_map_count`, 65,530 by default). Then the bytes live in ordinary memory,
+/// still zeroed when released (`isGuarded` says which). A real node holds a handful of secrets.
 public struct SecureBytes: ~Copyable, @unchecked Sendable {
     private let pointer: UnsafeMutableRawPointer
     public let count: Int
+    /// Whether the bytes sit between guard pages (sodium_malloc) rather than in ordinary memory.
+    public let isGuarded: Bool
 
     public init(count: Int) {
         Sodium.ensureInitialized()
         precondition(count > 0, "secret of no bytes")
-        guard let memory = sodium_malloc(count) else { fatalError("sodium_malloc(\(count)) failed: out of memory") }
-        pointer = memory
+        if let memory = sodium_malloc(count) {
+            pointer = memory
+            isGuarded = true
+        } else {
+            pointer = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 16)
+            isGuarded = false
+        }
         self.count = count
         sodium_memzero(pointer, count)
     }
@@ -33,7 +45,12 @@ public struct SecureBytes: ~Copyable, @unchecked Sendable {
     }
 
     deinit {
-        sodium_free(pointer)  // zeroes before freeing
+        if isGuarded {
+            sodium_free(pointer)  // zeroes before freeing
+        } else {
+            sodium_memzero(pointer, count)
+            pointer.deallocate()
+        }
     }
 
     public func withUnsafeBytes<R: ~Copyable>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {

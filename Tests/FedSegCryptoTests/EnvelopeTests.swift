@@ -115,6 +115,24 @@ struct EnvelopeTests {
         #expect(throws: CryptoError.self) { _ = try NodeIdentity.load(from: path + ".short") }
     }
 
+    @Test("tens of thousands of live secrets: guarded while the kernel allows, then ordinary memory, all usable")
+    func manySecrets() throws {
+        final class Box { let bytes: SecureBytes; init(_ b: consuming SecureBytes) { bytes = b } }
+        var boxes: [Box] = []
+        for i in 0..<30_000 { boxes.append(Box(SecureBytes(copying: [UInt8(i & 0xFF), 7]))) }
+        let first = boxes[0].bytes.isGuarded
+        let last = boxes[29_999].bytes.isGuarded
+        #expect(first)
+        #expect(!last, "past the mapping limit the bytes are no longer guarded")
+        for (i, box) in boxes.enumerated() {
+            let bytes = box.bytes.withUnsafeBytes { Array($0) }
+            #expect(bytes == [UInt8(i & 0xFF), 7])
+        }
+        boxes.removeAll()
+        let again = SecureBytes(count: 8).isGuarded
+        #expect(again, "guarded again once released")
+    }
+
     @Test("secure bytes compare in constant time and by value")
     func secureBytes() {
         let a = SecureBytes(copying: [1, 2, 3])
