@@ -4,23 +4,30 @@ internal import CSodium
 /// Secret bytes in libsodium's guarded memory (`sodium_malloc`: guard pages, locked against
 /// swapping), zeroed and freed when the value goes away. Non-copyable, so a secret exists once.
 ///
-/// Each guarded allocation costs the process several memory mappings; a process holding tens of
-/// thousands of secrets at once (a simulation of that many nodes) reaches the kernel's mapping
-/// limit (`vm.max_map_count`, 65,530 by default). Then the bytes live in ordinary memory,
-/// still zeroed when released (`isGuarded` says which). A real node holds a handful of secrets.
+/// Each guarded allocation costs the process several memory mappings, and the kernel allows
+/// 65,530 per process by default (`vm.max_map_count`); exhausting them makes every later
+/// `mmap` — thread stacks, large `malloc`s — fail. So at most `guardedLimit` secrets are guarded
+/// at once; beyond that (a simulation of thousands of nodes in one process) the bytes live in
+/// ordinary memory, still zeroed when released (`isGuarded` says which). A real node holds a
+/// handful of secrets.
 public struct SecureBytes: ~Copyable, @unchecked Sendable {
     private let pointer: UnsafeMutableRawPointer
     public let count: Int
     /// Whether the bytes sit between guard pages (sodium_malloc) rather than in ordinary memory.
     public let isGuarded: Bool
 
+    /// Guarded secrets alive at once, at most: about a quarter of the default mapping limit.
+    public static let guardedLimit = 4096
+
     public init(count: Int) {
         Sodium.ensureInitialized()
         precondition(count > 0, "secret of no bytes")
-        if let memory = sodium_malloc(count) {
+        let reserved = GuardedCount.shared.reserve(limit: Self.guardedLimit)
+        if reserved, let memory = sodium_malloc(count) {
             pointer = memory
             isGuarded = true
         } else {
+            if reserved { GuardedCount.shared.release() }
             pointer = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 16)
             isGuarded = false
         }
@@ -47,6 +54,7 @@ public struct SecureBytes: ~Copyable, @unchecked Sendable {
     deinit {
         if isGuarded {
             sodium_free(pointer)  // zeroes before freeing
+            GuardedCount.shared.release()
         } else {
             sodium_memzero(pointer, count)
             pointer.deallocate()
@@ -87,5 +95,26 @@ extension Sequence<UInt8> {
             out.append(digits[Int(byte & 0x0f)])
         }
         return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// How many guarded secrets are alive.
+final class GuardedCount: @unchecked Sendable {
+    static let shared = GuardedCount()
+    private let lock = NSLock()
+    private var live = 0
+
+    func reserve(limit: Int) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        guard live < limit else { return false }
+        live += 1
+        return true
+    }
+
+    func release() {
+        lock.lock()
+        live -= 1
+        lock.unlock()
     }
 }
