@@ -9,8 +9,8 @@ import Foundation
 /// The whole private segmentation on one machine, with no network: clients embed their users
 /// locally, every release is charged to each client's ledger and to the coordinator's before it
 /// happens, and the report compares the result with centralised non-private K-means. It is the
-/// reference the networked coordinator and clients are checked against, and what `make demo` runs
-/// until they exist.
+/// reference the networked coordinator and clients are checked against (`client-sim simulate`),
+/// and the one place distributed mode (secure aggregation) runs end to end so far.
 public struct InProcessFederation: Sendable {
     public struct Configuration: Sendable {
         public var clients: Int
