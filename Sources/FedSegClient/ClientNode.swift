@@ -123,8 +123,6 @@ public actor ClientNode {
         queue = nil
     }
 
-    public var isEnrolled: Bool { coordinatorSigningKey != nil }
-
     /// Enrolls with a one-time token and pins the coordinator's keys.
     public func enroll(token: String, transport: any CoordinatorTransport) async throws {
         let request = Fedseg_V1_EnrollRequest.with {

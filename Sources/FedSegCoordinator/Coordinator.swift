@@ -189,11 +189,6 @@ public actor Coordinator {
 
     public func snapshot() -> RoundSnapshot? { open.map { RoundSnapshot(round: $0.id, plan: $0.plan) } }
 
-    /// The newest committed round id (to tell a late update from one for a round not yet open).
-    public func latestRoundID() throws -> UInt64 {
-        try store.database.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM rounds") }.map { UInt64($0) } ?? 0
-    }
-
     public enum AddOutcome: Sendable { case added, late }
 
     /// Adds an accepted message to the open round's sums.
@@ -485,9 +480,8 @@ public actor Coordinator {
     }
 
     func recordEpsilon() throws {
-        if let run = active ?? nil {
-            metrics.epsilonSpent.record(try store.ledger.spent(by: "run:\(run.id)"))
-        }
+        guard let run = active else { return }
+        metrics.epsilonSpent.record(try store.ledger.spent(by: "run:\(run.id)"))
     }
 
     // MARK: Reads for the admin API
@@ -527,6 +521,4 @@ public actor Coordinator {
         let parameters = try run.decodedParameters()
         return parameters.seedPhrases.isEmpty ? nil : parameters
     }
-
-    public var activeRunID: String? { active?.id }
 }

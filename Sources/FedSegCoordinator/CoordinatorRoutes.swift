@@ -169,22 +169,14 @@ public enum CoordinatorRoutes {
     /// after the round closed; a message already accepted is a replay even after its round closed,
     /// which tells a retrying client that an earlier attempt got through.
     static func submit(_ body: [UInt8], round: UInt64, coordinator: Coordinator) async -> Response {
-        let header: Envelope.Header
         do {
-            header = try Envelope.peek(body, limit: coordinator.settings.limits.maximumMessageBytes).header
-        } catch {
-            return rejected(.malformedEnvelope("\(error)"), coordinator)
-        }
-        do {
-            guard let client = try coordinator.store.registry.client(header.clientID) else {
-                return rejected(.unknownSender(header.clientID), coordinator)
-            }
-            guard client.status == "active" else { return rejected(.revoked(header.clientID), coordinator) }
-            guard let snapshot = await coordinator.snapshot(), snapshot.round == round else {
+            let header = try coordinator.intake.identify(body).header
+            let current = await coordinator.snapshot()
+            guard let snapshot = current, snapshot.round == round else {
                 if try coordinator.store.registry.wasAccepted(clientID: header.clientID, round: round, kind: header.kind) {
                     return rejected(.replay(client: header.clientID, round: round), coordinator)
                 }
-                let open = await coordinator.snapshot()?.round
+                let open = current?.round
                 if let open, round > open {
                     coordinator.metrics.rejected("wrong_round")
                     return errorResponse(.conflict, .wrongRound, "round \(round) is not open; round \(open) is")

@@ -137,9 +137,8 @@ public struct UpdateIntake: Sendable {
         return (clientID, update)
     }
 
-    func open(
-        _ envelope: [UInt8], round: UInt64, kind: UInt8, coordinator: borrowing KeyAgreement.PrivateKey, checkStatus: Bool = true
-    ) throws -> (String, [UInt8]) {
+    /// The first checks, which need no round: size, envelope header, enrolled and active sender.
+    public func identify(_ envelope: [UInt8], checkStatus: Bool = true) throws -> (header: Envelope.Header, client: ClientRegistry.Client) {
         guard envelope.count <= limits.maximumMessageBytes else { throw Rejection.oversized(envelope.count) }
         let header: Envelope.Header
         do {
@@ -149,6 +148,13 @@ public struct UpdateIntake: Sendable {
         }
         guard let client = try registry.client(header.clientID) else { throw Rejection.unknownSender(header.clientID) }
         guard !checkStatus || client.status == "active" else { throw Rejection.revoked(header.clientID) }
+        return (header, client)
+    }
+
+    func open(
+        _ envelope: [UInt8], round: UInt64, kind: UInt8, coordinator: borrowing KeyAgreement.PrivateKey, checkStatus: Bool = true
+    ) throws -> (String, [UInt8]) {
+        let (header, client) = try identify(envelope, checkStatus: checkStatus)
         guard header.round == round else { throw Rejection.wrongRound(expected: round, found: header.round) }
         guard header.kind == kind else { throw Rejection.wrongKind(expected: kind, found: header.kind) }
         let senderKey: KeyAgreement.PublicKey
