@@ -185,6 +185,7 @@ let package = Package(
             name: "FedSegCoordinatorTests",
             dependencies: [
                 "FedSegCoordinator", "FedSegTestSupport", "FedSegCrypto", "FedSegEmbedding", "FedSegMath", "FedSegPrivacy", "FedSegProtocol",
+                "FedSegSecureAggregation",
                 grdb, logging,
                 swiftProtobuf,
             ],
@@ -192,7 +193,10 @@ let package = Package(
         ),
         .testTarget(
             name: "FedSegClientTests",
-            dependencies: ["FedSegClient", "FedSegTestSupport", "FedSegCrypto", "FedSegMath", "FedSegPrivacy", "FedSegProtocol", swiftProtobuf],
+            dependencies: [
+                "FedSegClient", "FedSegTestSupport", "FedSegCrypto", "FedSegMath", "FedSegPrivacy", "FedSegProtocol", "FedSegSecureAggregation",
+                swiftProtobuf,
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

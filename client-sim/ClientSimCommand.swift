@@ -97,7 +97,7 @@ struct ClientSimCommand: AsyncParsableCommand {
         @Option(name: .long, help: "δ.")
         var delta = 1e-6
 
-        @Option(name: .long, help: "local (every client adds full noise). distributed needs secure aggregation.")
+        @Option(name: .long, help: "local (every client adds full noise) or distributed (SecAgg+: each client adds a share of the noise; the coordinator sees only the sum).")
         var privacyMode = "local"
 
         @Option(name: .long, help: "minilm or hashing.")
@@ -124,15 +124,17 @@ struct ClientSimCommand: AsyncParsableCommand {
         @Option(name: .long, help: "Clients working at once.")
         var concurrency = 32
 
+        @Option(name: .long, help: "Share of the clients whose update a round needs (distributed mode sizes each client's noise share for this many survivors).")
+        var quorum = 0.5
+
         @Option(name: .long, help: "Write the report as JSON to this file.")
         var report: String?
 
         func validate() throws {
             guard clients >= 1, k >= 1, rounds >= 1 else { throw ValidationError("--clients, --k and --rounds must be positive") }
             guard (0..<1).contains(dropout) else { throw ValidationError("--dropout must be in [0, 1)") }
-            guard privacyMode == "local" else {
-                throw ValidationError("--privacy-mode \(privacyMode) is not available: only local mode is implemented (distributed mode needs secure aggregation)")
-            }
+            guard quorum > 0, quorum <= 1 else { throw ValidationError("--quorum must be in (0, 1]") }
+            guard ["local", "distributed"].contains(privacyMode) else { throw ValidationError("--privacy-mode must be local or distributed") }
             guard EmbedderChoice(rawValue: embedder) != nil else { throw ValidationError("--embedder must be minilm or hashing") }
             guard epsilon > 0, delta > 0, delta < 1 else { throw ValidationError("need ε > 0 and δ in (0, 1)") }
             _ = try parsedStragglers()
@@ -166,6 +168,8 @@ struct ClientSimCommand: AsyncParsableCommand {
             }
             configuration.k = k
             configuration.dropout = dropout
+            configuration.privacyMode = privacyMode
+            configuration.quorum = quorum
             configuration.stragglers = try parsedStragglers()
             configuration.rounds = rounds
             configuration.epsilon = epsilon

@@ -45,7 +45,9 @@ public actor ClientNode {
     var coordinatorSigningKey: Signing.PublicKey?
     var coordinatorKxKey: KeyAgreement.PublicKey?
     public private(set) var model: SegmentModel?
-    public private(set) var lastPlan: Fedseg_V1_RoundPlan?
+    public internal(set) var lastPlan: Fedseg_V1_RoundPlan?
+    /// The distributed round this node is taking part in (its secrets live only here).
+    var participation: SecAggParticipation?
 
     public static let keyFile = "node.key"
     public static let databaseFile = "client.sqlite"
@@ -80,6 +82,16 @@ public actor ClientNode {
                 t.column("envelope", .blob).notNull()
                 t.column("created_at", .double).notNull()
                 t.column("outcome", .text)
+            }
+        }
+        // Distributed rounds send one message per secure-aggregation stage.
+        migrator.registerMigration("client-node-v2-stages") { db in
+            try db.create(table: "stage_outbox") { t in
+                t.column("round", .integer).notNull()
+                t.column("kind", .integer).notNull()
+                t.column("envelope", .blob).notNull()
+                t.column("created_at", .double).notNull()
+                t.primaryKey(["round", "kind"])
             }
         }
         try migrator.migrate(database)
@@ -162,9 +174,11 @@ public actor ClientNode {
         case notEnrolled
         case badSignature
         case invalidPlan(String)
+        case secureAggregation(String)
 
         public var description: String {
             switch self {
+            case .secureAggregation(let why): "secure aggregation: \(why)"
             case .notEnrolled: "not enrolled"
             case .badSignature: "the publication's signature does not verify with the pinned coordinator key"
             case .invalidPlan(let why): "invalid round plan: \(why)"
@@ -207,9 +221,9 @@ public actor ClientNode {
         let plan = try verifyPlan(publicationBytes)
         lastPlan = plan
         let deadline = Date(timeIntervalSince1970: Double(plan.deadlineUnixMs) / 1000)
-        if let stored = try database.read({ db in try Row.fetchOne(db, sql: "SELECT kind, envelope FROM outbox WHERE round = ?", arguments: [Int64(plan.round)]) }) {
-            let kind = Fedseg_V1_MessageKind(rawValue: stored["kind"]) ?? .decline
-            return Answer(round: plan.round, kind: kind, envelope: [UInt8](stored["envelope"] as Data), declineReason: nil, resent: true, deadline: deadline)
+        if let stored = try storedAnswer(round: plan.round, deadline: deadline) { return stored }
+        guard plan.privacyMode == .local else {
+            throw NodeError.secureAggregation("round \(plan.round) is distributed: answer it stage by stage (secAggAdvertise, secAggStep)")
         }
         if plan.samplingRate < 1 {
             var rng = SecureRandom()
@@ -254,6 +268,14 @@ public actor ClientNode {
             throw failure
         }
         return Answer(round: plan.round, kind: kind, envelope: envelope, declineReason: nil, resent: false, deadline: deadline)
+    }
+
+    func storedAnswer(round: UInt64, deadline: Date) throws -> Answer? {
+        guard let stored = try database.read({ db in try Row.fetchOne(db, sql: "SELECT kind, envelope FROM outbox WHERE round = ?", arguments: [Int64(round)]) }) else {
+            return nil
+        }
+        let kind = Fedseg_V1_MessageKind(rawValue: stored["kind"]) ?? .decline
+        return Answer(round: round, kind: kind, envelope: [UInt8](stored["envelope"] as Data), declineReason: nil, resent: true, deadline: deadline)
     }
 
     func decline(_ plan: Fedseg_V1_RoundPlan, reason: String, deadline: Date) throws -> Answer {

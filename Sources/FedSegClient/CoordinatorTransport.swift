@@ -14,6 +14,15 @@ public protocol CoordinatorTransport: Sendable {
     func submit(round: UInt64, envelope: [UInt8]) async throws -> SubmitResult
     /// The latest signed segment model, or nil when none is published.
     func latestModel() async throws -> [UInt8]?
+    /// Distributed rounds: the signed view of the open secure-aggregation stage for `client`
+    /// (the public progress when nil), or nil when the round is not open.
+    func secAggStage(round: UInt64, client: String?) async throws -> [UInt8]?
+}
+
+extension CoordinatorTransport {
+    public func secAggStage(round: UInt64, client: String?) async throws -> [UInt8]? {
+        throw TransportError.malformedResponse("this transport does not carry secure aggregation")
+    }
 }
 
 public enum SubmitResult: Sendable, Equatable {
@@ -110,6 +119,17 @@ public final class HTTPCoordinatorTransport: CoordinatorTransport {
         if error.isRetryable { throw error }
         guard case .refused(_, let code, let message) = error else { throw error }
         return .rejected(code, message)
+    }
+
+    public func secAggStage(round: UInt64, client: String?) async throws -> [UInt8]? {
+        var path = "/v1/rounds/\(round)/secagg"
+        if let client {
+            path += "?client=" + (client.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=+"))) ?? client)
+        }
+        let (status, body) = try await exchange(.GET, path)
+        if status == 404 { return nil }
+        guard status == 200 else { throw Self.errorResponse(status, body) }
+        return body
     }
 
     public func latestModel() async throws -> [UInt8]? {

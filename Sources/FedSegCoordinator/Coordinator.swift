@@ -5,6 +5,7 @@ import FedSegMath
 import FedSegPrivacy
 import FedSegProtocol
 import FedSegRecommend
+import FedSegSecureAggregation
 import CoreMetrics
 import Foundation
 import GRDB
@@ -69,6 +70,10 @@ public actor Coordinator {
         var counts: [Double]
         var participants = 0
         var declined = 0
+        /// Distributed mode: the secure-aggregation stages, and at the end the variance of the
+        /// decoded sums and counts (which the merge needs instead of copies × plan σ²).
+        var secagg: SecAggRound?
+        var noiseVariance: (sums: Double, counts: Double)?
     }
 
     public nonisolated let store: CoordinatorStore
@@ -117,10 +122,18 @@ public actor Coordinator {
             let publication = try Fedseg_V1_SignedPublication(serializedBytes: latest.publication)
             let plan = try Fedseg_V1_RoundPlan(serializedBytes: publication.payload)
             var round = Self.emptyRound(id: UInt64(id), plan: plan, publication: [UInt8](latest.publication), deadline: latest.deadline, openedAt: latest.openedAt, expected: latest.expected)
+            let persisted = try store.secAggState(round: id)
+            if var secagg = round.secagg, let persisted {
+                secagg.stage = persisted.stage
+                secagg.stageDeadline = persisted.stageDeadline
+                round.secagg = secagg
+            }
             let envelopes = try store.pendingEnvelopes(round: id)
             for envelope in envelopes {
-                let (_, _, message) = try intake.decode(envelope, plan: plan, coordinator: keys.identity.keyAgreement, checkStatus: false)
-                Self.add(message, to: &round)
+                let kinds = round.secagg.map { _ in [Fedseg_V1_MessageKind.decline, .secaggAdvertise, .secaggShares, .secaggMaskedInput, .secaggUnmask] }
+                let (clientID, _, message) = try intake.decode(envelope, plan: plan, coordinator: keys.identity.keyAgreement, checkStatus: false, kinds: kinds)
+                if let persisted, let index = round.secagg?.context.index[clientID], !Self.belongs(message, from: index, to: persisted) { continue }
+                try Self.add(message, from: clientID, to: &round)
             }
             open = round
             logger.notice("resumed round", metadata: ["run": "\(run.id)", "round": "\(id)", "updates": "\(round.participants)", "declines": "\(round.declined)"])
@@ -147,6 +160,12 @@ public actor Coordinator {
         let runEpsilon = try PrivacyLedger.epsilon(of: privacy.mechanisms, delta: p.delta)
         guard runEpsilon <= p.epsilon * (1 + 1e-9) else {
             throw CoordinatorError.budget(String(format: "planned releases compose to ε = %.4f, over the run's %.4f", runEpsilon, p.epsilon))
+        }
+        if p.privacyMode == "distributed" {
+            let active = try store.database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM clients WHERE status = 'active'") } ?? 0
+            guard active >= max(2, p.minParticipants) else {
+                throw CoordinatorError.invalidParameters("distributed mode needs at least max(2, min_participants) = \(max(2, p.minParticipants)) active clients, \(active) are enrolled")
+            }
         }
         var suffix = [UInt8](repeating: 0, count: 4)
         suffix.withUnsafeMutableBytes { SecureRandom.fill($0) }
@@ -183,25 +202,150 @@ public actor Coordinator {
     public struct RoundSnapshot: Sendable {
         public var round: UInt64
         public var plan: Fedseg_V1_RoundPlan
+        /// Distributed mode: the cohort and graph, and the kinds the open stage takes.
+        public var secagg: SecAggContext?
+        public var kinds: [Fedseg_V1_MessageKind]?
+        var stage: SecAggRound.Stage?
     }
 
     public func currentPublication() -> [UInt8]? { open?.publication }
 
-    public func snapshot() -> RoundSnapshot? { open.map { RoundSnapshot(round: $0.id, plan: $0.plan) } }
+    public func snapshot() -> RoundSnapshot? {
+        open.map { RoundSnapshot(round: $0.id, plan: $0.plan, secagg: $0.secagg?.context, kinds: $0.secagg?.stage.kinds, stage: $0.secagg?.stage) }
+    }
 
     public enum AddOutcome: Sendable { case added, late }
 
-    /// Adds an accepted message to the open round's sums.
-    public func add(_ message: UpdateIntake.Message, round: UInt64) throws -> AddOutcome {
+    /// Adds an accepted message to the open round's sums (or its secure-aggregation state).
+    public func add(_ message: UpdateIntake.Message, round: UInt64, clientID: String = "") throws -> AddOutcome {
         guard var current = open, current.id == round else { return .late }
-        Self.add(message, to: &current)
+        if let stage = current.secagg?.stage, let kind = Self.kind(of: message), SecAggRound.Stage.of(kind: kind) != stage { return .late }
+        try Self.add(message, from: clientID, to: &current)
         open = current
-        if case .decline = message { metrics.declines.increment() } else { metrics.updatesAccepted.increment() }
-        if current.participants + current.declined >= current.expected { try close() }
+        switch message {
+        case .decline: metrics.declines.increment()
+        case .clientUpdate, .recommendationUpdate, .secAggMaskedInput: metrics.updatesAccepted.increment()
+        default: break
+        }
+        if current.secagg != nil {
+            try advanceSecAgg()
+        } else if current.participants + current.declined >= current.expected {
+            try close()
+        }
         return .added
     }
 
-    static func add(_ message: UpdateIntake.Message, to round: inout OpenRound) {
+    static func kind(of message: UpdateIntake.Message) -> Fedseg_V1_MessageKind? {
+        switch message {
+        case .decline: .decline
+        case .secAggAdvertise: .secaggAdvertise
+        case .secAggShares: .secaggShares
+        case .secAggMaskedInput: .secaggMaskedInput
+        case .secAggUnmask: .secaggUnmask
+        case .clientUpdate, .recommendationUpdate: nil
+        }
+    }
+
+    /// Whether a recorded stage message was part of its stage when that stage closed.
+    static func belongs(_ message: UpdateIntake.Message, from index: Int, to state: SecAggRound.Persisted) -> Bool {
+        guard let kind = kind(of: message), let stage = SecAggRound.Stage.of(kind: kind) else { return true }
+        guard stage < state.stage else { return true }
+        switch kind {
+        case .secaggAdvertise: return state.advertised.contains(index)
+        case .secaggShares: return state.shared.contains(index)
+        case .secaggMaskedInput: return state.survivors.contains(index)
+        default: return !state.advertised.contains(index)
+        }
+    }
+
+    /// Moves a distributed round through its stages; at the end, its sum becomes the round's
+    /// result (or the round is abandoned).
+    func advanceSecAgg() throws {
+        guard var current = open, var secagg = current.secagg else { return }
+        let outcome = secagg.advance(now: Self.now())
+        current.secagg = secagg
+        current.declined = secagg.declined.count
+        open = current
+        switch outcome {
+        case .open:
+            return
+        case .nextStage:
+            try store.saveSecAggState(secagg.persisted, round: Int64(current.id))
+            logger.info("secure aggregation stage", metadata: [
+                "round": "\(current.id)", "stage": "\(secagg.stage)", "advertised": "\(secagg.server.directory.count)",
+                "shared": "\(secagg.server.shared.count)", "masked": "\(secagg.server.survivors.count)",
+            ])
+            // A stage nobody is left to answer closes at once.
+            if secagg.stageComplete { try advanceSecAgg() }
+        case .aborted(let reason):
+            open = nil
+            try abandon(current, reason: "secure aggregation aborted: \(reason)")
+        case .finished(let sum, let survivors):
+            current.participants = survivors
+            let m = Int(current.plan.secagg.minSurvivors)
+            let a = current.plan.secagg
+            if current.plan.phase == .clustering {
+                let noise = DistributedNoise(
+                    clipNorm: current.plan.clipNorm, k: Int(current.plan.k), dimension: Int(current.plan.dimension), minimumSurvivors: m,
+                    sumScale: a.sumScale, countScale: a.countScale, clientSigma: a.clientSigma
+                )
+                let decoded = noise.decode(sum)
+                current.sums = decoded.sums
+                current.counts = decoded.counts
+                let std = noise.decodedStd(survivors: survivors)
+                current.noiseVariance = (std.sums * std.sums, std.counts * std.counts)
+            } else {
+                let noise = Self.histogramNoise(current.plan)
+                current.sums = noise.decode(sum)
+                let std = noise.decodedStd(survivors: survivors)
+                current.noiseVariance = (std * std, std * std)
+            }
+            current.secagg = nil
+            open = current
+            try close()
+        }
+    }
+
+    static func histogramNoise(_ plan: Fedseg_V1_RoundPlan) -> DistributedIntegerNoise {
+        DistributedIntegerNoise(
+            length: Int(plan.secagg.length), baseSensitivity: SegmentHistogram.sensitivity(maxItemsPerUser: Int(plan.maxItemsPerUser)),
+            scale: Int(plan.secagg.countScale.rounded()), minimumSurvivors: Int(plan.secagg.minSurvivors), clientSigma: plan.secagg.clientSigma
+        )
+    }
+
+    /// The signed view of the open distributed round for one client (or the public progress).
+    public func secAggView(round: UInt64, clientID: String?) throws -> [UInt8]? {
+        guard let current = open, current.id == round, let run = active else { return nil }
+        var view: Fedseg_V1_SecAggStage
+        if let secagg = current.secagg {
+            var index: Int?
+            if let clientID {
+                guard let i = secagg.context.index[clientID] else { return nil }
+                index = i
+            }
+            view = secagg.view(for: index, runID: run.id, round: round)
+        } else {
+            view = Fedseg_V1_SecAggStage()
+            view.runID = run.id
+            view.round = round
+            view.stage = .secaggStageFinished
+        }
+        let payload = try view.serializedData()
+        return try Fedseg_V1_SignedPublication.with {
+            $0.kind = .secaggStage
+            $0.payload = payload
+            $0.signature = Data(keys.identity.signing.signature(for: payload))
+        }.serializedBytes()
+    }
+
+    static func add(_ message: UpdateIntake.Message, from clientID: String, to round: inout OpenRound) throws {
+        if var secagg = round.secagg {
+            guard let index = secagg.context.index[clientID] else { throw CoordinatorError.state("\(clientID) is not in the cohort") }
+            try secagg.receive(message, from: index)
+            round.secagg = secagg
+            round.declined = secagg.declined.count
+            return
+        }
         switch message {
         case .clientUpdate(let update):
             update.sums.withUnsafeBufferPointer { source in
@@ -214,11 +358,14 @@ public actor Coordinator {
             round.participants += 1
         case .decline:
             round.declined += 1
+        case .secAggAdvertise, .secAggShares, .secAggMaskedInput, .secAggUnmask:
+            throw CoordinatorError.state("a secure-aggregation message in a local round")
         }
     }
 
     /// Closes the open round when its deadline has passed; called by the ticker.
     public func tick() throws {
+        if open?.secagg != nil { return try advanceSecAgg() }
         guard let current = open,
             Self.now() >= current.deadline || current.participants + current.declined >= current.expected
         else { return }
@@ -275,9 +422,10 @@ public actor Coordinator {
         let plan = round.plan
         let copies = Double(round.participants)
         let previous = run.centroids
+        let variance = round.noiseVariance ?? (copies * plan.sumStd * plan.sumStd, copies * plan.countStd * plan.countStd)
         PrivateClustering.merge(
             centroids: &updated.centroids, variances: &updated.variances, sums: round.sums, counts: round.counts,
-            sumVariance: copies * plan.sumStd * plan.sumStd, countVariance: copies * plan.countStd * plan.countStd
+            sumVariance: variance.sums, countVariance: variance.counts
         )
         var shift = 0.0
         for j in 0..<previous.rows {
@@ -326,7 +474,7 @@ public actor Coordinator {
         guard let mechanism = run.privacy.recommendationMechanism else { throw CoordinatorError.state("no recommendation phase") }
         var histogram = SegmentHistogram(segments: run.parameters.k, items: run.parameters.catalog.count)
         histogram.counts = round.sums
-        let noiseStd = round.plan.sumStd * Double(round.participants).squareRoot()
+        let noiseStd = round.noiseVariance.map { $0.sums.squareRoot() } ?? round.plan.sumStd * Double(round.participants).squareRoot()
         let version = try store.database.read { db in
             try Int.fetchOne(db, sql: "SELECT COALESCE(MAX(version), 0) FROM segment_models WHERE run_id = ?", arguments: [run.id])
         } ?? 0
@@ -408,7 +556,8 @@ public actor Coordinator {
     func openRound() throws {
         guard let run = active else { return }
         let p = run.parameters
-        let expected = try store.database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM clients WHERE status = 'active'") } ?? 0
+        let cohort = try store.database.read { db in try String.fetchAll(db, sql: "SELECT id FROM clients WHERE status = 'active' ORDER BY id") }
+        let expected = cohort.count
         let now = Self.now()
         let deadline = now + p.roundDeadlineSeconds
         var plan = Fedseg_V1_RoundPlan()
@@ -418,7 +567,7 @@ public actor Coordinator {
         plan.dimension = UInt32(p.dimension)
         plan.centroids = run.centroids.storage
         plan.clipNorm = p.clipNorm
-        plan.privacyMode = .local
+        plan.privacyMode = p.privacyMode == "distributed" ? .distributed : .local
         plan.samplingRate = p.samplingRate
         plan.deadlineUnixMs = Int64(deadline * 1000)
         plan.minParticipants = UInt32(p.minParticipants)
@@ -443,6 +592,26 @@ public actor Coordinator {
             plan.catalogSize = UInt32(p.catalog.count)
             plan.catalogItems = p.catalog
             width = p.k * p.catalog.count
+        }
+        if plan.privacyMode == .distributed {
+            let minimum = max(2, p.minParticipants)
+            guard cohort.count >= minimum else {
+                try finish(status: "failed", reason: "distributed mode: \(cohort.count) active clients, secure aggregation needs at least \(minimum)")
+                return
+            }
+            do {
+                plan.secagg = try Self.secAggPlan(plan: plan, run: run, cohort: cohort, minimum: minimum)
+            } catch {
+                try finish(status: "failed", reason: "distributed mode: \(error)")
+                return
+            }
+            if plan.phase == .clustering {
+                plan.sumStd = plan.secagg.clientSigma * Double(minimum).squareRoot() / plan.secagg.sumScale
+                plan.countStd = plan.secagg.clientSigma * Double(minimum).squareRoot() / plan.secagg.countScale
+            } else {
+                plan.sumStd = plan.secagg.clientSigma * Double(minimum).squareRoot() / plan.secagg.countScale
+                plan.countStd = plan.sumStd
+            }
         }
         let keys = self.keys
         let (id, publication): (Int64, [UInt8]) = try store.database.write { db in
@@ -472,11 +641,56 @@ public actor Coordinator {
         id: UInt64, plan: Fedseg_V1_RoundPlan, publication: [UInt8], deadline: Double, openedAt: Double, expected: Int, width: Int? = nil
     ) -> OpenRound {
         let k = Int(plan.k)
+        if plan.privacyMode == .distributed {
+            // The sums come from the unmasked total at the end; nothing is summed in float before.
+            return OpenRound(
+                id: id, plan: plan, publication: publication, deadline: deadline, openedAt: openedAt, expected: expected,
+                sums: [], counts: [], secagg: SecAggRound(round: plan, openedAt: openedAt)
+            )
+        }
         let size = width ?? (plan.phase == .clustering ? k * Int(plan.dimension) : k * Int(plan.catalogSize))
         return OpenRound(
             id: id, plan: plan, publication: publication, deadline: deadline, openedAt: openedAt, expected: expected,
             sums: [Double](repeating: 0, count: size), counts: [Double](repeating: 0, count: k)
         )
+    }
+
+    /// The secure-aggregation plan of a distributed round: the cohort in a fixed order, a fresh
+    /// graph seed, and quantisation and noise shares sized so that any `minimum` survivors'
+    /// sum carries the run's planned noise and the sum of all never wraps.
+    static func secAggPlan(plan: Fedseg_V1_RoundPlan, run: ActiveRun, cohort: [String], minimum: Int) throws -> Fedseg_V1_SecAggPlan {
+        let p = run.parameters
+        var parameters = SecAgg.Parameters(clients: cohort.count, length: plan.secAggWidth, round: plan.round, graphSeed: 0, minimumSurvivors: minimum)
+        parameters.degree = min(parameters.degree, 254)
+        parameters.threshold = max(1, (parameters.degree + 2) / 3)
+        var secagg = Fedseg_V1_SecAggPlan()
+        secagg.cohort = cohort
+        secagg.degree = UInt32(parameters.degree)
+        secagg.threshold = UInt32(parameters.threshold)
+        secagg.minSurvivors = UInt32(minimum)
+        var random = SecureRandom()
+        secagg.graphSeed = random.next()
+        secagg.length = UInt32(plan.secAggWidth)
+        secagg.stageSeconds = p.roundDeadlineSeconds / 4
+        if plan.phase == .clustering {
+            let noise = try DistributedNoise.make(
+                noise: run.privacy.clustering.noise, k: p.k, dimension: p.dimension, minimumSurvivors: minimum, maxUsers: p.maxUsers,
+                clients: cohort.count
+            )
+            secagg.sumScale = noise.sumScale
+            secagg.countScale = noise.countScale
+            secagg.clientSigma = noise.clientSigma
+        } else {
+            guard let z = run.privacy.recommendationNoiseMultiplier else { throw CoordinatorError.state("no recommendation phase") }
+            let noise = try DistributedIntegerNoise.make(
+                noiseMultiplier: z, baseSensitivity: SegmentHistogram.sensitivity(maxItemsPerUser: p.maxItemsPerUser), length: plan.secAggWidth,
+                minimumSurvivors: minimum, clients: cohort.count, maxTotal: p.maxUsers
+            )
+            secagg.sumScale = Double(noise.scale)
+            secagg.countScale = Double(noise.scale)
+            secagg.clientSigma = noise.clientSigma
+        }
+        return secagg
     }
 
     func recordEpsilon() throws {

@@ -73,6 +73,19 @@ public enum CoordinatorRoutes {
             return await submit(body, round: round, coordinator: coordinator)
         }
 
+        // Distributed rounds: the signed stage view for one client (its neighbours' keys, the
+        // shares sealed to it, the survivors), or the public progress without `client`.
+        router.get("v1/rounds/:round/secagg") { request, context in
+            guard let round = context.parameters.get("round", as: UInt64.self) else {
+                return errorResponse(.badRequest, .badRequest, "round must be an unsigned integer")
+            }
+            let client = request.uri.queryParameters.get("client")
+            guard let view = try await coordinator.secAggView(round: round, clientID: client) else {
+                return errorResponse(.notFound, .notFound, client.map { "round \(round) is not open, or \($0) is not in its cohort" } ?? "round \(round) is not open")
+            }
+            return Response(status: .ok, headers: [.contentType: protobuf], body: .init(byteBuffer: ByteBuffer(bytes: view)))
+        }
+
         router.get("v1/models/latest") { _, _ in
             guard let model = try coordinator.store.latestModel() else {
                 return errorResponse(.notFound, .notFound, "no segment model has been published")
@@ -184,8 +197,27 @@ public enum CoordinatorRoutes {
                 coordinator.metrics.rejected("late")
                 return errorResponse(.conflict, .late, open.map { "round \(round) has closed; round \($0) is open" } ?? "no round is open")
             }
-            let accepted = try coordinator.intake.accept(body, plan: snapshot.plan, coordinator: coordinator.keys.identity.keyAgreement, keepEnvelope: true)
-            switch try await coordinator.add(accepted.message, round: round) {
+            var check: UpdateIntake.Check?
+            if let stage = snapshot.stage, let context = snapshot.secagg {
+                // A distributed round takes the open stage's kind only: earlier stages are late,
+                // later ones not open yet.
+                if let kind = Fedseg_V1_MessageKind(rawValue: Int(header.kind)), let messageStage = SecAggRound.Stage.of(kind: kind), messageStage != stage {
+                    if messageStage < stage {
+                        if try coordinator.store.registry.wasAccepted(clientID: header.clientID, round: round, kind: header.kind) {
+                            return rejected(.replay(client: header.clientID, round: round), coordinator)
+                        }
+                        coordinator.metrics.rejected("late")
+                        return errorResponse(.conflict, .late, "the \(messageStage) stage of round \(round) has closed")
+                    }
+                    return errorResponse(.conflict, .stageNotOpen, "the \(messageStage) stage of round \(round) is not open yet (\(stage) is)")
+                }
+                let plan = snapshot.plan
+                check = { clientID, message in try context.check(clientID, message, plan: plan) }
+            }
+            let accepted = try coordinator.intake.accept(
+                body, plan: snapshot.plan, coordinator: coordinator.keys.identity.keyAgreement, keepEnvelope: true, kinds: snapshot.kinds, check: check
+            )
+            switch try await coordinator.add(accepted.message, round: round, clientID: accepted.clientID) {
             case .added: return Response(status: .accepted)
             case .late:
                 coordinator.metrics.rejected("late")

@@ -131,7 +131,23 @@ public final class CoordinatorStore: Sendable {
                 t.primaryKey(["run_id", "version"])
             }
         }
+        // Distributed rounds: the secure-aggregation stage and the members each closed stage had.
+        migrator.registerMigration("coordinator-v2-secagg") { db in
+            try db.alter(table: Round.databaseTableName) { t in t.add(column: "secagg", .blob) }
+        }
         try migrator.migrate(database)
+    }
+
+    func saveSecAggState(_ state: SecAggRound.Persisted, round: Int64) throws {
+        let data = try JSONEncoder().encode(state)
+        try database.write { db in try db.execute(sql: "UPDATE rounds SET secagg = ? WHERE id = ?", arguments: [data, round]) }
+    }
+
+    func secAggState(round: Int64) throws -> SecAggRound.Persisted? {
+        guard let data = try database.read({ db in try Data.fetchOne(db, sql: "SELECT secagg FROM rounds WHERE id = ?", arguments: [round]) }) else {
+            return nil
+        }
+        return try JSONDecoder().decode(SecAggRound.Persisted.self, from: data)
     }
 
     public func runs() throws -> [Run] {

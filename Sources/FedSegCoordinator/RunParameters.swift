@@ -13,7 +13,7 @@ extension RunParameters {
         let recommendation = catalog.isEmpty
             ? nil
             : try Calibration.noiseMultiplier(epsilon: epsilon, delta: delta, rounds: 1) / (1 - clusteringShare).squareRoot()
-        return RunPrivacyPlan(clustering: clustering, recommendationNoiseMultiplier: recommendation)
+        return RunPrivacyPlan(clustering: clustering, recommendationNoiseMultiplier: recommendation, mode: privacyMode)
     }
 }
 
@@ -23,13 +23,17 @@ extension RunParameters {
 public struct RunPrivacyPlan: Sendable, Equatable {
     public var clustering: PrivateClusteringPlan
     public var recommendationNoiseMultiplier: Double?
+    /// `local` or `distributed`: recorded with every release, so the audit shows how it was noised.
+    /// The noise multipliers are the same in both modes; in distributed mode they hold for the
+    /// sum of the fewest survivors a round accepts, quantisation included.
+    public var mode: String = "local"
 
     public var clusteringMechanism: PrivacyLedger.Mechanism {
-        .init(kind: .gaussian, noiseMultiplier: clustering.noiseMultiplier, mode: "local")
+        .init(kind: .gaussian, noiseMultiplier: clustering.noiseMultiplier, mode: mode)
     }
 
     public var recommendationMechanism: PrivacyLedger.Mechanism? {
-        recommendationNoiseMultiplier.map { .init(kind: .discreteGaussian, noiseMultiplier: $0, mode: "local") }
+        recommendationNoiseMultiplier.map { .init(kind: .discreteGaussian, noiseMultiplier: $0, mode: mode) }
     }
 
     /// Everything the run may release, for checking budgets before it starts.

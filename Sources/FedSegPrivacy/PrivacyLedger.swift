@@ -190,6 +190,15 @@ public final class PrivacyLedger: Sendable {
         }
     }
 
+    /// Whether `population` could take one more release of `mechanism` within its budget.
+    public func canAfford(_ mechanism: Mechanism, population: String) throws -> Bool {
+        try database.read { db in
+            guard let budget = try Budget.fetchOne(db, key: population) else { throw Failure.noBudget(population: population) }
+            let history = try Self.records(db, population: population).compactMap(\.mechanismValue)
+            return try Self.epsilon(of: history + [mechanism], delta: budget.delta) <= budget.epsilon
+        }
+    }
+
     /// Charges a release to each population, all or none, before it happens. Throws
     /// `budgetExceeded` (and writes nothing) if any population would go over its budget.
     @discardableResult

@@ -20,8 +20,13 @@ public struct RunParameters: Codable, Sendable, Equatable {
     /// 1 when the run has no catalogue.
     public var clusteringShare: Double = 0.7
     public var clipNorm: Double = 1
-    /// `local`: every client adds the full noise to its own update.
+    /// `local`: every client adds the full noise to its own update. `distributed`: secure
+    /// aggregation (SecAgg+); each client adds a share of the noise and the coordinator learns
+    /// only the noised sum of at least `min_participants` clients.
     public var privacyMode: String = "local"
+    /// Distributed mode: an upper bound on the users the federation holds, which sizes the
+    /// quantisation so that the integer sum never wraps mod 2^32.
+    public var maxUsers: Int = 1_000_000
     /// A round is aggregated with at least this many updates, abandoned with fewer.
     public var minParticipants: Int = 1
     /// Seconds a round stays open.
@@ -60,6 +65,7 @@ public struct RunParameters: Codable, Sendable, Equatable {
         case seedPhrases = "seed_phrases"
         case maxItemsPerUser = "max_items_per_user"
         case maxAbandonedRounds = "max_abandoned_rounds"
+        case maxUsers = "max_users"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -84,6 +90,7 @@ public struct RunParameters: Codable, Sendable, Equatable {
         try take(.catalog, \.catalog)
         try take(.maxItemsPerUser, \.maxItemsPerUser)
         try take(.maxAbandonedRounds, \.maxAbandonedRounds)
+        try take(.maxUsers, \.maxUsers)
         self = p
     }
 
@@ -100,7 +107,9 @@ public struct RunParameters: Codable, Sendable, Equatable {
         try require(clusteringShare > 0 && clusteringShare <= 1, "clustering_share", "must be in (0, 1]")
         try require(catalog.isEmpty || clusteringShare < 1, "clustering_share", "must leave budget for the recommendation phase when a catalog is given")
         try require(clipNorm.isFinite && clipNorm > 0, "clip_norm", "must be positive")
-        try require(privacyMode == "local", "privacy_mode", "must be local (distributed mode needs secure aggregation)")
+        try require(["local", "distributed"].contains(privacyMode), "privacy_mode", "must be local or distributed")
+        try require(privacyMode == "local" || minParticipants >= 2, "min_participants", "must be at least 2 in distributed mode (secure aggregation sums at least two clients)")
+        try require((1...100_000_000).contains(maxUsers), "max_users", "must be in 1...10^8")
         try require(minParticipants >= 1, "min_participants", "must be at least 1")
         try require(roundDeadlineSeconds > 0 && roundDeadlineSeconds <= 86_400, "round_deadline_seconds", "must be in (0, 86400]")
         try require(samplingRate > 0 && samplingRate <= 1, "sampling_rate", "must be in (0, 1]")

@@ -64,7 +64,15 @@ public struct UpdateIntake: Sendable {
         case clientUpdate(Fedseg_V1_ClientUpdate)
         case recommendationUpdate(Fedseg_V1_RecommendationUpdate)
         case decline(Fedseg_V1_Decline)
+        case secAggAdvertise(Fedseg_V1_SecAggAdvertise)
+        case secAggShares(Fedseg_V1_SecAggShares)
+        case secAggMaskedInput(Fedseg_V1_SecAggMaskedInput)
+        case secAggUnmask(Fedseg_V1_SecAggUnmask)
     }
+
+    /// Checks a decoded message needs beyond the plan (a distributed round's graph), run before
+    /// the message is recorded; throws `ProtocolError`.
+    public typealias Check = @Sendable (_ clientID: String, _ message: Message) throws -> Void
 
     /// The kinds a round of this phase takes: its update, or a decline.
     public static func acceptedKinds(for phase: Fedseg_V1_Phase) -> [Fedseg_V1_MessageKind] {
@@ -79,9 +87,10 @@ public struct UpdateIntake: Sendable {
     /// envelope is stored with the replay record (one transaction) when `keepEnvelope` is set, so
     /// a restarted coordinator can rebuild the open round's sums from what it accepted.
     public func accept(
-        _ envelope: [UInt8], plan: Fedseg_V1_RoundPlan, coordinator: borrowing KeyAgreement.PrivateKey, keepEnvelope: Bool = false
+        _ envelope: [UInt8], plan: Fedseg_V1_RoundPlan, coordinator: borrowing KeyAgreement.PrivateKey, keepEnvelope: Bool = false,
+        kinds: [Fedseg_V1_MessageKind]? = nil, check: Check? = nil
     ) throws -> (clientID: String, message: Message) {
-        let (clientID, kind, message) = try decode(envelope, plan: plan, coordinator: coordinator, checkStatus: true)
+        let (clientID, kind, message) = try decode(envelope, plan: plan, coordinator: coordinator, checkStatus: true, kinds: kinds, check: check)
         try recordAccepted(clientID: clientID, round: plan.round, kind: kind, envelope: keepEnvelope ? envelope : nil)
         return (clientID, message)
     }
@@ -90,10 +99,11 @@ public struct UpdateIntake: Sendable {
     /// recovery path for envelopes it had already accepted (revocation since then does not undo
     /// an accepted message, so status is not checked again there).
     public func decode(
-        _ envelope: [UInt8], plan: Fedseg_V1_RoundPlan, coordinator: borrowing KeyAgreement.PrivateKey, checkStatus: Bool
+        _ envelope: [UInt8], plan: Fedseg_V1_RoundPlan, coordinator: borrowing KeyAgreement.PrivateKey, checkStatus: Bool,
+        kinds acceptedKinds: [Fedseg_V1_MessageKind]? = nil, check: Check? = nil
     ) throws -> (clientID: String, kind: UInt8, message: Message) {
         guard envelope.count <= limits.maximumMessageBytes else { throw Rejection.oversized(envelope.count) }
-        let kinds = Self.acceptedKinds(for: plan.phase)
+        let kinds = acceptedKinds ?? Self.acceptedKinds(for: plan.phase)
         let kind: UInt8
         do {
             kind = try Envelope.peek(envelope, limit: limits.maximumMessageBytes).header.kind
@@ -106,20 +116,42 @@ public struct UpdateIntake: Sendable {
         }
         let (clientID, plaintext) = try open(envelope, round: plan.round, kind: kind, coordinator: coordinator, checkStatus: checkStatus)
         do {
+            let message: Message
             switch messageKind {
             case .clientUpdate:
                 let update = try MessageCodec.decode(Fedseg_V1_ClientUpdate.self, from: plaintext, limits: limits)
                 try update.validate(against: plan, limits: limits)
-                return (clientID, kind, .clientUpdate(update))
+                message = .clientUpdate(update)
             case .recommendationUpdate:
                 let update = try MessageCodec.decode(Fedseg_V1_RecommendationUpdate.self, from: plaintext, limits: limits)
                 try update.validate(against: plan, limits: limits)
-                return (clientID, kind, .recommendationUpdate(update))
+                message = .recommendationUpdate(update)
+            case .secaggAdvertise:
+                let advertise = try MessageCodec.decode(Fedseg_V1_SecAggAdvertise.self, from: plaintext, limits: limits)
+                try advertise.validate(against: plan)
+                message = .secAggAdvertise(advertise)
+            case .secaggShares:
+                // Neighbour rules need the round's graph: the caller's check.
+                let shares = try MessageCodec.decode(Fedseg_V1_SecAggShares.self, from: plaintext, limits: limits)
+                guard shares.runID == plan.runID else { throw ProtocolError.wrongRun(expected: plan.runID, found: shares.runID) }
+                guard shares.round == plan.round else { throw ProtocolError.wrongRound(expected: plan.round, found: shares.round) }
+                message = .secAggShares(shares)
+            case .secaggMaskedInput:
+                let masked = try MessageCodec.decode(Fedseg_V1_SecAggMaskedInput.self, from: plaintext, limits: limits)
+                try masked.validate(against: plan)
+                message = .secAggMaskedInput(masked)
+            case .secaggUnmask:
+                let unmask = try MessageCodec.decode(Fedseg_V1_SecAggUnmask.self, from: plaintext, limits: limits)
+                guard unmask.runID == plan.runID else { throw ProtocolError.wrongRun(expected: plan.runID, found: unmask.runID) }
+                guard unmask.round == plan.round else { throw ProtocolError.wrongRound(expected: plan.round, found: unmask.round) }
+                message = .secAggUnmask(unmask)
             default:
                 let decline = try MessageCodec.decode(Fedseg_V1_Decline.self, from: plaintext, limits: limits)
                 try decline.validate(against: plan)
-                return (clientID, kind, .decline(decline))
+                message = .decline(decline)
             }
+            try check?(clientID, message)
+            return (clientID, kind, message)
         } catch let error as ProtocolError {
             throw Rejection.invalid(error)
         }

@@ -97,6 +97,89 @@ extension Fedseg_V1_RoundPlan {
                 throw ProtocolError.invalidField("catalog_items", "has \(catalogItems.count) ids, expected \(catalogSize)")
             }
         }
+        if privacyMode == .distributed {
+            guard hasSecagg else { throw ProtocolError.invalidField("secagg", "a distributed round needs its secure-aggregation plan") }
+            try secagg.validate(width: secAggWidth)
+        }
+    }
+
+    /// Words in a distributed round's masked input: sums and counts, or the histogram.
+    public var secAggWidth: Int {
+        phase == .clustering ? Int(k) * Int(dimension) + Int(k) : Int(k) * Int(catalogSize)
+    }
+}
+
+extension Fedseg_V1_SecAggPlan {
+    /// The rules the protocol's guarantees rest on; a client refuses a plan that breaks one.
+    public func validate(width: Int) throws {
+        let n = cohort.count
+        guard n >= 2, n <= 1_000_000 else { throw ProtocolError.invalidField("secagg.cohort", "must hold 2 to 10^6 clients") }
+        guard Set(cohort).count == n, cohort.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 64 }) else {
+            throw ProtocolError.invalidField("secagg.cohort", "client ids must be distinct, 1 to 64 bytes")
+        }
+        guard degree >= 1, Int(degree) <= min(n - 1, 254) else { throw ProtocolError.invalidField("secagg.degree", "must be in 1...min(n - 1, 254)") }
+        guard threshold >= 1, threshold <= degree else { throw ProtocolError.invalidField("secagg.threshold", "must be in 1...degree") }
+        guard minSurvivors >= 2, Int(minSurvivors) <= n else { throw ProtocolError.invalidField("secagg.min_survivors", "must be in 2...cohort size") }
+        guard Int(length) == width else { throw ProtocolError.invalidField("secagg.length", "is \(length), the round's statistics have \(width) words") }
+        for (name, value) in [("secagg.sum_scale", sumScale), ("secagg.count_scale", countScale), ("secagg.stage_seconds", stageSeconds)] {
+            guard value.isFinite, value > 0 else { throw ProtocolError.invalidField(name, "must be positive and finite") }
+        }
+        // Below σ = 4 per share the sum of discrete Gaussians is measurably not one (Kairouz et al. 2021).
+        guard clientSigma.isFinite, clientSigma >= 4 else { throw ProtocolError.invalidField("secagg.client_sigma", "must be at least 4") }
+    }
+}
+
+extension Fedseg_V1_SecAggAdvertise {
+    public func validate(against plan: Fedseg_V1_RoundPlan) throws {
+        guard runID == plan.runID else { throw ProtocolError.wrongRun(expected: plan.runID, found: runID) }
+        guard round == plan.round else { throw ProtocolError.wrongRound(expected: plan.round, found: round) }
+        guard encryptionKey.count == 32, maskingKey.count == 32 else { throw ProtocolError.invalidField("keys", "must be 32 bytes each") }
+        guard encryptionKey != maskingKey else { throw ProtocolError.invalidField("keys", "must differ") }
+    }
+}
+
+extension Fedseg_V1_SecAggShares {
+    /// `from`: the sender's index in the cohort; every share must come from it, go to one of its
+    /// neighbours, once.
+    public func validate(against plan: Fedseg_V1_RoundPlan, from sender: Int, neighbors: Set<Int>) throws {
+        guard runID == plan.runID else { throw ProtocolError.wrongRun(expected: plan.runID, found: runID) }
+        guard round == plan.round else { throw ProtocolError.wrongRound(expected: plan.round, found: round) }
+        guard !shares.isEmpty, shares.count <= neighbors.count else { throw ProtocolError.invalidField("shares", "must hold 1 to degree shares") }
+        var seen = Set<UInt32>()
+        for share in shares {
+            guard Int(share.from) == sender else { throw ProtocolError.invalidField("shares.from", "must be the sender's own index") }
+            guard neighbors.contains(Int(share.to)), seen.insert(share.to).inserted else {
+                throw ProtocolError.invalidField("shares.to", "must be distinct neighbours of the sender")
+            }
+            guard share.envelope.count <= 1024 else { throw ProtocolError.invalidField("shares.envelope", "must be at most 1024 bytes") }
+        }
+    }
+}
+
+extension Fedseg_V1_SecAggMaskedInput {
+    public func validate(against plan: Fedseg_V1_RoundPlan) throws {
+        guard runID == plan.runID else { throw ProtocolError.wrongRun(expected: plan.runID, found: runID) }
+        guard round == plan.round else { throw ProtocolError.wrongRound(expected: plan.round, found: round) }
+        guard words.count == Int(plan.secagg.length) else {
+            throw ProtocolError.invalidField("words", "has \(words.count) words, expected \(plan.secagg.length)")
+        }
+    }
+}
+
+extension Fedseg_V1_SecAggUnmask {
+    /// Reveals only about the sender's neighbours, one per neighbour.
+    public func validate(against plan: Fedseg_V1_RoundPlan, neighbors: Set<Int>) throws {
+        guard runID == plan.runID else { throw ProtocolError.wrongRun(expected: plan.runID, found: runID) }
+        guard round == plan.round else { throw ProtocolError.wrongRound(expected: plan.round, found: round) }
+        guard reveals.count <= neighbors.count else { throw ProtocolError.invalidField("reveals", "more reveals than neighbours") }
+        var seen = Set<UInt32>()
+        for reveal in reveals {
+            guard neighbors.contains(Int(reveal.about)), seen.insert(reveal.about).inserted else {
+                throw ProtocolError.invalidField("reveals.about", "must be distinct neighbours of the sender")
+            }
+            guard reveal.kind == .selfMaskSeed || reveal.kind == .maskingKeySeed else { throw ProtocolError.invalidField("reveals.kind", "unknown") }
+            guard (1...255).contains(reveal.x), reveal.share.count == 32 else { throw ProtocolError.invalidField("reveals.share", "must be x in 1...255 and 32 bytes") }
+        }
     }
 }
 

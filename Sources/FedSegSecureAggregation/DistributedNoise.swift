@@ -53,10 +53,39 @@ public struct DistributedNoise: Sendable, Equatable {
         return (total / sumScale, total / countScale)
     }
 
-    /// Scales chosen so that `maxUsers` users' statistics plus 12σ of noise stay below 2^30.
+    /// A client's view, rebuilt from a signed plan: the total σ is what `minimumSurvivors` shares
+    /// add up to, and the noise multiplier it charges follows from the plan's own numbers.
+    public init(clipNorm: Double, k: Int, dimension: Int, minimumSurvivors: Int, sumScale: Double, countScale: Double, clientSigma: Double) {
+        self.clipNorm = clipNorm
+        self.k = k
+        self.dimension = dimension
+        self.minimumSurvivors = minimumSurvivors
+        self.sumScale = sumScale
+        self.countScale = countScale
+        self.clientSigma = clientSigma
+        sigma = clientSigma * Double(max(1, minimumSurvivors)).squareRoot()
+        noiseMultiplier = 0
+        noiseMultiplier = sigma / sensitivity
+    }
+
+    init(noiseMultiplier: Double, clipNorm: Double, k: Int, dimension: Int, minimumSurvivors: Int, sumScale: Double, countScale: Double, sigma: Double, clientSigma: Double) {
+        self.noiseMultiplier = noiseMultiplier
+        self.clipNorm = clipNorm
+        self.k = k
+        self.dimension = dimension
+        self.minimumSurvivors = minimumSurvivors
+        self.sumScale = sumScale
+        self.countScale = countScale
+        self.sigma = sigma
+        self.clientSigma = clientSigma
+    }
+
+    /// Scales chosen so that `maxUsers` users' statistics plus 12 standard deviations of the
+    /// noise of all `clients` shares stay below 2^30.
     public static func make(
-        noise: SumCountNoise, k: Int, dimension: Int, minimumSurvivors: Int, maxUsers: Int
+        noise: SumCountNoise, k: Int, dimension: Int, minimumSurvivors: Int, maxUsers: Int, clients: Int? = nil
     ) throws -> DistributedNoise {
+        let spread = Double(max(clients ?? minimumSurvivors, minimumSurvivors)) / Double(max(1, minimumSurvivors))
         let z = noise.noiseMultiplier
         let ratio = noise.sumStd / noise.countStd  // counts get σ/countScale = σ_c: countScale = sumScale·σ_s/σ_c
         var sumScale = 65_536.0
@@ -65,7 +94,7 @@ public struct DistributedNoise: Sendable, Equatable {
             let length = Double(k * dimension + k)
             let delta = ((sumScale * noise.clipNorm) * (sumScale * noise.clipNorm) + countScale * countScale).squareRoot() + length.squareRoot()
             let sigma = z * delta
-            let bound = Double(maxUsers) * max(sumScale * noise.clipNorm, countScale) + Double(maxUsers) + 12 * sigma
+            let bound = Double(maxUsers) * max(sumScale * noise.clipNorm, countScale) + Double(maxUsers) + 12 * sigma * spread.squareRoot()
             if bound < Double(1 << 30) {
                 let clientSigma = sigma / Double(max(1, minimumSurvivors)).squareRoot()
                 guard clientSigma >= 4 else { throw Failure.tooLittleNoisePerClient(clientSigma) }
@@ -103,5 +132,59 @@ public struct DistributedNoise: Sendable, Equatable {
     /// The ledger's record of the release: Gaussian, this z, distributed mode.
     public var mechanism: PrivacyLedger.Mechanism {
         .init(kind: .gaussian, noiseMultiplier: sigma / sensitivity, mode: "distributed")
+    }
+}
+
+/// The distributed discrete Gaussian for an integer release (a segment × item histogram): counts
+/// are scaled by an integer `scale` (chosen so that each client's share has σ ≥ 4), each client
+/// adds a discrete Gaussian share of variance σ²/m, and the sum of m or more shares carries σ.
+/// Integers need no rounding, so the sensitivity is scale × the histogram's own.
+public struct DistributedIntegerNoise: Sendable, Equatable {
+    public var length: Int
+    /// L2 sensitivity of the unscaled counts to one user.
+    public var baseSensitivity: Double
+    public var scale: Int
+    public var minimumSurvivors: Int
+    public var clientSigma: Double
+
+    public init(length: Int, baseSensitivity: Double, scale: Int, minimumSurvivors: Int, clientSigma: Double) {
+        self.length = length
+        self.baseSensitivity = baseSensitivity
+        self.scale = scale
+        self.minimumSurvivors = minimumSurvivors
+        self.clientSigma = clientSigma
+    }
+
+    public var sigma: Double { clientSigma * Double(max(1, minimumSurvivors)).squareRoot() }
+    public var sensitivity: Double { Double(scale) * baseSensitivity }
+    public var noiseMultiplier: Double { sigma / sensitivity }
+
+    /// The smallest scale giving every share σ ≥ 4, checked against wrapping: `maxTotal` (the
+    /// largest true sum of one coordinate) plus 12 standard deviations of all shares below 2^30.
+    public static func make(
+        noiseMultiplier z: Double, baseSensitivity: Double, length: Int, minimumSurvivors m: Int, clients: Int, maxTotal: Int
+    ) throws -> DistributedIntegerNoise {
+        let perShare = z * baseSensitivity / Double(max(1, m)).squareRoot()
+        let scale = max(1, Int((4 / perShare).rounded(.up)))
+        let noise = DistributedIntegerNoise(length: length, baseSensitivity: baseSensitivity, scale: scale, minimumSurvivors: m, clientSigma: perShare * Double(scale))
+        let bound = Double(maxTotal) * Double(scale) + 12 * noise.clientSigma * Double(max(clients, m)).squareRoot()
+        guard bound < Double(1 << 30) else { throw DistributedNoise.Failure.wouldWrap("a true count up to \(maxTotal) at scale \(scale)") }
+        return noise
+    }
+
+    public func encode<G: RandomNumberGenerator>(_ counts: [Double], noise: inout DiscreteGaussianSampler<G>) -> [UInt32] {
+        precondition(counts.count == length, "one count per word")
+        return counts.map { UInt32(truncatingIfNeeded: Int64($0) * Int64(scale) &+ noise.next()) }
+    }
+
+    public func decode(_ sum: [UInt32]) -> [Double] {
+        sum.map { Double(Int32(bitPattern: $0)) / Double(scale) }
+    }
+
+    /// Standard deviation of the decoded counts when `survivors` shares were summed.
+    public func decodedStd(survivors: Int) -> Double { clientSigma * Double(survivors).squareRoot() / Double(scale) }
+
+    public var mechanism: PrivacyLedger.Mechanism {
+        .init(kind: .discreteGaussian, noiseMultiplier: noiseMultiplier, mode: "distributed")
     }
 }

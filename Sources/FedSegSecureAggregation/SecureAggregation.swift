@@ -66,6 +66,12 @@ public enum SecAgg {
         public var client: Int
         public var encryptionKey: KeyAgreement.PublicKey
         public var maskingKey: KeyAgreement.PublicKey
+
+        public init(client: Int, encryptionKey: KeyAgreement.PublicKey, maskingKey: KeyAgreement.PublicKey) {
+            self.client = client
+            self.encryptionKey = encryptionKey
+            self.maskingKey = maskingKey
+        }
     }
 
     /// Round 1: a share for one neighbour, sealed to it; the server routes it unread.
@@ -73,6 +79,12 @@ public enum SecAgg {
         public var from: Int
         public var to: Int
         public var envelope: [UInt8]
+
+        public init(from: Int, to: Int, envelope: [UInt8]) {
+            self.from = from
+            self.to = to
+            self.envelope = envelope
+        }
     }
 
     /// Round 3: what a surviving neighbour reveals about one client.
@@ -81,6 +93,12 @@ public enum SecAgg {
         public var about: Int
         public var kind: Kind
         public var share: Shamir.Share
+
+        public init(about: Int, kind: Kind, share: Shamir.Share) {
+            self.about = about
+            self.kind = kind
+            self.share = share
+        }
     }
 
     static let shareKind: UInt8 = 4

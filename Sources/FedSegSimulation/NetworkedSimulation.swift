@@ -36,6 +36,8 @@ public struct NetworkedSimulation: Sendable {
         public var maxSeedPhrases = 3000
         /// Share of the clients whose update a round needs.
         public var quorum = 0.5
+        /// `local`, or `distributed` (secure aggregation, a noise share per client).
+        public var privacyMode = "local"
         /// Clients working at once.
         public var concurrency = 32
         public var showProgress = false
@@ -148,6 +150,11 @@ public struct NetworkedSimulation: Sendable {
         let clock = ContinuousClock()
         let started = clock.now
         guard c.clients >= 1 else { throw SimulationError.invalid("--clients must be at least 1") }
+        guard ["local", "distributed"].contains(c.privacyMode) else { throw SimulationError.invalid("--privacy-mode must be local or distributed") }
+        if c.privacyMode == "distributed" {
+            guard c.clients >= 2 else { throw SimulationError.invalid("distributed mode needs at least 2 clients") }
+            guard c.misbehave == nil else { throw SimulationError.invalid("--misbehave is only simulated in local mode") }
+        }
         let (base, warning) = c.embedder.make()
         if let warning { log("warning: \(warning)") }
         let embedder: any Embedder = try c.cacheDirectory.map { try CachingEmbedder(base: base, directory: $0) } ?? base
@@ -240,7 +247,10 @@ public struct NetworkedSimulation: Sendable {
         parameters.dimension = prepared.points.cols
         parameters.rounds = c.rounds
         parameters.clusteringShare = c.clusteringShare
-        parameters.minParticipants = max(1, Int((Double(c.clients) * c.quorum).rounded(.down)))
+        parameters.minParticipants = max(c.privacyMode == "distributed" ? 2 : 1, Int((Double(c.clients) * c.quorum).rounded(.down)))
+        parameters.privacyMode = c.privacyMode
+        // Distributed mode sizes its quantisation for at most this many users in the sum.
+        parameters.maxUsers = max(1, dataset.users.count)
         parameters.roundDeadlineSeconds = c.roundDeadlineSeconds
         parameters.seed = c.seed
         parameters.maxItemsPerUser = c.maxItemsPerUser
@@ -290,6 +300,12 @@ public struct NetworkedSimulation: Sendable {
             for impostor in impostors {
                 await attempts.add("unenrolled")
                 _ = try? await impostor.participate(publication, transport: transport)
+            }
+            if plan.privacyMode == .distributed {
+                try await playSecAggRound(
+                    publication: publication, plan: plan, nodes: nodeList, transport: transport, seed: seed, suspendIdle: suspendIdle, clock: clock
+                )
+                continue
             }
             try await forEach(0..<c.clients, concurrency: c.concurrency) { index in
                 var chance = SeededRandom(seed: seed, stream: UInt64(index))
@@ -438,6 +454,90 @@ public struct NetworkedSimulation: Sendable {
         }
     }
 
+    /// A distributed round, stage by stage: every node still in the protocol answers the open
+    /// stage (at most `concurrency` at once), then the simulator waits for the coordinator to open
+    /// the next. A node that drops out vanishes before one of the four stages, chosen at random.
+    func playSecAggRound(
+        publication: [UInt8], plan: Fedseg_V1_RoundPlan, nodes: [ClientNode], transport: HTTPCoordinatorTransport, seed: UInt64,
+        suspendIdle: Bool, clock: ContinuousClock
+    ) async throws {
+        let c = configuration
+        var dropAt = [Int?](repeating: nil, count: nodes.count)
+        var straggle = [Double?](repeating: nil, count: nodes.count)
+        for index in nodes.indices {
+            var chance = SeededRandom(seed: seed, stream: UInt64(index))
+            if chance.nextUniform() < c.dropout { dropAt[index] = Int(chance.next() % 4) }
+            straggle[index] = c.stragglers.flatMap { chance.nextUniform() < $0.probability ? $0.seconds : nil }
+        }
+        let phase = plan.phase == .clustering ? "clustering" : "recommendation"
+        let names = ["advertise", "share", "mask", "unmask"]
+        var live = Array(nodes.indices)
+        let dropping = dropAt
+        let delays = straggle
+        for stage in 0..<4 {
+            if stage > 0 {
+                guard try await waitForStage(stage + 1, round: plan.round, transport: transport, clock: clock) else { break }
+            }
+            let progress = Progress(label: "round \(plan.round) (\(phase), secure aggregation: \(names[stage]))", total: live.count, enabled: c.showProgress)
+            let answered = IndexSet()
+            let candidates = live
+            try await forEach(0..<candidates.count, concurrency: c.concurrency) { position in
+                let index = candidates[position]
+                let node = nodes[index]
+                defer { if suspendIdle { Task { try? await node.suspend() } } }
+                if dropping[index] == stage {
+                    await node.endSecAgg()
+                    await progress.advance(.droppedOut)
+                    return
+                }
+                do {
+                    let answer: ClientNode.Answer?
+                    if stage == 0 {
+                        if let delay = delays[index] { try? await Task.sleep(for: .seconds(delay)) }
+                        answer = try await node.secAggAdvertise(publication)
+                    } else {
+                        answer = try await node.secAggStep(round: plan.round, transport: transport)
+                    }
+                    guard let answer else {
+                        await progress.advance(.failed("nothing to send"))
+                        return
+                    }
+                    let outcome = await node.send(answer, transport: transport)
+                    if answer.kind != .decline, outcome == .accepted || outcome == .alreadyAccepted { await answered.insert(index) }
+                    await progress.advance(.answered(outcome, declined: answer.kind == .decline))
+                } catch {
+                    await progress.advance(.failed("\(error)"))
+                }
+            }
+            await progress.finish()
+            live = await answered.sorted
+        }
+        for node in nodes { await node.endSecAgg() }
+        // The round ends when the coordinator has unmasked the sum (or aborted).
+        _ = try await waitForStage(Int.max, round: plan.round, transport: transport, clock: clock)
+    }
+
+    /// Polls the public progress of a distributed round until `stage` is open (true) or the
+    /// round is over (false); tolerates a coordinator restart for two minutes.
+    func waitForStage(_ stage: Int, round: UInt64, transport: HTTPCoordinatorTransport, clock: ContinuousClock) async throws -> Bool {
+        var unreachableSince: ContinuousClock.Instant?
+        while true {
+            do {
+                guard let bytes = try await transport.secAggStage(round: round, client: nil) else { return false }
+                unreachableSince = nil
+                let publication = try Fedseg_V1_SignedPublication(serializedBytes: bytes)
+                let view = try Fedseg_V1_SecAggStage(serializedBytes: publication.payload)
+                if view.stage == .secaggStageFinished { return false }
+                if view.stage.rawValue >= stage { return true }
+            } catch {
+                let since = unreachableSince ?? clock.now
+                unreachableSince = since
+                if clock.now - since > .seconds(120) { throw error }
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
     /// Runs `body` for every element with at most `concurrency` at once.
     func forEach(
         _ range: Range<Int>, concurrency: Int, _ body: @escaping @Sendable (Int) async throws -> Void
@@ -458,6 +558,12 @@ public struct NetworkedSimulation: Sendable {
             }
         }
     }
+}
+
+actor IndexSet {
+    var members = Set<Int>()
+    func insert(_ index: Int) { members.insert(index) }
+    var sorted: [Int] { members.sorted() }
 }
 
 actor AttemptCounter {

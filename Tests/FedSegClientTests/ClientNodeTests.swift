@@ -2,6 +2,7 @@ import FedSegCrypto
 import FedSegMath
 import FedSegPrivacy
 import FedSegProtocol
+import FedSegSecureAggregation
 import Foundation
 import SwiftProtobuf
 import Testing
@@ -146,5 +147,140 @@ struct ClientNodeTests {
         let refusing = ScriptedTransport([.success(.rejected(.late, "closed")), .success(.accepted)])
         #expect(await node.send(answer, transport: refusing) == .rejected(.late, "closed"))
         #expect(await refusing.received.count == 1)
+    }
+}
+
+/// The node's side of a distributed round, against a scripted coordinator that signs its views.
+@Suite("Client node in distributed rounds")
+struct ClientNodeSecAggTests {
+    func signed(_ message: some SwiftProtobuf.Message, kind: Fedseg_V1_SignedPublication.Kind, by coordinator: borrowing NodeIdentity) throws -> [UInt8] {
+        let payload: Data = try message.serializedData()
+        return try Fedseg_V1_SignedPublication.with {
+            $0.kind = kind
+            $0.payload = payload
+            $0.signature = Data(coordinator.signing.signature(for: payload))
+        }.serializedBytes()
+    }
+
+    func plan(round: UInt64, cohort: [String]) -> Fedseg_V1_RoundPlan {
+        .with {
+            $0.protocolVersion = fedsegProtocolVersion
+            $0.runID = "run-test"
+            $0.round = round
+            $0.phase = .clustering
+            $0.k = 2
+            $0.dimension = 4
+            $0.centroids = [1, 0, 0, 0, 0, 1, 0, 0]
+            $0.clipNorm = 1
+            $0.noiseMultiplier = 1
+            $0.sumStd = 1
+            $0.countStd = 1
+            $0.privacyMode = .distributed
+            $0.samplingRate = 1
+            $0.deadlineUnixMs = Int64((Date().timeIntervalSince1970 + 60) * 1000)
+            $0.minParticipants = 3
+            $0.embedderID = "hashing-v1-d4-s0"
+            $0.delta = 1e-6
+            $0.secagg = .with {
+                $0.cohort = cohort
+                $0.degree = 2
+                $0.threshold = 1
+                $0.minSurvivors = 3
+                $0.graphSeed = 9
+                $0.length = 10
+                $0.sumScale = 4096
+                $0.countScale = 4096
+                $0.clientSigma = 6000
+                $0.stageSeconds = 10
+            }
+        }
+    }
+
+    func view(_ plan: Fedseg_V1_RoundPlan, stage: Fedseg_V1_SecAggStageKind, _ edit: (inout Fedseg_V1_SecAggStage) -> Void = { _ in }) -> Fedseg_V1_SecAggStage {
+        var view = Fedseg_V1_SecAggStage()
+        view.runID = plan.runID
+        view.round = plan.round
+        view.stage = stage
+        view.stageDeadlineUnixMs = plan.deadlineUnixMs
+        edit(&view)
+        return view
+    }
+
+    @Test("a node advertises, shares with its neighbours only, charges its masked input once, and refuses to reveal to too few survivors")
+    func stages() async throws {
+        let fixture = try Fixture()
+        let node = try await fixture.node()
+        let cohort = ["client-0", "client-1", "client-2", "client-3", "client-4"]
+        let plan = plan(round: 7, cohort: cohort)
+        try plan.validate()
+        let publication = try signed(plan, kind: .roundPlan, by: fixture.coordinator)
+        let advertise = try await node.secAggAdvertise(publication)
+        #expect(advertise.kind == .secaggAdvertise)
+        #expect(try await node.secAggAdvertise(publication).envelope == advertise.envelope, "asked again, the same bytes")
+        #expect(try await node.ledger().records().isEmpty, "advertising keys releases nothing")
+
+        // The neighbours' keys as the coordinator would route them.
+        let me = 1
+        let graph = NeighborGraph(clients: cohort.count, degree: 2, seed: 9)
+        let neighbours = graph.neighbors[me]
+        let peers = neighbours.map { _ in (KeyAgreement.PrivateKey().publicKey, KeyAgreement.PrivateKey().publicKey) }
+        func entry(_ index: Int, _ keys: (KeyAgreement.PublicKey, KeyAgreement.PublicKey)) -> Fedseg_V1_SecAggStage.Advertisement {
+            .with {
+                $0.index = UInt32(index)
+                $0.encryptionKey = Data(keys.0.bytes)
+                $0.maskingKey = Data(keys.1.bytes)
+            }
+        }
+        let outsider = try #require(Set(0..<cohort.count).subtracting(neighbours + [me]).first)
+        let forgedDirectory = view(plan, stage: .secaggStageShare) { $0.directory = [entry(outsider, (KeyAgreement.PrivateKey().publicKey, KeyAgreement.PrivateKey().publicKey))] }
+        await #expect(throws: ClientNode.NodeError.self, "a directory naming a non-neighbour is refused") {
+            _ = try await node.secAggStep(try self.signed(forgedDirectory, kind: .secaggStage, by: fixture.coordinator))
+        }
+        let stranger = NodeIdentity()
+        let unsigned = try signed(view(plan, stage: .secaggStageShare), kind: .secaggStage, by: stranger)
+        await #expect(throws: ClientNode.NodeError.badSignature) { _ = try await node.secAggStep(unsigned) }
+
+        let directory = view(plan, stage: .secaggStageShare) { v in v.directory = zip(neighbours, peers).map { entry($0, $1) } }
+        let shares = try #require(try await node.secAggStep(try signed(directory, kind: .secaggStage, by: fixture.coordinator)))
+        #expect(shares.kind == .secaggShares)
+
+        // Mask: the node charges its ledger once, with the distributed mechanism.
+        let mask = try signed(view(plan, stage: .secaggStageMask) { v in v.directory = zip(neighbours, peers).map { entry($0, $1) } }, kind: .secaggStage, by: fixture.coordinator)
+        let masked = try #require(try await node.secAggStep(mask))
+        #expect(masked.kind == .secaggMaskedInput)
+        #expect(try await node.secAggStep(mask)?.envelope == masked.envelope)
+        let records = try await node.ledger().records()
+        #expect(records.count == 1 && records[0].mode == "distributed" && records[0].releaseID == "run-test/round-7")
+        // σ_total = 6000·√3, Δ = √(4096² + 4096²) + √10.
+        let z = 6000 * 3.0.squareRoot() / ((2 * 4096.0 * 4096).squareRoot() + 10.0.squareRoot())
+        #expect(abs(records[0].noiseMultiplier - z) < 1e-9)
+
+        // Unmask: two survivors are fewer than the plan's minimum of three.
+        let few = try signed(view(plan, stage: .secaggStageUnmask) { $0.survivors = [UInt32(me), UInt32(neighbours[0])] }, kind: .secaggStage, by: fixture.coordinator)
+        await #expect(throws: ClientNode.NodeError.self) { _ = try await node.secAggStep(few) }
+        let enough = try signed(view(plan, stage: .secaggStageUnmask) { $0.survivors = [0, 1, 2, 3] }, kind: .secaggStage, by: fixture.coordinator)
+        let reveals = try #require(try await node.secAggStep(enough))
+        #expect(reveals.kind == .secaggUnmask)
+    }
+
+    @Test("a distributed plan that breaks the protocol's rules is refused")
+    func invalidPlans() throws {
+        let good = plan(round: 1, cohort: ["a", "b", "c", "d"])
+        try good.validate()
+        var lowNoise = good
+        lowNoise.secagg.clientSigma = 2
+        #expect(throws: ProtocolError.self) { try lowNoise.validate() }
+        var fewSurvivors = good
+        fewSurvivors.secagg.minSurvivors = 1
+        #expect(throws: ProtocolError.self) { try fewSurvivors.validate() }
+        var wrongLength = good
+        wrongLength.secagg.length = 11
+        #expect(throws: ProtocolError.self) { try wrongLength.validate() }
+        var duplicate = good
+        duplicate.secagg.cohort = ["a", "a", "c", "d"]
+        #expect(throws: ProtocolError.self) { try duplicate.validate() }
+        var missing = good
+        missing.clearSecagg()
+        #expect(throws: ProtocolError.self) { try missing.validate() }
     }
 }

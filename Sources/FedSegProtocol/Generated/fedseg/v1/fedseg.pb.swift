@@ -36,6 +36,12 @@ public nonisolated enum Fedseg_V1_MessageKind: SwiftProtobuf.Enum, Swift.CaseIte
   case clientUpdate // = 1
   case recommendationUpdate // = 2
   case decline // = 3
+
+  /// Distributed mode: the four secure-aggregation stages of one round.
+  case secaggAdvertise // = 4
+  case secaggShares // = 5
+  case secaggMaskedInput // = 6
+  case secaggUnmask // = 7
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -48,6 +54,10 @@ public nonisolated enum Fedseg_V1_MessageKind: SwiftProtobuf.Enum, Swift.CaseIte
     case 1: self = .clientUpdate
     case 2: self = .recommendationUpdate
     case 3: self = .decline
+    case 4: self = .secaggAdvertise
+    case 5: self = .secaggShares
+    case 6: self = .secaggMaskedInput
+    case 7: self = .secaggUnmask
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -58,6 +68,10 @@ public nonisolated enum Fedseg_V1_MessageKind: SwiftProtobuf.Enum, Swift.CaseIte
     case .clientUpdate: return 1
     case .recommendationUpdate: return 2
     case .decline: return 3
+    case .secaggAdvertise: return 4
+    case .secaggShares: return 5
+    case .secaggMaskedInput: return 6
+    case .secaggUnmask: return 7
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -68,6 +82,10 @@ public nonisolated enum Fedseg_V1_MessageKind: SwiftProtobuf.Enum, Swift.CaseIte
     .clientUpdate,
     .recommendationUpdate,
     .decline,
+    .secaggAdvertise,
+    .secaggShares,
+    .secaggMaskedInput,
+    .secaggUnmask,
   ]
 
 }
@@ -144,6 +162,58 @@ public nonisolated enum Fedseg_V1_PrivacyMode: SwiftProtobuf.Enum, Swift.CaseIte
     .unspecified,
     .local,
     .distributed,
+  ]
+
+}
+
+public nonisolated enum Fedseg_V1_SecAggStageKind: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case secaggStageUnspecified // = 0
+  case secaggStageAdvertise // = 1
+  case secaggStageShare // = 2
+  case secaggStageMask // = 3
+  case secaggStageUnmask // = 4
+
+  /// committed or abandoned: nothing more to send
+  case secaggStageFinished // = 5
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .secaggStageUnspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .secaggStageUnspecified
+    case 1: self = .secaggStageAdvertise
+    case 2: self = .secaggStageShare
+    case 3: self = .secaggStageMask
+    case 4: self = .secaggStageUnmask
+    case 5: self = .secaggStageFinished
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .secaggStageUnspecified: return 0
+    case .secaggStageAdvertise: return 1
+    case .secaggStageShare: return 2
+    case .secaggStageMask: return 3
+    case .secaggStageUnmask: return 4
+    case .secaggStageFinished: return 5
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Fedseg_V1_SecAggStageKind] = [
+    .secaggStageUnspecified,
+    .secaggStageAdvertise,
+    .secaggStageShare,
+    .secaggStageMask,
+    .secaggStageUnmask,
+    .secaggStageFinished,
   ]
 
 }
@@ -305,11 +375,261 @@ public nonisolated struct Fedseg_V1_RoundPlan: @unchecked Sendable {
     set {_uniqueStorage()._expectedParticipants = newValue}
   }
 
+  /// Distributed mode only: the secure-aggregation round every participant follows.
+  public var secagg: Fedseg_V1_SecAggPlan {
+    get {_storage._secagg ?? Fedseg_V1_SecAggPlan()}
+    set {_uniqueStorage()._secagg = newValue}
+  }
+  /// Returns true if `secagg` has been explicitly set.
+  public var hasSecagg: Bool {_storage._secagg != nil}
+  /// Clears the value of `secagg`. Subsequent reads from it will return its default value.
+  public mutating func clearSecagg() {_uniqueStorage()._secagg = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// The fixed part of one secure-aggregation round (SecAgg+ over Z_{2^32}), signed with the plan.
+public nonisolated struct Fedseg_V1_SecAggPlan: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The cohort, in index order: client i of the protocol is cohort[i].
+  public var cohort: [String] = []
+
+  /// neighbours per client in the Harary graph
+  public var degree: UInt32 = 0
+
+  /// Shamir shares needed to rebuild a secret
+  public var threshold: UInt32 = 0
+
+  /// fewer masked inputs abort the round; noise shares are sized for it
+  public var minSurvivors: UInt32 = 0
+
+  public var graphSeed: UInt64 = 0
+
+  /// words in every masked input
+  public var length: UInt32 = 0
+
+  /// Quantisation: clustering sums are scaled by sum_scale, counts (and histogram counts) by
+  /// count_scale, then stochastically rounded.
+  public var sumScale: Double = 0
+
+  public var countScale: Double = 0
+
+  /// Each client's discrete Gaussian share, in the integer domain.
+  public var clientSigma: Double = 0
+
+  /// Seconds each of the four stages stays open at most.
+  public var stageSeconds: Double = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Stage 1: the two public keys a client uses this round.
+public nonisolated struct Fedseg_V1_SecAggAdvertise: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var runID: String = String()
+
+  public var round: UInt64 = 0
+
+  /// X25519, for the shares sealed to it
+  public var encryptionKey: Data = Data()
+
+  /// X25519, for pairwise masks
+  public var maskingKey: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Stage 2: Shamir shares of the client's two seeds, one envelope per neighbour, sealed to the
+/// neighbour's encryption key; the coordinator routes them unread.
+public nonisolated struct Fedseg_V1_SecAggShares: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var runID: String = String()
+
+  public var round: UInt64 = 0
+
+  public var shares: [Fedseg_V1_SealedShare] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Fedseg_V1_SealedShare: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var from: UInt32 = 0
+
+  public var to: UInt32 = 0
+
+  public var envelope: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Stage 3: the masked, quantised, noised statistics (length words, mod 2^32).
+public nonisolated struct Fedseg_V1_SecAggMaskedInput: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var runID: String = String()
+
+  public var round: UInt64 = 0
+
+  public var words: [UInt32] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Stage 4: one share per neighbour held: its self-mask share if it survived, its masking-key
+/// share if it did not.
+public nonisolated struct Fedseg_V1_SecAggUnmask: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var runID: String = String()
+
+  public var round: UInt64 = 0
+
+  public var reveals: [Fedseg_V1_Reveal] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Fedseg_V1_Reveal: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var about: UInt32 = 0
+
+  public var kind: Fedseg_V1_Reveal.Kind = .unspecified
+
+  public var x: UInt32 = 0
+
+  public var share: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum Kind: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+    case unspecified // = 0
+    case selfMaskSeed // = 1
+    case maskingKeySeed // = 2
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .unspecified
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .unspecified
+      case 1: self = .selfMaskSeed
+      case 2: self = .maskingKeySeed
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .unspecified: return 0
+      case .selfMaskSeed: return 1
+      case .maskingKeySeed: return 2
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Fedseg_V1_Reveal.Kind] = [
+      .unspecified,
+      .selfMaskSeed,
+      .maskingKeySeed,
+    ]
+
+  }
+
+  public init() {}
+}
+
+/// What one client needs for the stage that is open (GET /v1/rounds/{round}/secagg?client=ID),
+/// signed by the coordinator like every publication.
+public nonisolated struct Fedseg_V1_SecAggStage: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var runID: String = String()
+
+  public var round: UInt64 = 0
+
+  public var stage: Fedseg_V1_SecAggStageKind = .secaggStageUnspecified
+
+  public var stageDeadlineUnixMs: Int64 = 0
+
+  /// Stage share and later: the advertised keys of this client's neighbours.
+  public var directory: [Fedseg_V1_SecAggStage.Advertisement] = []
+
+  /// Stage mask and later: the shares sealed to this client.
+  public var inbox: [Fedseg_V1_SealedShare] = []
+
+  /// Stage unmask: the clients whose masked input the coordinator summed.
+  public var survivors: [UInt32] = []
+
+  /// Public progress: how many clients completed each stage so far.
+  public var advertised: UInt32 = 0
+
+  public var shared: UInt32 = 0
+
+  public var masked: UInt32 = 0
+
+  public var revealed: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated struct Advertisement: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var index: UInt32 = 0
+
+    public var encryptionKey: Data = Data()
+
+    public var maskingKey: Data = Data()
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
+
+  public init() {}
 }
 
 /// A client's noised clustering statistics for one round.
@@ -447,6 +767,7 @@ public nonisolated struct Fedseg_V1_SignedPublication: Sendable {
     case unspecified // = 0
     case roundPlan // = 1
     case segmentModel // = 2
+    case secaggStage // = 3
     case UNRECOGNIZED(Int)
 
     public init() {
@@ -458,6 +779,7 @@ public nonisolated struct Fedseg_V1_SignedPublication: Sendable {
       case 0: self = .unspecified
       case 1: self = .roundPlan
       case 2: self = .segmentModel
+      case 3: self = .secaggStage
       default: self = .UNRECOGNIZED(rawValue)
       }
     }
@@ -467,6 +789,7 @@ public nonisolated struct Fedseg_V1_SignedPublication: Sendable {
       case .unspecified: return 0
       case .roundPlan: return 1
       case .segmentModel: return 2
+      case .secaggStage: return 3
       case .UNRECOGNIZED(let i): return i
       }
     }
@@ -476,6 +799,7 @@ public nonisolated struct Fedseg_V1_SignedPublication: Sendable {
       .unspecified,
       .roundPlan,
       .segmentModel,
+      .secaggStage,
     ]
 
   }
@@ -511,6 +835,9 @@ public nonisolated struct Fedseg_V1_ErrorResponse: Sendable {
     case unauthorized // = 12
     case badRequest // = 13
     case notFound // = 14
+
+    /// Distributed mode: the message belongs to a secure-aggregation stage not open yet.
+    case stageNotOpen // = 15
     case UNRECOGNIZED(Int)
 
     public init() {
@@ -534,6 +861,7 @@ public nonisolated struct Fedseg_V1_ErrorResponse: Sendable {
       case 12: self = .unauthorized
       case 13: self = .badRequest
       case 14: self = .notFound
+      case 15: self = .stageNotOpen
       default: self = .UNRECOGNIZED(rawValue)
       }
     }
@@ -555,6 +883,7 @@ public nonisolated struct Fedseg_V1_ErrorResponse: Sendable {
       case .unauthorized: return 12
       case .badRequest: return 13
       case .notFound: return 14
+      case .stageNotOpen: return 15
       case .UNRECOGNIZED(let i): return i
       }
     }
@@ -576,6 +905,7 @@ public nonisolated struct Fedseg_V1_ErrorResponse: Sendable {
       .unauthorized,
       .badRequest,
       .notFound,
+      .stageNotOpen,
     ]
 
   }
@@ -588,7 +918,7 @@ public nonisolated struct Fedseg_V1_ErrorResponse: Sendable {
 fileprivate nonisolated let _protobuf_package = "fedseg.v1"
 
 nonisolated extension Fedseg_V1_MessageKind: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MESSAGE_KIND_UNSPECIFIED\0\u{1}MESSAGE_KIND_CLIENT_UPDATE\0\u{1}MESSAGE_KIND_RECOMMENDATION_UPDATE\0\u{1}MESSAGE_KIND_DECLINE\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MESSAGE_KIND_UNSPECIFIED\0\u{1}MESSAGE_KIND_CLIENT_UPDATE\0\u{1}MESSAGE_KIND_RECOMMENDATION_UPDATE\0\u{1}MESSAGE_KIND_DECLINE\0\u{1}MESSAGE_KIND_SECAGG_ADVERTISE\0\u{1}MESSAGE_KIND_SECAGG_SHARES\0\u{1}MESSAGE_KIND_SECAGG_MASKED_INPUT\0\u{1}MESSAGE_KIND_SECAGG_UNMASK\0")
 }
 
 nonisolated extension Fedseg_V1_Phase: SwiftProtobuf._ProtoNameProviding {
@@ -597,6 +927,10 @@ nonisolated extension Fedseg_V1_Phase: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Fedseg_V1_PrivacyMode: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0PRIVACY_MODE_UNSPECIFIED\0\u{1}PRIVACY_MODE_LOCAL\0\u{1}PRIVACY_MODE_DISTRIBUTED\0")
+}
+
+nonisolated extension Fedseg_V1_SecAggStageKind: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0SECAGG_STAGE_UNSPECIFIED\0\u{1}SECAGG_STAGE_ADVERTISE\0\u{1}SECAGG_STAGE_SHARE\0\u{1}SECAGG_STAGE_MASK\0\u{1}SECAGG_STAGE_UNMASK\0\u{1}SECAGG_STAGE_FINISHED\0")
 }
 
 nonisolated extension Fedseg_V1_EnrollRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -691,7 +1025,7 @@ nonisolated extension Fedseg_V1_EnrollResponse: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RoundPlan"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}run_id\0\u{1}round\0\u{1}phase\0\u{1}k\0\u{1}dimension\0\u{1}centroids\0\u{3}clip_norm\0\u{3}noise_multiplier\0\u{3}sum_std\0\u{3}count_std\0\u{3}privacy_mode\0\u{3}sampling_rate\0\u{3}deadline_unix_ms\0\u{3}min_participants\0\u{3}embedder_id\0\u{1}delta\0\u{3}max_items_per_user\0\u{3}catalog_size\0\u{3}catalog_items\0\u{3}expected_participants\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}run_id\0\u{1}round\0\u{1}phase\0\u{1}k\0\u{1}dimension\0\u{1}centroids\0\u{3}clip_norm\0\u{3}noise_multiplier\0\u{3}sum_std\0\u{3}count_std\0\u{3}privacy_mode\0\u{3}sampling_rate\0\u{3}deadline_unix_ms\0\u{3}min_participants\0\u{3}embedder_id\0\u{1}delta\0\u{3}max_items_per_user\0\u{3}catalog_size\0\u{3}catalog_items\0\u{3}expected_participants\0\u{1}secagg\0")
 
   fileprivate class _StorageClass {
     var _protocolVersion: UInt32 = 0
@@ -715,6 +1049,7 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
     var _catalogSize: UInt32 = 0
     var _catalogItems: [String] = []
     var _expectedParticipants: UInt32 = 0
+    var _secagg: Fedseg_V1_SecAggPlan? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -746,6 +1081,7 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
       _catalogSize = source._catalogSize
       _catalogItems = source._catalogItems
       _expectedParticipants = source._expectedParticipants
+      _secagg = source._secagg
     }
   }
 
@@ -785,6 +1121,7 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
         case 19: try { try decoder.decodeSingularUInt32Field(value: &_storage._catalogSize) }()
         case 20: try { try decoder.decodeRepeatedStringField(value: &_storage._catalogItems) }()
         case 21: try { try decoder.decodeSingularUInt32Field(value: &_storage._expectedParticipants) }()
+        case 22: try { try decoder.decodeSingularMessageField(value: &_storage._secagg) }()
         default: break
         }
       }
@@ -793,6 +1130,10 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
       if _storage._protocolVersion != 0 {
         try visitor.visitSingularUInt32Field(value: _storage._protocolVersion, fieldNumber: 1)
       }
@@ -856,6 +1197,9 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
       if _storage._expectedParticipants != 0 {
         try visitor.visitSingularUInt32Field(value: _storage._expectedParticipants, fieldNumber: 21)
       }
+      try { if let v = _storage._secagg {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -886,10 +1230,460 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
         if _storage._catalogSize != rhs_storage._catalogSize {return false}
         if _storage._catalogItems != rhs_storage._catalogItems {return false}
         if _storage._expectedParticipants != rhs_storage._expectedParticipants {return false}
+        if _storage._secagg != rhs_storage._secagg {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Fedseg_V1_SecAggPlan: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SecAggPlan"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cohort\0\u{1}degree\0\u{1}threshold\0\u{3}min_survivors\0\u{3}graph_seed\0\u{1}length\0\u{3}sum_scale\0\u{3}count_scale\0\u{3}client_sigma\0\u{3}stage_seconds\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.cohort) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.degree) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.threshold) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.minSurvivors) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.graphSeed) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.length) }()
+      case 7: try { try decoder.decodeSingularDoubleField(value: &self.sumScale) }()
+      case 8: try { try decoder.decodeSingularDoubleField(value: &self.countScale) }()
+      case 9: try { try decoder.decodeSingularDoubleField(value: &self.clientSigma) }()
+      case 10: try { try decoder.decodeSingularDoubleField(value: &self.stageSeconds) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.cohort.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.cohort, fieldNumber: 1)
+    }
+    if self.degree != 0 {
+      try visitor.visitSingularUInt32Field(value: self.degree, fieldNumber: 2)
+    }
+    if self.threshold != 0 {
+      try visitor.visitSingularUInt32Field(value: self.threshold, fieldNumber: 3)
+    }
+    if self.minSurvivors != 0 {
+      try visitor.visitSingularUInt32Field(value: self.minSurvivors, fieldNumber: 4)
+    }
+    if self.graphSeed != 0 {
+      try visitor.visitSingularUInt64Field(value: self.graphSeed, fieldNumber: 5)
+    }
+    if self.length != 0 {
+      try visitor.visitSingularUInt32Field(value: self.length, fieldNumber: 6)
+    }
+    if self.sumScale.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.sumScale, fieldNumber: 7)
+    }
+    if self.countScale.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.countScale, fieldNumber: 8)
+    }
+    if self.clientSigma.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.clientSigma, fieldNumber: 9)
+    }
+    if self.stageSeconds.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.stageSeconds, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Fedseg_V1_SecAggPlan, rhs: Fedseg_V1_SecAggPlan) -> Bool {
+    if lhs.cohort != rhs.cohort {return false}
+    if lhs.degree != rhs.degree {return false}
+    if lhs.threshold != rhs.threshold {return false}
+    if lhs.minSurvivors != rhs.minSurvivors {return false}
+    if lhs.graphSeed != rhs.graphSeed {return false}
+    if lhs.length != rhs.length {return false}
+    if lhs.sumScale != rhs.sumScale {return false}
+    if lhs.countScale != rhs.countScale {return false}
+    if lhs.clientSigma != rhs.clientSigma {return false}
+    if lhs.stageSeconds != rhs.stageSeconds {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Fedseg_V1_SecAggAdvertise: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SecAggAdvertise"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{1}round\0\u{3}encryption_key\0\u{3}masking_key\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.runID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.round) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.encryptionKey) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.maskingKey) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.runID.isEmpty {
+      try visitor.visitSingularStringField(value: self.runID, fieldNumber: 1)
+    }
+    if self.round != 0 {
+      try visitor.visitSingularUInt64Field(value: self.round, fieldNumber: 2)
+    }
+    if !self.encryptionKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.encryptionKey, fieldNumber: 3)
+    }
+    if !self.maskingKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.maskingKey, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Fedseg_V1_SecAggAdvertise, rhs: Fedseg_V1_SecAggAdvertise) -> Bool {
+    if lhs.runID != rhs.runID {return false}
+    if lhs.round != rhs.round {return false}
+    if lhs.encryptionKey != rhs.encryptionKey {return false}
+    if lhs.maskingKey != rhs.maskingKey {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Fedseg_V1_SecAggShares: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SecAggShares"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{1}round\0\u{1}shares\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.runID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.round) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.shares) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.runID.isEmpty {
+      try visitor.visitSingularStringField(value: self.runID, fieldNumber: 1)
+    }
+    if self.round != 0 {
+      try visitor.visitSingularUInt64Field(value: self.round, fieldNumber: 2)
+    }
+    if !self.shares.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.shares, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Fedseg_V1_SecAggShares, rhs: Fedseg_V1_SecAggShares) -> Bool {
+    if lhs.runID != rhs.runID {return false}
+    if lhs.round != rhs.round {return false}
+    if lhs.shares != rhs.shares {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Fedseg_V1_SealedShare: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SealedShare"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}from\0\u{1}to\0\u{1}envelope\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.from) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.to) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.envelope) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.from != 0 {
+      try visitor.visitSingularUInt32Field(value: self.from, fieldNumber: 1)
+    }
+    if self.to != 0 {
+      try visitor.visitSingularUInt32Field(value: self.to, fieldNumber: 2)
+    }
+    if !self.envelope.isEmpty {
+      try visitor.visitSingularBytesField(value: self.envelope, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Fedseg_V1_SealedShare, rhs: Fedseg_V1_SealedShare) -> Bool {
+    if lhs.from != rhs.from {return false}
+    if lhs.to != rhs.to {return false}
+    if lhs.envelope != rhs.envelope {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Fedseg_V1_SecAggMaskedInput: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SecAggMaskedInput"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{1}round\0\u{1}words\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.runID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.round) }()
+      case 3: try { try decoder.decodeRepeatedFixed32Field(value: &self.words) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.runID.isEmpty {
+      try visitor.visitSingularStringField(value: self.runID, fieldNumber: 1)
+    }
+    if self.round != 0 {
+      try visitor.visitSingularUInt64Field(value: self.round, fieldNumber: 2)
+    }
+    if !self.words.isEmpty {
+      try visitor.visitPackedFixed32Field(value: self.words, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Fedseg_V1_SecAggMaskedInput, rhs: Fedseg_V1_SecAggMaskedInput) -> Bool {
+    if lhs.runID != rhs.runID {return false}
+    if lhs.round != rhs.round {return false}
+    if lhs.words != rhs.words {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Fedseg_V1_SecAggUnmask: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SecAggUnmask"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{1}round\0\u{1}reveals\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.runID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.round) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.reveals) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.runID.isEmpty {
+      try visitor.visitSingularStringField(value: self.runID, fieldNumber: 1)
+    }
+    if self.round != 0 {
+      try visitor.visitSingularUInt64Field(value: self.round, fieldNumber: 2)
+    }
+    if !self.reveals.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.reveals, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Fedseg_V1_SecAggUnmask, rhs: Fedseg_V1_SecAggUnmask) -> Bool {
+    if lhs.runID != rhs.runID {return false}
+    if lhs.round != rhs.round {return false}
+    if lhs.reveals != rhs.reveals {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Fedseg_V1_Reveal: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Reveal"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}about\0\u{1}kind\0\u{1}x\0\u{1}share\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.about) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.x) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.share) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.about != 0 {
+      try visitor.visitSingularUInt32Field(value: self.about, fieldNumber: 1)
+    }
+    if self.kind != .unspecified {
+      try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 2)
+    }
+    if self.x != 0 {
+      try visitor.visitSingularUInt32Field(value: self.x, fieldNumber: 3)
+    }
+    if !self.share.isEmpty {
+      try visitor.visitSingularBytesField(value: self.share, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Fedseg_V1_Reveal, rhs: Fedseg_V1_Reveal) -> Bool {
+    if lhs.about != rhs.about {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.x != rhs.x {return false}
+    if lhs.share != rhs.share {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Fedseg_V1_Reveal.Kind: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0KIND_UNSPECIFIED\0\u{1}KIND_SELF_MASK_SEED\0\u{1}KIND_MASKING_KEY_SEED\0")
+}
+
+nonisolated extension Fedseg_V1_SecAggStage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SecAggStage"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{1}round\0\u{1}stage\0\u{3}stage_deadline_unix_ms\0\u{1}directory\0\u{1}inbox\0\u{1}survivors\0\u{1}advertised\0\u{1}shared\0\u{1}masked\0\u{1}revealed\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.runID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.round) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.stage) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.stageDeadlineUnixMs) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.directory) }()
+      case 6: try { try decoder.decodeRepeatedMessageField(value: &self.inbox) }()
+      case 7: try { try decoder.decodeRepeatedUInt32Field(value: &self.survivors) }()
+      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.advertised) }()
+      case 9: try { try decoder.decodeSingularUInt32Field(value: &self.shared) }()
+      case 10: try { try decoder.decodeSingularUInt32Field(value: &self.masked) }()
+      case 11: try { try decoder.decodeSingularUInt32Field(value: &self.revealed) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.runID.isEmpty {
+      try visitor.visitSingularStringField(value: self.runID, fieldNumber: 1)
+    }
+    if self.round != 0 {
+      try visitor.visitSingularUInt64Field(value: self.round, fieldNumber: 2)
+    }
+    if self.stage != .secaggStageUnspecified {
+      try visitor.visitSingularEnumField(value: self.stage, fieldNumber: 3)
+    }
+    if self.stageDeadlineUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.stageDeadlineUnixMs, fieldNumber: 4)
+    }
+    if !self.directory.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.directory, fieldNumber: 5)
+    }
+    if !self.inbox.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.inbox, fieldNumber: 6)
+    }
+    if !self.survivors.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.survivors, fieldNumber: 7)
+    }
+    if self.advertised != 0 {
+      try visitor.visitSingularUInt32Field(value: self.advertised, fieldNumber: 8)
+    }
+    if self.shared != 0 {
+      try visitor.visitSingularUInt32Field(value: self.shared, fieldNumber: 9)
+    }
+    if self.masked != 0 {
+      try visitor.visitSingularUInt32Field(value: self.masked, fieldNumber: 10)
+    }
+    if self.revealed != 0 {
+      try visitor.visitSingularUInt32Field(value: self.revealed, fieldNumber: 11)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Fedseg_V1_SecAggStage, rhs: Fedseg_V1_SecAggStage) -> Bool {
+    if lhs.runID != rhs.runID {return false}
+    if lhs.round != rhs.round {return false}
+    if lhs.stage != rhs.stage {return false}
+    if lhs.stageDeadlineUnixMs != rhs.stageDeadlineUnixMs {return false}
+    if lhs.directory != rhs.directory {return false}
+    if lhs.inbox != rhs.inbox {return false}
+    if lhs.survivors != rhs.survivors {return false}
+    if lhs.advertised != rhs.advertised {return false}
+    if lhs.shared != rhs.shared {return false}
+    if lhs.masked != rhs.masked {return false}
+    if lhs.revealed != rhs.revealed {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Fedseg_V1_SecAggStage.Advertisement: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Fedseg_V1_SecAggStage.protoMessageName + ".Advertisement"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}index\0\u{3}encryption_key\0\u{3}masking_key\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.index) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.encryptionKey) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.maskingKey) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.index != 0 {
+      try visitor.visitSingularUInt32Field(value: self.index, fieldNumber: 1)
+    }
+    if !self.encryptionKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.encryptionKey, fieldNumber: 2)
+    }
+    if !self.maskingKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.maskingKey, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Fedseg_V1_SecAggStage.Advertisement, rhs: Fedseg_V1_SecAggStage.Advertisement) -> Bool {
+    if lhs.index != rhs.index {return false}
+    if lhs.encryptionKey != rhs.encryptionKey {return false}
+    if lhs.maskingKey != rhs.maskingKey {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1180,7 +1974,7 @@ nonisolated extension Fedseg_V1_SignedPublication: SwiftProtobuf.Message, SwiftP
 }
 
 nonisolated extension Fedseg_V1_SignedPublication.Kind: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0KIND_UNSPECIFIED\0\u{1}KIND_ROUND_PLAN\0\u{1}KIND_SEGMENT_MODEL\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0KIND_UNSPECIFIED\0\u{1}KIND_ROUND_PLAN\0\u{1}KIND_SEGMENT_MODEL\0\u{1}KIND_SECAGG_STAGE\0")
 }
 
 nonisolated extension Fedseg_V1_ErrorResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -1219,5 +2013,5 @@ nonisolated extension Fedseg_V1_ErrorResponse: SwiftProtobuf.Message, SwiftProto
 }
 
 nonisolated extension Fedseg_V1_ErrorResponse.Code: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CODE_UNSPECIFIED\0\u{1}CODE_UNKNOWN_SENDER\0\u{1}CODE_REVOKED\0\u{1}CODE_WRONG_ROUND\0\u{1}CODE_WRONG_KIND\0\u{1}CODE_REPLAY\0\u{1}CODE_TAMPERED\0\u{1}CODE_OVERSIZED\0\u{1}CODE_INVALID_FIELD\0\u{1}CODE_BAD_TOKEN\0\u{1}CODE_LATE\0\u{1}CODE_NO_OPEN_ROUND\0\u{1}CODE_UNAUTHORIZED\0\u{1}CODE_BAD_REQUEST\0\u{1}CODE_NOT_FOUND\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CODE_UNSPECIFIED\0\u{1}CODE_UNKNOWN_SENDER\0\u{1}CODE_REVOKED\0\u{1}CODE_WRONG_ROUND\0\u{1}CODE_WRONG_KIND\0\u{1}CODE_REPLAY\0\u{1}CODE_TAMPERED\0\u{1}CODE_OVERSIZED\0\u{1}CODE_INVALID_FIELD\0\u{1}CODE_BAD_TOKEN\0\u{1}CODE_LATE\0\u{1}CODE_NO_OPEN_ROUND\0\u{1}CODE_UNAUTHORIZED\0\u{1}CODE_BAD_REQUEST\0\u{1}CODE_NOT_FOUND\0\u{1}CODE_STAGE_NOT_OPEN\0")
 }

@@ -1,0 +1,251 @@
+import FedSegClustering
+import FedSegCrypto
+import FedSegMath
+import FedSegPrivacy
+import FedSegProtocol
+import FedSegRecommend
+import FedSegSecureAggregation
+import Foundation
+import GRDB
+import SwiftProtobuf
+
+/// A node's part in one distributed round: its SecAgg+ secrets and what it has sent so far.
+/// The secrets exist only in memory; a node that loses them (a restart mid-round) drops out of
+/// that round, which the protocol tolerates.
+struct SecAggParticipation {
+    var plan: Fedseg_V1_RoundPlan
+    var client: SecAggClient
+    var directory: [Int: SecAgg.Advertisement] = [:]
+    var sent: [Fedseg_V1_MessageKind: ClientNode.Answer] = [:]
+}
+
+extension ClientNode {
+    /// Stage 1 of a distributed round: a decline (not sampled, wrong embedder, no budget left),
+    /// or fresh per-round keys advertised to the cohort through the coordinator.
+    public func secAggAdvertise(_ publicationBytes: [UInt8]) throws -> Answer {
+        let plan = try verifyPlan(publicationBytes)
+        lastPlan = plan
+        let deadline = Date(timeIntervalSince1970: Double(plan.deadlineUnixMs) / 1000)
+        guard plan.privacyMode == .distributed else { throw NodeError.secureAggregation("round \(plan.round) is not distributed") }
+        if let participation, participation.plan.round == plan.round, let sent = participation.sent[.secaggAdvertise] {
+            return resent(sent)
+        }
+        if let stored = try storedAnswer(round: plan.round, deadline: deadline) { return stored }
+        guard let index = plan.secagg.cohort.firstIndex(of: id) else {
+            throw NodeError.secureAggregation("\(id) is not in the cohort of round \(plan.round)")
+        }
+        if plan.samplingRate < 1 {
+            var rng = SecureRandom()
+            if Double.random(in: 0..<1, using: &rng) >= plan.samplingRate { return try decline(plan, reason: "not_sampled", deadline: deadline) }
+        }
+        guard plan.embedderID == embedderID, Int(plan.dimension) == data.points.cols else {
+            return try decline(plan, reason: "embedder \(embedderID) (d = \(data.points.cols)) does not match the plan's", deadline: deadline)
+        }
+        guard try ledger().canAfford(try Self.secAggMechanism(plan), population: population) else {
+            return try decline(plan, reason: "budget", deadline: deadline)
+        }
+        var parameters = SecAgg.Parameters(
+            clients: plan.secagg.cohort.count, length: Int(plan.secagg.length), round: plan.round, graphSeed: plan.secagg.graphSeed,
+            minimumSurvivors: Int(plan.secagg.minSurvivors)
+        )
+        parameters.degree = Int(plan.secagg.degree)
+        parameters.threshold = Int(plan.secagg.threshold)
+        let graph = NeighborGraph(clients: parameters.clients, degree: parameters.degree, seed: parameters.graphSeed)
+        let client = try SecAggClient(index: index, parameters: parameters, graph: graph)
+        let keys = client.advertise()
+        let message = Fedseg_V1_SecAggAdvertise.with {
+            $0.runID = plan.runID
+            $0.round = plan.round
+            $0.encryptionKey = Data(keys.encryptionKey.bytes)
+            $0.maskingKey = Data(keys.maskingKey.bytes)
+        }
+        participation = SecAggParticipation(plan: plan, client: client)
+        return try stage(message, kind: .secaggAdvertise, plan: plan, deadline: deadline)
+    }
+
+    /// The later stages: verifies the coordinator's signed view of the open stage and answers it
+    /// (shares, masked input, reveals), or returns nil when there is nothing to send. The masked
+    /// input is charged to the ledger in the transaction that stores it, before it is sent.
+    public func secAggStep(_ viewBytes: [UInt8]) throws -> Answer? {
+        guard let key = coordinatorSigningKey else { throw NodeError.notEnrolled }
+        guard let publication = try? Fedseg_V1_SignedPublication(serializedBytes: viewBytes), publication.kind == .secaggStage,
+            key.isValidSignature([UInt8](publication.signature), for: publication.payload),
+            let view = try? Fedseg_V1_SecAggStage(serializedBytes: publication.payload)
+        else { throw NodeError.badSignature }
+        guard var current = participation, current.plan.round == view.round, current.plan.runID == view.runID else {
+            throw NodeError.secureAggregation("no keys for round \(view.round): this node did not advertise in it, or lost its state")
+        }
+        let plan = current.plan
+        let deadline = Date(timeIntervalSince1970: Double(view.stageDeadlineUnixMs) / 1000)
+        let client = current.client
+        switch view.stage {
+        case .secaggStageShare:
+            if let sent = current.sent[.secaggShares] { return resent(sent) }
+            var directory: [Int: SecAgg.Advertisement] = [:]
+            for entry in view.directory {
+                let v = Int(entry.index)
+                guard client.neighbors.contains(v), directory[v] == nil else {
+                    throw NodeError.secureAggregation("the directory names \(v), not a neighbour of \(client.index)")
+                }
+                directory[v] = SecAgg.Advertisement(
+                    client: v, encryptionKey: try KeyAgreement.PublicKey(bytes: [UInt8](entry.encryptionKey)),
+                    maskingKey: try KeyAgreement.PublicKey(bytes: [UInt8](entry.maskingKey))
+                )
+            }
+            guard !directory.isEmpty else { throw NodeError.secureAggregation("no neighbour advertised keys") }
+            let shares = try client.shareKeys(directory)
+            current.directory = directory
+            participation = current
+            let message = Fedseg_V1_SecAggShares.with {
+                $0.runID = plan.runID
+                $0.round = plan.round
+                $0.shares = shares.map { share in
+                    Fedseg_V1_SealedShare.with {
+                        $0.from = UInt32(share.from)
+                        $0.to = UInt32(share.to)
+                        $0.envelope = Data(share.envelope)
+                    }
+                }
+            }
+            return try stage(message, kind: .secaggShares, plan: plan, deadline: deadline)
+        case .secaggStageMask:
+            if let sent = current.sent[.secaggMaskedInput] { return resent(sent) }
+            guard current.sent[.secaggShares] != nil else { return nil }
+            let inbox = view.inbox.map { SecAgg.SealedShare(from: Int($0.from), to: Int($0.to), envelope: [UInt8]($0.envelope)) }
+            let masked = try client.maskedInput(try secAggInput(plan), shares: inbox, directory: current.directory)
+            let message = Fedseg_V1_SecAggMaskedInput.with {
+                $0.runID = plan.runID
+                $0.round = plan.round
+                $0.words = masked
+            }
+            let mechanism = try Self.secAggMechanism(plan)
+            do {
+                return try stage(message, kind: .secaggMaskedInput, plan: plan, deadline: deadline, charge: mechanism)
+            } catch let failure as PrivacyLedger.Failure {
+                // Out of budget since advertising: dropping out is safe, SecAgg recovers without it.
+                if case .budgetExceeded = failure { return nil }
+                throw failure
+            }
+        case .secaggStageUnmask:
+            if let sent = current.sent[.secaggUnmask] { return resent(sent) }
+            guard current.sent[.secaggMaskedInput] != nil else { return nil }
+            // Revealing to a round that summed too few would let the coordinator unmask a small
+            // group's sum with less noise than planned.
+            guard view.survivors.count >= Int(plan.secagg.minSurvivors) else {
+                throw NodeError.secureAggregation("\(view.survivors.count) survivors, the plan requires \(plan.secagg.minSurvivors): not revealing")
+            }
+            guard view.survivors.contains(UInt32(client.index)) else {
+                throw NodeError.secureAggregation("this node's masked input is not among the survivors: not revealing")
+            }
+            let reveals = try client.unmask(survivors: Set(view.survivors.map(Int.init)))
+            let message = Fedseg_V1_SecAggUnmask.with {
+                $0.runID = plan.runID
+                $0.round = plan.round
+                $0.reveals = reveals.map { reveal in
+                    Fedseg_V1_Reveal.with {
+                        $0.about = UInt32(reveal.about)
+                        $0.kind = reveal.kind == .selfMaskSeed ? .selfMaskSeed : .maskingKeySeed
+                        $0.x = UInt32(reveal.share.x)
+                        $0.share = Data(reveal.share.bytes)
+                    }
+                }
+            }
+            return try stage(message, kind: .secaggUnmask, plan: plan, deadline: deadline)
+        default:
+            return nil
+        }
+    }
+
+    /// Forgets the round's secrets (after the round, or to simulate a device that lost them).
+    public func endSecAgg() { participation = nil }
+
+    /// Fetches this node's view of the open stage and answers it.
+    public func secAggStep(round: UInt64, transport: any CoordinatorTransport) async throws -> Answer? {
+        guard let view = try await transport.secAggStage(round: round, client: id) else { return nil }
+        return try secAggStep(view)
+    }
+
+    /// What the node charges for its masked input, computed from the plan's own numbers: the
+    /// total σ its share and the minimum survivors' add up to, over the sensitivity it implies.
+    static func secAggMechanism(_ plan: Fedseg_V1_RoundPlan) throws -> PrivacyLedger.Mechanism {
+        let a = plan.secagg
+        switch plan.phase {
+        case .clustering:
+            return DistributedNoise(
+                clipNorm: plan.clipNorm, k: Int(plan.k), dimension: Int(plan.dimension), minimumSurvivors: Int(a.minSurvivors),
+                sumScale: a.sumScale, countScale: a.countScale, clientSigma: a.clientSigma
+            ).mechanism
+        case .recommendation:
+            return histogramNoise(plan).mechanism
+        default:
+            throw NodeError.invalidPlan("unknown phase")
+        }
+    }
+
+    static func histogramNoise(_ plan: Fedseg_V1_RoundPlan) -> DistributedIntegerNoise {
+        DistributedIntegerNoise(
+            length: Int(plan.secagg.length), baseSensitivity: SegmentHistogram.sensitivity(maxItemsPerUser: Int(plan.maxItemsPerUser)),
+            scale: max(1, Int(plan.secagg.countScale.rounded())), minimumSurvivors: Int(plan.secagg.minSurvivors), clientSigma: plan.secagg.clientSigma
+        )
+    }
+
+    /// The node's quantised statistics plus its discrete Gaussian noise share, as words mod 2^32.
+    func secAggInput(_ plan: Fedseg_V1_RoundPlan) throws -> [UInt32] {
+        let k = Int(plan.k)
+        let d = Int(plan.dimension)
+        let a = plan.secagg
+        var sampler = try DiscreteGaussianSampler(sigma: a.clientSigma, generator: SecureRandom())
+        switch plan.phase {
+        case .clustering:
+            let noise = DistributedNoise(
+                clipNorm: plan.clipNorm, k: k, dimension: d, minimumSurvivors: Int(a.minSurvivors), sumScale: a.sumScale,
+                countScale: a.countScale, clientSigma: a.clientSigma
+            )
+            let statistics = data.points.rows > 0
+                ? LocalStatistics.compute(points: data.points, centroids: Matrix(rows: k, cols: d, storage: plan.centroids), clipNorm: Float(plan.clipNorm))
+                : LocalStatistics(k: k, dimension: d)
+            var rounding = SecureRandom()
+            return noise.encode(statistics, rounding: &rounding, noise: &sampler)
+        case .recommendation:
+            let catalog = ItemCatalog(ids: plan.catalogItems)
+            var histogram = SegmentHistogram(segments: k, items: catalog.count)
+            if data.points.rows > 0 {
+                let labels = KMeans.assign(data.points, to: Matrix(rows: k, cols: d, storage: plan.centroids))
+                var rng = SecureRandom()
+                for (u, items) in data.items.enumerated() {
+                    histogram.add(userItems: items, segment: Int(labels[u]), catalog: catalog, maxItemsPerUser: Int(plan.maxItemsPerUser), using: &rng)
+                }
+            }
+            return Self.histogramNoise(plan).encode(histogram.counts, noise: &sampler)
+        default:
+            throw NodeError.invalidPlan("unknown phase")
+        }
+    }
+
+    /// Seals a stage message and stores it (with its charge, for the masked input) in one
+    /// transaction; a retry resends these bytes.
+    func stage(
+        _ message: some SwiftProtobuf.Message, kind: Fedseg_V1_MessageKind, plan: Fedseg_V1_RoundPlan, deadline: Date,
+        charge mechanism: PrivacyLedger.Mechanism? = nil
+    ) throws -> Answer {
+        let envelope = try seal(try message.serializedBytes(), kind: kind, round: plan.round)
+        try database.write { [population] db in
+            if let mechanism {
+                try PrivacyLedger.charge(db, releaseID: "\(plan.runID)/round-\(plan.round)", round: Int64(plan.round), mechanism: mechanism, populations: [population])
+            }
+            try db.execute(
+                sql: "INSERT INTO stage_outbox (round, kind, envelope, created_at) VALUES (?, ?, ?, ?)",
+                arguments: [Int64(plan.round), kind.rawValue, Data(envelope), Date().timeIntervalSince1970]
+            )
+        }
+        let answer = Answer(round: plan.round, kind: kind, envelope: envelope, declineReason: nil, resent: false, deadline: deadline)
+        participation?.sent[kind] = answer
+        return answer
+    }
+
+    func resent(_ answer: Answer) -> Answer {
+        var again = answer
+        again.resent = true
+        return again
+    }
+}
