@@ -74,7 +74,7 @@ public enum CoordinatorDaemon {
             logger.notice("privacy", metadata: [
                 "total_epsilon": "\(total.epsilon)", "total_delta": "\(total.delta)",
                 "spent": "\(String(format: "%.4f", (try? store.ledger.spent(by: Coordinator.allUsers)) ?? 0))",
-                "mode": "local (every client noises its own update; the coordinator charges each release before publishing it)",
+                "modes": "local (every client noises its own update) or distributed (secure aggregation; each client adds a noise share), chosen per run; every release is charged before it is published",
             ])
         }
         let router = CoordinatorRoutes.router(coordinator: coordinator, adminTokenHash: SHA256.hash(Data(token.utf8)).bytes)

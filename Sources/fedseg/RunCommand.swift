@@ -92,6 +92,12 @@ struct RunCommand: AsyncParsableCommand {
         @Option(name: .long, help: "Items a user contributes to the recommendation histogram at most.")
         var maxItemsPerUser = 20
 
+        @Option(name: .long, help: "local (every client adds full noise) or distributed (secure aggregation; each client adds a share of the noise).")
+        var privacyMode = "local"
+
+        @Option(name: .long, help: "Distributed mode: at most this many users in the federation (sizes the quantisation so sums never wrap).")
+        var maxUsers = 1_000_000
+
         @Option(name: .long, help: "Seed for the start.")
         var seed: UInt64 = 1
 
@@ -110,6 +116,8 @@ struct RunCommand: AsyncParsableCommand {
             parameters.samplingRate = samplingRate
             parameters.maxItemsPerUser = maxItemsPerUser
             parameters.seed = seed
+            parameters.privacyMode = privacyMode
+            parameters.maxUsers = maxUsers
             func lines(_ path: String) throws -> [String] {
                 try String(contentsOfFile: path, encoding: .utf8).split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
             }

@@ -19,11 +19,11 @@ struct FederationTests {
         try #require(JSONSerialization.jsonObject(with: Data(contentsOf: path)) as? [String: Any])
     }
 
-    static func simulate(_ coordinator: RunningCoordinator, data: URL, clients: Int, extra: [String] = []) throws -> (Executables.Result, [String: Any]) {
+    static func simulate(_ coordinator: RunningCoordinator, data: URL, clients: Int, epsilon: Double = 8, extra: [String] = []) throws -> (Executables.Result, [String: Any]) {
         let reportFile = FileManager.default.temporaryDirectory.appendingPathComponent("fedseg-report-\(UUID().uuidString).json")
         let result = try Executables.run("client-sim", [
             "run", "--coordinator", coordinator.url, "--admin-token-file", coordinator.adminTokenFile, "--data", data.path,
-            "--clients", "\(clients)", "--embedder", "hashing", "--epsilon", "8", "--delta", "1e-6", "--no-cache",
+            "--clients", "\(clients)", "--embedder", "hashing", "--epsilon", "\(epsilon)", "--delta", "1e-6", "--no-cache",
             "--work-dir", coordinator.stateDirectory.appendingPathComponent("sim-\(UUID().uuidString)").path, "--report", reportFile.path,
         ] + extra)
         #expect(result.status == 0, "client-sim failed: \(result.stdout)\n\(result.stderr)\n\(coordinator.log().suffix(3000))")
@@ -88,6 +88,48 @@ struct FederationTests {
         let offline = try Executables.run("fedseg", ["privacy", "audit", "--state-dir", coordinator.stateDirectory.path, "--json"])
         #expect(offline.status == 0, "\(offline.stderr)")
         #expect(offline.stdout.contains("\"verified\":true"))
+    }
+
+    @Test("distributed mode (secure aggregation) with 10% dropout beside local mode on the same data and ε: exact, charged as distributed, less noise")
+    func distributedBesideLocal() throws {
+        let data = try Self.generate(users: 4_000, seed: 5)
+        let coordinator = try RunningCoordinator()
+        try coordinator.start(arguments: ["--total-epsilon", "100"])
+        let (_, distributed) = try Self.simulate(
+            coordinator, data: data, clients: 40, epsilon: 4, extra: ["--privacy-mode", "distributed", "--dropout", "0.1", "--round-deadline", "24"]
+        )
+        let (_, local) = try Self.simulate(coordinator, data: data, clients: 40, epsilon: 4)
+        #expect(distributed["privacy_mode"] as? String == "distributed")
+        #expect(local["privacy_mode"] as? String == "local")
+        for report in [distributed, local] {
+            #expect(report["ledgers_verified"] as? Bool == true)
+            #expect(report["ledgers_agree"] as? Bool == true)
+            #expect(report["rounds"] as? Int == 3)
+            let spent = try #require(report["epsilon_spent"] as? Double)
+            #expect(spent <= 4 + 1e-9 && spent > 3.5, "ε spent \(spent)")
+        }
+        // Dropouts before masking leave fewer survivors than clients, never fewer than the quorum.
+        let survivors = try #require(distributed["participants_per_round"] as? [Int])
+        #expect(survivors.count == 3 && survivors.allSatisfy { $0 >= 20 && $0 <= 40 }, "survivors per round \(survivors)")
+        #expect(survivors.contains { $0 < 40 }, "10% dropout removed someone: \(survivors)")
+        let distributedARI = try #require(distributed["ari_truth"] as? Double)
+        let distributedCost = try #require(distributed["cost_ratio"] as? Double)
+        let localCost = try #require(local["cost_ratio"] as? Double)
+        #expect(distributedARI >= 0.85, "ARI against ground truth \(distributedARI)")
+        #expect(distributedCost < localCost, "the sum carries one noise draw, not 40: cost \(distributedCost) vs local \(localCost)")
+        let recall = { (report: [String: Any]) -> Double in
+            let rows = report["recommendation"] as? [[String: Any]] ?? []
+            return rows.first { $0["model"] as? String == "segment_private" }?["recall_at_10"] as? Double ?? -1
+        }
+        #expect(recall(distributed) > recall(local), "private segment models: distributed \(recall(distributed)) vs local \(recall(local))")
+
+        // The audit shows which mode each release used.
+        let audit = try Executables.run("fedseg", ["privacy", "audit", "--coordinator", coordinator.url, "--admin-token-file", coordinator.adminTokenFile])
+        #expect(audit.status == 0, "\(audit.stderr)")
+        let runID = try #require(distributed["run_id"] as? String)
+        let lines = audit.stdout.split(separator: "\n").filter { $0.contains("\(runID)/round-") }
+        #expect(lines.count == 6 && lines.allSatisfy { $0.contains("distributed") }, "\(audit.stdout)")
+        #expect(coordinator.stop() == 0)
     }
 
     @Test("20% dropout and misbehaving clients: every misbehaviour is refused and counted, and the run completes")
