@@ -194,7 +194,7 @@ extension ClientNode {
         let k = Int(plan.k)
         let d = Int(plan.dimension)
         let a = plan.secagg
-        var sampler = try DiscreteGaussianSampler(sigma: a.clientSigma, generator: SecureRandom())
+        var sampler = try DiscreteGaussianSampler(sigma: a.clientSigma, generator: BufferedSecureRandom())
         switch plan.phase {
         case .clustering:
             let noise = DistributedNoise(
@@ -204,7 +204,7 @@ extension ClientNode {
             let statistics = data.points.rows > 0
                 ? LocalStatistics.compute(points: data.points, centroids: Matrix(rows: k, cols: d, storage: plan.centroids), clipNorm: Float(plan.clipNorm))
                 : LocalStatistics(k: k, dimension: d)
-            var rounding = SecureRandom()
+            var rounding = BufferedSecureRandom()
             return noise.encode(statistics, rounding: &rounding, noise: &sampler)
         case .recommendation:
             let catalog = ItemCatalog(ids: plan.catalogItems)

@@ -337,7 +337,7 @@ public actor ClientNode {
             }
         }
         let m = Int(plan.maxItemsPerUser)
-        try histogram.addNoise(noiseMultiplier: plan.sumStd / SegmentHistogram.sensitivity(maxItemsPerUser: m), maxItemsPerUser: m, generator: SecureRandom())
+        try histogram.addNoise(noiseMultiplier: plan.sumStd / SegmentHistogram.sensitivity(maxItemsPerUser: m), maxItemsPerUser: m, generator: BufferedSecureRandom())
         return .with {
             $0.runID = plan.runID
             $0.round = plan.round

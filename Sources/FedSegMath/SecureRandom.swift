@@ -30,3 +30,35 @@ enum Sodium {
         precondition(initialized, "libsodium failed to initialise")
     }
 }
+
+/// The same OS CSPRNG as `SecureRandom`, drawn 4 KiB at a time: samplers that take many words
+/// per draw (the exact discrete Gaussian takes dozens) spend their time sampling instead of
+/// calling into libsodium per 8 bytes. A class, so that copies share one buffer and can never
+/// hand out the same bytes twice; each word is erased once used, the rest when released.
+public final class BufferedSecureRandom: RandomNumberGenerator {
+    private var buffer: UnsafeMutableBufferPointer<UInt64>
+    private var position: Int
+
+    public init(words: Int = 512) {
+        precondition(words > 0, "a buffer of at least one word")
+        buffer = .allocate(capacity: words)
+        buffer.initialize(repeating: 0)
+        position = words
+    }
+
+    deinit {
+        sodium_memzero(buffer.baseAddress!, buffer.count * MemoryLayout<UInt64>.size)
+        buffer.deallocate()
+    }
+
+    public func next() -> UInt64 {
+        if position == buffer.count {
+            SecureRandom.fill(UnsafeMutableRawBufferPointer(buffer))
+            position = 0
+        }
+        let value = buffer[position]
+        buffer[position] = 0
+        position += 1
+        return value
+    }
+}

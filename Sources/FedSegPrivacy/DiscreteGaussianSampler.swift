@@ -104,8 +104,9 @@ public struct DiscreteGaussianSampler<Generator: RandomNumberGenerator> {
     }
 }
 
-extension DiscreteGaussianSampler where Generator == SecureRandom {
+extension DiscreteGaussianSampler where Generator == BufferedSecureRandom {
+    /// Noise from the OS CSPRNG, drawn in bulk (an exact draw takes dozens of words).
     public init(sigma: Double) throws {
-        try self.init(sigma: sigma, generator: SecureRandom())
+        try self.init(sigma: sigma, generator: BufferedSecureRandom())
     }
 }

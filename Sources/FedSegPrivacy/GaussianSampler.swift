@@ -42,9 +42,9 @@ public struct GaussianSampler<Generator: RandomNumberGenerator> {
     }
 }
 
-extension GaussianSampler where Generator == SecureRandom {
-    /// Noise from the OS CSPRNG: the product's default.
+extension GaussianSampler where Generator == BufferedSecureRandom {
+    /// Noise from the OS CSPRNG (drawn in bulk): the product's default.
     public init() {
-        self.init(generator: SecureRandom())
+        self.init(generator: BufferedSecureRandom())
     }
 }

@@ -40,8 +40,8 @@ public enum DistributedClustering {
                 let statistics = shard.rows > 0
                     ? LocalStatistics.compute(points: shard, centroids: current, clipNorm: Float(plan.clipNorm))
                     : LocalStatistics(k: k, dimension: d)
-                var rounding = SecureRandom()
-                var sampler = try DiscreteGaussianSampler(sigma: noise.clientSigma, generator: SecureRandom())
+                var rounding = BufferedSecureRandom()
+                var sampler = try DiscreteGaussianSampler(sigma: noise.clientSigma, generator: BufferedSecureRandom())
                 return noise.encode(statistics, rounding: &rounding, noise: &sampler)
             }
             let parameters = SecAgg.Parameters(

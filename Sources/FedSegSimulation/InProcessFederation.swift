@@ -210,14 +210,14 @@ public struct InProcessFederation: Sendable {
             }
             exact.merge(local)
             if !centralNoise {
-                try local.addNoise(noiseMultiplier: recommendationNoise, maxItemsPerUser: c.maxItemsPerUser, generator: SecureRandom())
+                try local.addNoise(noiseMultiplier: recommendationNoise, maxItemsPerUser: c.maxItemsPerUser, generator: BufferedSecureRandom())
             }
             released.merge(local)
         }
         // Distributed mode: each client's discrete Gaussian share summed through secure aggregation
         // is, to within τ < 1e-60, one discrete Gaussian on the aggregate; drawn once here.
         if centralNoise {
-            try released.addNoise(noiseMultiplier: recommendationNoise, maxItemsPerUser: c.maxItemsPerUser, generator: SecureRandom())
+            try released.addNoise(noiseMultiplier: recommendationNoise, maxItemsPerUser: c.maxItemsPerUser, generator: BufferedSecureRandom())
         }
         let copies = centralNoise ? 1.0 : Double(clientCount)
         let releasedNoiseStd = recommendationNoise * SegmentHistogram.sensitivity(maxItemsPerUser: c.maxItemsPerUser) * copies.squareRoot()

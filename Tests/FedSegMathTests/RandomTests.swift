@@ -36,9 +36,9 @@ struct RandomTests {
 
     /// Each check below fails a correct generator with probability well under 1e-6 (bounds at
     /// more than 5 standard deviations, or chi-square beyond its 1 - 1e-7 quantile).
-    @Test("the secure generator passes simple statistical checks")
-    func secureStatistics() {
-        var rng = SecureRandom()
+    @Test("the secure generator passes simple statistical checks", arguments: ["direct", "buffered"])
+    func secureStatistics(_ kind: String) {
+        var rng: any RandomNumberGenerator = kind == "direct" ? SecureRandom() : BufferedSecureRandom(words: 97)
         let n = 200_000
         var bitCounts = [Int](repeating: 0, count: 64)
         var byteCounts = [Int](repeating: 0, count: 256)
@@ -74,6 +74,12 @@ struct RandomTests {
         var a = SecureRandom()
         var b = a
         #expect((0..<16).map { _ in a.next() } != (0..<16).map { _ in b.next() })
+        // A copy of the buffered generator is the same buffer: it never hands out a word twice.
+        let buffered = BufferedSecureRandom(words: 8)
+        let c = buffered
+        let d = buffered
+        let words = (0..<40).flatMap { _ in [c.next(), d.next()] }
+        #expect(Set(words).count == words.count)
     }
 
     @Test("standard normal draws have mean 0 and variance 1")
