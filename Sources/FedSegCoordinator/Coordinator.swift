@@ -132,7 +132,14 @@ public actor Coordinator {
             for envelope in envelopes {
                 let kinds = round.secagg.map { _ in [Fedseg_V1_MessageKind.decline, .secaggAdvertise, .secaggShares, .secaggMaskedInput, .secaggUnmask] }
                 let (clientID, _, message) = try intake.decode(envelope, plan: plan, coordinator: keys.identity.keyAgreement, checkStatus: false, kinds: kinds)
-                if let persisted, let index = round.secagg?.context.index[clientID], !Self.belongs(message, from: index, to: persisted) { continue }
+                if let secagg = round.secagg {
+                    guard let index = secagg.context.index[clientID] else { continue }
+                    if let persisted, !Self.belongs(message, from: index, to: persisted) { continue }
+                    // Replayed in the order accepted: each fits the stage it was accepted in.
+                    var replaying = secagg
+                    if let kind = Self.kind(of: message), let stage = SecAggRound.Stage.of(kind: kind) { replaying.stage = stage }
+                    guard replaying.expects(message, from: index) else { continue }
+                }
                 try Self.add(message, from: clientID, to: &round)
             }
             open = round
@@ -219,7 +226,9 @@ public actor Coordinator {
     /// Adds an accepted message to the open round's sums (or its secure-aggregation state).
     public func add(_ message: UpdateIntake.Message, round: UInt64, clientID: String = "") throws -> AddOutcome {
         guard var current = open, current.id == round else { return .late }
-        if let stage = current.secagg?.stage, let kind = Self.kind(of: message), SecAggRound.Stage.of(kind: kind) != stage { return .late }
+        if let secagg = current.secagg {
+            guard let index = secagg.context.index[clientID], secagg.expects(message, from: index) else { return .late }
+        }
         try Self.add(message, from: clientID, to: &current)
         open = current
         switch message {

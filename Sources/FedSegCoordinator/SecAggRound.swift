@@ -119,6 +119,18 @@ struct SecAggRound {
         )
     }
 
+    /// Whether a message fits the open stage and its sender's part so far: a masked input only
+    /// from a client that shared keys, reveals only from a survivor.
+    func expects(_ message: UpdateIntake.Message, from index: Int) -> Bool {
+        switch message {
+        case .decline, .secAggAdvertise: stage == .advertise
+        case .secAggShares: stage == .share && server.directory[index] != nil
+        case .secAggMaskedInput: stage == .mask && server.shared.contains(index) && !server.survivors.contains(index)
+        case .secAggUnmask: stage == .unmask && server.survivors.contains(index)
+        case .clientUpdate, .recommendationUpdate: false
+        }
+    }
+
     /// Adds one accepted stage message from cohort member `index`.
     mutating func receive(_ message: UpdateIntake.Message, from index: Int) throws {
         switch message {

@@ -132,6 +132,47 @@ struct FederationTests {
         #expect(coordinator.stop() == 0)
     }
 
+    @Test("distributed mode: kill -9 between secure-aggregation stages and at aggregation; the open stage resumes and the run completes")
+    func distributedCrashes() throws {
+        let data = try Self.generate(users: 2000, seed: 9)
+        let coordinator = try RunningCoordinator()
+        try coordinator.start()
+        let reportFile = FileManager.default.temporaryDirectory.appendingPathComponent("fedseg-report-\(UUID().uuidString).json")
+        let simulation = try Executables.start("client-sim", [
+            "run", "--coordinator", coordinator.url, "--admin-token-file", coordinator.adminTokenFile, "--data", data.path,
+            "--clients", "12", "--embedder", "hashing", "--epsilon", "8", "--delta", "1e-6", "--no-cache", "--concurrency", "4",
+            "--privacy-mode", "distributed", "--round-deadline", "120", "--report", reportFile.path,
+            "--work-dir", coordinator.stateDirectory.appendingPathComponent("sim").path,
+        ])
+        // 1: SIGKILL as soon as the first round reaches its mask stage (keys advertised and shared).
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline, !coordinator.log().contains("stage=mask") { Thread.sleep(forTimeInterval: 0.01) }
+        coordinator.kill()
+        #expect(coordinator.log().contains("stage=mask"))
+        // 2: restart with the crash hook at aggregation (after the sum is unmasked, before commit).
+        try coordinator.start(environment: ["FEDSEG_TEST_CRASH_AT": "aggregate"])
+        #expect(coordinator.waitForExit(seconds: 120) != nil, "the aggregate hook fired")
+        #expect(coordinator.log().contains("SIGKILL at aggregate"))
+        // Then a clean restart: the round resumes where it was and the run finishes.
+        try coordinator.start()
+        let result = simulation.wait()
+        #expect(result.status == 0, "client-sim: \(result.stdout)\n\(result.stderr.suffix(2000))\n\(coordinator.log().suffix(3000))")
+        let report = try Self.report(reportFile)
+        #expect(report["privacy_mode"] as? String == "distributed")
+        #expect(report["rounds"] as? Int == 3)
+        #expect(report["ledgers_verified"] as? Bool == true)
+        #expect(report["ledgers_agree"] as? Bool == true, "no client charged a round twice")
+        #expect((report["ari_truth"] as? Double ?? 0) >= 0.8)
+        coordinator.stop()
+
+        let queue = try DatabaseQueue(path: coordinator.stateDirectory.appendingPathComponent("coordinator.sqlite").path)
+        let abandoned = try queue.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM rounds WHERE status = 'abandoned'") ?? 0 }
+        #expect(abandoned == 0, "the interrupted rounds were resumed, not abandoned")
+        let ledger = try PrivacyLedger(path: coordinator.stateDirectory.appendingPathComponent("coordinator.sqlite").path)
+        let records = try ledger.records()
+        #expect(records.count == 6 && records.allSatisfy { $0.mode == "distributed" })
+    }
+
     @Test("20% dropout and misbehaving clients: every misbehaviour is refused and counted, and the run completes")
     func misbehaviour() throws {
         let data = try Self.generate(users: 4000, seed: 5)
