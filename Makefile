@@ -10,7 +10,7 @@ PROTOC_SCRATCH ?= .build-protoc
 FUZZ_SECONDS ?= 600
 FUZZ_FLAGS = -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -use-ld=lld
 
-.PHONY: all setup build test demo demo-synthetic bench proto fuzz clean
+.PHONY: all setup build test demo demo-distributed demo-synthetic bench proto fuzz clean
 
 all: build
 
@@ -31,6 +31,12 @@ demo: setup
 	$(SWIFT) build -c release
 	.build/release/fedseg doctor
 	scripts/demo goodbooks data/goodbooks --clients 10 --k 8 --epsilon 8 --delta 1e-6 --embedder minilm
+
+# The same data and ε with secure aggregation: each client adds a share of the noise.
+demo-distributed: setup
+	$(SWIFT) build -c release
+	scripts/demo goodbooks-distributed data/goodbooks --clients 10 --k 8 --epsilon 8 --delta 1e-6 --embedder minilm \
+		--privacy-mode distributed
 
 # The same on generated data with planted segments, where ARI against ground truth means something.
 demo-synthetic: setup
