@@ -78,7 +78,7 @@ let package = Package(
         ),
         .target(
             name: "FedSegSecureAggregation",
-            dependencies: ["CSodium", "FedSegMath", "FedSegCrypto", "FedSegPrivacy", "FedSegClustering"],
+            dependencies: ["CSodium", "FedSegMath", "FedSegCrypto", "FedSegPrivacy", "FedSegClustering", "FedSegProtocol"],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -34,13 +34,7 @@ extension ClientNode {
         guard let index = plan.secagg.cohort.firstIndex(of: id) else {
             throw NodeError.secureAggregation("\(id) is not in the cohort of round \(plan.round)")
         }
-        if plan.samplingRate < 1 {
-            var rng = SecureRandom()
-            if Double.random(in: 0..<1, using: &rng) >= plan.samplingRate { return try decline(plan, reason: "not_sampled", deadline: deadline) }
-        }
-        guard plan.embedderID == embedderID, Int(plan.dimension) == data.points.cols else {
-            return try decline(plan, reason: "embedder \(embedderID) (d = \(data.points.cols)) does not match the plan's", deadline: deadline)
-        }
+        if let reason = reasonToDecline(plan) { return try decline(plan, reason: reason, deadline: deadline) }
         guard try ledger().canAfford(try Self.secAggMechanism(plan), population: population) else {
             return try decline(plan, reason: "budget", deadline: deadline)
         }
@@ -168,39 +162,21 @@ extension ClientNode {
     /// What the node charges for its masked input, computed from the plan's own numbers: the
     /// total σ its share and the minimum survivors' add up to, over the sensitivity it implies.
     static func secAggMechanism(_ plan: Fedseg_V1_RoundPlan) throws -> PrivacyLedger.Mechanism {
-        let a = plan.secagg
         switch plan.phase {
-        case .clustering:
-            return DistributedNoise(
-                clipNorm: plan.clipNorm, k: Int(plan.k), dimension: Int(plan.dimension), minimumSurvivors: Int(a.minSurvivors),
-                sumScale: a.sumScale, countScale: a.countScale, clientSigma: a.clientSigma
-            ).mechanism
-        case .recommendation:
-            return histogramNoise(plan).mechanism
-        default:
-            throw NodeError.invalidPlan("unknown phase")
+        case .clustering: return plan.distributedNoise.mechanism
+        case .recommendation: return plan.distributedHistogramNoise(baseSensitivity: SegmentHistogram.sensitivity(maxItemsPerUser: Int(plan.maxItemsPerUser))).mechanism
+        default: throw NodeError.invalidPlan("unknown phase")
         }
-    }
-
-    static func histogramNoise(_ plan: Fedseg_V1_RoundPlan) -> DistributedIntegerNoise {
-        DistributedIntegerNoise(
-            length: Int(plan.secagg.length), baseSensitivity: SegmentHistogram.sensitivity(maxItemsPerUser: Int(plan.maxItemsPerUser)),
-            scale: max(1, Int(plan.secagg.countScale.rounded())), minimumSurvivors: Int(plan.secagg.minSurvivors), clientSigma: plan.secagg.clientSigma
-        )
     }
 
     /// The node's quantised statistics plus its discrete Gaussian noise share, as words mod 2^32.
     func secAggInput(_ plan: Fedseg_V1_RoundPlan) throws -> [UInt32] {
         let k = Int(plan.k)
         let d = Int(plan.dimension)
-        let a = plan.secagg
-        var sampler = try DiscreteGaussianSampler(sigma: a.clientSigma, generator: BufferedSecureRandom())
+        var sampler = try DiscreteGaussianSampler(sigma: plan.secagg.clientSigma, generator: BufferedSecureRandom())
         switch plan.phase {
         case .clustering:
-            let noise = DistributedNoise(
-                clipNorm: plan.clipNorm, k: k, dimension: d, minimumSurvivors: Int(a.minSurvivors), sumScale: a.sumScale,
-                countScale: a.countScale, clientSigma: a.clientSigma
-            )
+            let noise = plan.distributedNoise
             let statistics = data.points.rows > 0
                 ? LocalStatistics.compute(points: data.points, centroids: Matrix(rows: k, cols: d, storage: plan.centroids), clipNorm: Float(plan.clipNorm))
                 : LocalStatistics(k: k, dimension: d)
@@ -216,7 +192,8 @@ extension ClientNode {
                     histogram.add(userItems: items, segment: Int(labels[u]), catalog: catalog, maxItemsPerUser: Int(plan.maxItemsPerUser), using: &rng)
                 }
             }
-            return Self.histogramNoise(plan).encode(histogram.counts, noise: &sampler)
+            let noise = plan.distributedHistogramNoise(baseSensitivity: SegmentHistogram.sensitivity(maxItemsPerUser: Int(plan.maxItemsPerUser)))
+            return noise.encode(histogram.counts, noise: &sampler)
         default:
             throw NodeError.invalidPlan("unknown phase")
         }

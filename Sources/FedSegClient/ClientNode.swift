@@ -225,13 +225,7 @@ public actor ClientNode {
         guard plan.privacyMode == .local else {
             throw NodeError.secureAggregation("round \(plan.round) is distributed: answer it stage by stage (secAggAdvertise, secAggStep)")
         }
-        if plan.samplingRate < 1 {
-            var rng = SecureRandom()
-            if Double.random(in: 0..<1, using: &rng) >= plan.samplingRate { return try decline(plan, reason: "not_sampled", deadline: deadline) }
-        }
-        guard plan.embedderID == embedderID, Int(plan.dimension) == data.points.cols else {
-            return try decline(plan, reason: "embedder \(embedderID) (d = \(data.points.cols)) does not match the plan's", deadline: deadline)
-        }
+        if let reason = reasonToDecline(plan) { return try decline(plan, reason: reason, deadline: deadline) }
         let releaseID = "\(plan.runID)/round-\(plan.round)"
         let mechanism: PrivacyLedger.Mechanism
         let kind: Fedseg_V1_MessageKind
@@ -268,6 +262,19 @@ public actor ClientNode {
             throw failure
         }
         return Answer(round: plan.round, kind: kind, envelope: envelope, declineReason: nil, resent: false, deadline: deadline)
+    }
+
+    /// Why the node sits a round out before computing anything: it sampled itself out, or the
+    /// plan names another embedder.
+    func reasonToDecline(_ plan: Fedseg_V1_RoundPlan) -> String? {
+        if plan.samplingRate < 1 {
+            var rng = SecureRandom()
+            if Double.random(in: 0..<1, using: &rng) >= plan.samplingRate { return "not_sampled" }
+        }
+        guard plan.embedderID == embedderID, Int(plan.dimension) == data.points.cols else {
+            return "embedder \(embedderID) (d = \(data.points.cols)) does not match the plan's"
+        }
+        return nil
     }
 
     func storedAnswer(round: UInt64, deadline: Date) throws -> Answer? {

@@ -291,20 +291,17 @@ public actor Coordinator {
             try abandon(current, reason: "secure aggregation aborted: \(reason)")
         case .finished(let sum, let survivors):
             current.participants = survivors
-            let m = Int(current.plan.secagg.minSurvivors)
-            let a = current.plan.secagg
             if current.plan.phase == .clustering {
-                let noise = DistributedNoise(
-                    clipNorm: current.plan.clipNorm, k: Int(current.plan.k), dimension: Int(current.plan.dimension), minimumSurvivors: m,
-                    sumScale: a.sumScale, countScale: a.countScale, clientSigma: a.clientSigma
-                )
+                let noise = current.plan.distributedNoise
                 let decoded = noise.decode(sum)
                 current.sums = decoded.sums
                 current.counts = decoded.counts
                 let std = noise.decodedStd(survivors: survivors)
                 current.noiseVariance = (std.sums * std.sums, std.counts * std.counts)
             } else {
-                let noise = Self.histogramNoise(current.plan)
+                let noise = current.plan.distributedHistogramNoise(
+                    baseSensitivity: SegmentHistogram.sensitivity(maxItemsPerUser: Int(current.plan.maxItemsPerUser))
+                )
                 current.sums = noise.decode(sum)
                 let std = noise.decodedStd(survivors: survivors)
                 current.noiseVariance = (std * std, std * std)
@@ -313,13 +310,6 @@ public actor Coordinator {
             open = current
             try close()
         }
-    }
-
-    static func histogramNoise(_ plan: Fedseg_V1_RoundPlan) -> DistributedIntegerNoise {
-        DistributedIntegerNoise(
-            length: Int(plan.secagg.length), baseSensitivity: SegmentHistogram.sensitivity(maxItemsPerUser: Int(plan.maxItemsPerUser)),
-            scale: Int(plan.secagg.countScale.rounded()), minimumSurvivors: Int(plan.secagg.minSurvivors), clientSigma: plan.secagg.clientSigma
-        )
     }
 
     /// The signed view of the open distributed round for one client (or the public progress).

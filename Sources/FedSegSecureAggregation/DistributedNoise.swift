@@ -68,18 +68,6 @@ public struct DistributedNoise: Sendable, Equatable {
         noiseMultiplier = sigma / sensitivity
     }
 
-    init(noiseMultiplier: Double, clipNorm: Double, k: Int, dimension: Int, minimumSurvivors: Int, sumScale: Double, countScale: Double, sigma: Double, clientSigma: Double) {
-        self.noiseMultiplier = noiseMultiplier
-        self.clipNorm = clipNorm
-        self.k = k
-        self.dimension = dimension
-        self.minimumSurvivors = minimumSurvivors
-        self.sumScale = sumScale
-        self.countScale = countScale
-        self.sigma = sigma
-        self.clientSigma = clientSigma
-    }
-
     /// Scales chosen so that `maxUsers` users' statistics plus 12 standard deviations of the
     /// noise of all `clients` shares stay below 2^30.
     public static func make(
@@ -99,8 +87,8 @@ public struct DistributedNoise: Sendable, Equatable {
                 let clientSigma = sigma / Double(max(1, minimumSurvivors)).squareRoot()
                 guard clientSigma >= 4 else { throw Failure.tooLittleNoisePerClient(clientSigma) }
                 return DistributedNoise(
-                    noiseMultiplier: z, clipNorm: noise.clipNorm, k: k, dimension: dimension, minimumSurvivors: minimumSurvivors,
-                    sumScale: sumScale, countScale: countScale, sigma: sigma, clientSigma: clientSigma
+                    clipNorm: noise.clipNorm, k: k, dimension: dimension, minimumSurvivors: minimumSurvivors, sumScale: sumScale,
+                    countScale: countScale, clientSigma: clientSigma
                 )
             }
             sumScale /= 2
