@@ -710,7 +710,16 @@ public actor Coordinator {
             embedderID: parameters.embedderID, privacyMode: parameters.privacyMode, epsilon: parameters.epsilon, delta: parameters.delta,
             epsilonSpent: spent, plannedRounds: parameters.rounds, committedRounds: run.committedRounds,
             noiseMultiplier: try parameters.privacyPlan().clustering.noiseMultiplier,
-            openRound: open.map { OpenRoundSummary(id: $0.id, phase: $0.plan.phase == .clustering ? "clustering" : "recommendation", participants: $0.participants, declined: $0.declined, expected: $0.expected, deadlineUnix: $0.deadline) },
+            openRound: open.map { round in
+                OpenRoundSummary(
+                    id: round.id, phase: round.plan.phase == .clustering ? "clustering" : "recommendation", participants: round.participants,
+                    declined: round.declined, expected: round.expected, deadlineUnix: round.deadline, secAggStage: round.secagg.map { "\($0.stage)" },
+                    secAggProgress: round.secagg.map { [
+                        "advertised": $0.server.directory.count, "shared": $0.server.shared.count, "masked": $0.server.survivors.count,
+                        "revealed": $0.revealed.count,
+                    ] }
+                )
+            },
             rounds: rounds.map {
                 RoundSummary(id: UInt64($0.id ?? 0), phase: $0.phase, status: $0.status, participants: $0.participants, declined: $0.declined, expected: $0.expected, centroidShift: $0.centroidShift)
             }

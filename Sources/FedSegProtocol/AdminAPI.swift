@@ -189,14 +189,23 @@ public struct OpenRoundSummary: Codable, Sendable {
     public var declined: Int
     public var expected: Int
     public var deadlineUnix: Double
+    /// Distributed rounds: the open secure-aggregation stage (advertise, share, mask, unmask)
+    /// and how many clients have completed each so far.
+    public var secAggStage: String?
+    public var secAggProgress: [String: Int]?
 
-    public init(id: UInt64, phase: String, participants: Int, declined: Int, expected: Int, deadlineUnix: Double) {
+    public init(
+        id: UInt64, phase: String, participants: Int, declined: Int, expected: Int, deadlineUnix: Double, secAggStage: String? = nil,
+        secAggProgress: [String: Int]? = nil
+    ) {
         self.id = id
         self.phase = phase
         self.participants = participants
         self.declined = declined
         self.expected = expected
         self.deadlineUnix = deadlineUnix
+        self.secAggStage = secAggStage
+        self.secAggProgress = secAggProgress
     }
 
     enum CodingKeys: String, CodingKey {
@@ -206,6 +215,8 @@ public struct OpenRoundSummary: Codable, Sendable {
         case declined
         case expected
         case deadlineUnix = "deadline_unix"
+        case secAggStage = "secagg_stage"
+        case secAggProgress = "secagg_progress"
     }
 }
 

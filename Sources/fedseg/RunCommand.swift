@@ -170,6 +170,10 @@ struct RunCommand: AsyncParsableCommand {
         print("run \(summary.id): \(summary.status)\(summary.reason.map { " (\($0))" } ?? ""), phase \(summary.phase)")
         print("k = \(summary.k), d = \(summary.dimension), embedder \(summary.embedderID), \(summary.privacyMode) noise, z = \(String(format: "%.4f", summary.noiseMultiplier)) per clustering round")
         print(String(format: "ε spent %.4f of %.4f (δ = %g); %d of %d clustering rounds committed", summary.epsilonSpent, summary.epsilon, summary.delta, summary.committedRounds, summary.plannedRounds))
+        if let open = summary.openRound, let stage = open.secAggStage {
+            let progress = open.secAggProgress ?? [:]
+            print("open round \(open.id): secure aggregation, \(stage) stage; of \(open.expected) clients \(progress["advertised"] ?? 0) advertised keys, \(progress["shared"] ?? 0) shared them, \(progress["masked"] ?? 0) sent masked input, \(progress["revealed"] ?? 0) revealed")
+        }
         for round in summary.rounds {
             print("  round \(round.id)  \(round.phase.padding(toLength: 14, withPad: " ", startingAt: 0)) \(round.status.padding(toLength: 10, withPad: " ", startingAt: 0)) \(round.participants) of \(round.expected) updates, \(round.declined) declined" + (round.centroidShift.map { String(format: ", centroid shift %.5f", $0) } ?? ""))
         }

@@ -85,6 +85,8 @@ struct DistributedRoundTests {
         coordinator = try makeCoordinator(directory)
         try await coordinator.recover()
         #expect(try await view(coordinator, round: plan.round, client: nil).stage == .secaggStageMask)
+        let open = try await coordinator.summary().openRound
+        #expect(open?.secAggStage == "mask" && open?.secAggProgress?["shared"] == n && open?.secAggProgress?["masked"] == 0)
 
         // Stage 3: clients 0 and 5 drop out; the others send masked words (sums 0, counts known).
         let dropped: Set<Int> = [0, 5]
