@@ -484,30 +484,17 @@ public struct NetworkedSimulation: Sendable {
             try await forEach(0..<candidates.count, concurrency: c.concurrency) { position in
                 let index = candidates[position]
                 let node = nodes[index]
-                defer { if suspendIdle { Task { try? await node.suspend() } } }
                 if dropping[index] == stage {
                     await node.endSecAgg()
                     await progress.advance(.droppedOut)
                     return
                 }
-                do {
-                    let answer: ClientNode.Answer?
-                    if stage == 0 {
-                        if let delay = delays[index] { try? await Task.sleep(for: .seconds(delay)) }
-                        answer = try await node.secAggAdvertise(publication)
-                    } else {
-                        answer = try await node.secAggStep(round: plan.round, transport: transport)
-                    }
-                    guard let answer else {
-                        await progress.advance(.failed("nothing to send"))
-                        return
-                    }
-                    let outcome = await node.send(answer, transport: transport)
-                    if answer.kind != .decline, outcome == .accepted || outcome == .alreadyAccepted { await answered.insert(index) }
-                    await progress.advance(.answered(outcome, declined: answer.kind == .decline))
-                } catch {
-                    await progress.advance(.failed("\(error)"))
+                let result = await Self.playStage(stage, node: node, publication: publication, round: plan.round, delay: delays[index], transport: transport)
+                if suspendIdle { try? await node.suspend() }
+                if case .answered(let outcome, let declined) = result, !declined, outcome == .accepted || outcome == .alreadyAccepted {
+                    await answered.insert(index)
                 }
+                await progress.advance(result)
             }
             await progress.finish()
             live = await answered.sorted
@@ -515,6 +502,25 @@ public struct NetworkedSimulation: Sendable {
         for node in nodes { await node.endSecAgg() }
         // The round ends when the coordinator has unmasked the sum (or aborted).
         _ = try await waitForStage(Int.max, round: plan.round, transport: transport, clock: clock)
+    }
+
+    /// One node's answer to one stage: its keys (or a decline), or its step for the open stage.
+    static func playStage(
+        _ stage: Int, node: ClientNode, publication: [UInt8], round: UInt64, delay: Double?, transport: HTTPCoordinatorTransport
+    ) async -> NodeResult {
+        do {
+            let answer: ClientNode.Answer?
+            if stage == 0 {
+                if let delay { try? await Task.sleep(for: .seconds(delay)) }
+                answer = try await node.secAggAdvertise(publication)
+            } else {
+                answer = try await node.secAggStep(round: round, transport: transport)
+            }
+            guard let answer else { return .failed("nothing to send") }
+            return .answered(await node.send(answer, transport: transport), declined: answer.kind == .decline)
+        } catch {
+            return .failed("\(error)")
+        }
     }
 
     /// Polls the public progress of a distributed round until `stage` is open (true) or the
