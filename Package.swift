@@ -111,8 +111,8 @@ let package = Package(
         .target(
             name: "FedSegSimulation",
             dependencies: [
-                "FedSegMath", "FedSegEmbedding", "FedSegClustering", "FedSegPrivacy", "FedSegRecommend", "FedSegClient",
-                "FedSegSecureAggregation",
+                "FedSegMath", "FedSegEmbedding", "FedSegClustering", "FedSegPrivacy", "FedSegProtocol", "FedSegRecommend", "FedSegClient",
+                "FedSegCoordinator", httpClient, logging, serviceLifecycle, swiftProtobuf,
             ],
             swiftSettings: swiftSettings
         ),
@@ -132,7 +132,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "client-sim",
-            dependencies: ["FedSegMath", "FedSegSimulation", argumentParser],
+            dependencies: ["FedSegMath", "FedSegEmbedding", "FedSegProtocol", "FedSegSimulation", argumentParser],
             path: "client-sim",
             swiftSettings: swiftSettings
         ),

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FedSegEmbedding
 import FedSegMath
+import FedSegProtocol
 import FedSegSimulation
 import Foundation
 
@@ -60,7 +61,9 @@ struct ClientSimCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Enroll N simulated clients with a running coordinator, run a training run over HTTP, and report.",
             discussion: """
-                Each client has its own keys, state directory (under --work-dir), shard and privacy ledger. Prints the                 report and writes it as JSON with --report (keys: clients, users, rounds, privacy_mode, epsilon_spent, delta,                 segments, ari_truth, nmi_truth, ari_centralized, cost_ratio, recommendation, rejected_updates, wall_seconds, ...).
+                Each client has its own keys, state directory (under --work-dir), shard and privacy ledger. Prints the \
+                report and writes it as JSON with --report (keys: clients, users, rounds, privacy_mode, epsilon_spent, delta, \
+                segments, ari_truth, nmi_truth, ari_centralized, cost_ratio, recommendation, rejected_updates, wall_seconds, ...).
                 """
         )
 
@@ -70,87 +73,14 @@ struct ClientSimCommand: AsyncParsableCommand {
         @Option(name: .long, help: "The coordinator's admin token file (from `coordinator init`).")
         var adminTokenFile: String
 
-        @Option(name: .long, help: "Dataset directory (users.jsonl, items.jsonl).")
-        var data: String
-
-        @Option(name: .long, help: "Number of clients.")
-        var clients = 20
-
-        @Option(name: .long, help: "Number of segments.")
-        var k = 8
-
-        @Option(name: .long, help: "iid, dirichlet:ALPHA or shards:SIZES (comma-separated relative sizes).")
-        var partition = "iid"
-
-        @Option(name: .long, help: "Probability that a client drops out of a round.")
-        var dropout = 0.0
-
-        @Option(name: .long, help: "P:SECONDS: with probability P a client answers SECONDS late.")
-        var stragglers: String?
-
-        @Option(name: .long, help: "DP Lloyd rounds at most.")
-        var rounds = 2
-
-        @Option(name: .long, help: "ε for the whole run (every user).")
-        var epsilon = 8.0
-
-        @Option(name: .long, help: "δ.")
-        var delta = 1e-6
-
-        @Option(name: .long, help: "local (every client adds full noise) or distributed (SecAgg+: each client adds a share of the noise; the coordinator sees only the sum).")
-        var privacyMode = "local"
-
-        @Option(name: .long, help: "minilm or hashing.")
-        var embedder = "minilm"
-
-        @Option(name: .long, help: "Seed for partitioning, dropouts and K-means starts (noise comes from the OS CSPRNG).")
-        var seed: UInt64 = 1
-
-        @Option(name: .long, help: "replay, tamper, oversize, nan (10% of clients) or unenrolled:P (extra unenrolled clients).")
-        var misbehave: String?
-
-        @Option(name: .long, help: "Seconds each round stays open.")
-        var roundDeadline = 30.0
-
         @Option(name: .long, help: "Directory for the clients' state (default: a new temporary directory).")
         var workDir: String?
 
-        @Option(name: .long, help: "Embedding cache directory (default: $FEDSEG_CACHE/embeddings).")
-        var cacheDir: String?
+        @OptionGroup var options: SimulationOptions
 
-        @Flag(name: .long, help: "Embed everything again instead of using the cache.")
-        var noCache = false
-
-        @Option(name: .long, help: "Clients working at once.")
-        var concurrency = 32
-
-        @Option(name: .long, help: "Share of the clients whose update a round needs (distributed mode sizes each client's noise share for this many survivors).")
-        var quorum = 0.5
-
-        @Option(name: .long, help: "Write the report as JSON to this file.")
-        var report: String?
-
-        func validate() throws {
-            guard clients >= 1, k >= 1, rounds >= 1 else { throw ValidationError("--clients, --k and --rounds must be positive") }
-            guard (0..<1).contains(dropout) else { throw ValidationError("--dropout must be in [0, 1)") }
-            guard quorum > 0, quorum <= 1 else { throw ValidationError("--quorum must be in (0, 1]") }
-            guard ["local", "distributed"].contains(privacyMode) else { throw ValidationError("--privacy-mode must be local or distributed") }
-            guard EmbedderChoice(rawValue: embedder) != nil else { throw ValidationError("--embedder must be minilm or hashing") }
-            guard epsilon > 0, delta > 0, delta < 1 else { throw ValidationError("need ε > 0 and δ in (0, 1)") }
-            _ = try parsedStragglers()
-        }
-
-        func parsedStragglers() throws -> (probability: Double, seconds: Double)? {
-            guard let stragglers else { return nil }
-            let parts = stragglers.split(separator: ":")
-            guard parts.count == 2, let p = Double(parts[0]), let s = Double(parts[1]), (0...1).contains(p), s >= 0 else {
-                throw ValidationError("--stragglers must be P:SECONDS")
-            }
-            return (p, s)
-        }
+        func validate() throws { try options.check() }
 
         func run() async throws {
-            let dataset = try Dataset.load(from: URL(fileURLWithPath: data, isDirectory: true))
             let token: String
             do {
                 token = try String(contentsOfFile: adminTokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -159,153 +89,208 @@ struct ClientSimCommand: AsyncParsableCommand {
             }
             let work = workDir.map { URL(fileURLWithPath: $0, isDirectory: true) }
                 ?? FileManager.default.temporaryDirectory.appendingPathComponent("fedseg-client-sim-\(UUID().uuidString)", isDirectory: true)
-            var configuration = NetworkedSimulation.Configuration(coordinatorURL: coordinator, adminToken: token, clients: clients, workDirectory: work)
-            do {
-                configuration.partition = try Partition(parsing: partition)
-                configuration.misbehave = try misbehave.map(Misbehaviour.init(parsing:))
-            } catch let error as SimulationError {
-                throw ValidationError(error.description)
-            }
-            configuration.k = k
-            configuration.dropout = dropout
-            configuration.privacyMode = privacyMode
-            configuration.quorum = quorum
-            configuration.stragglers = try parsedStragglers()
-            configuration.rounds = rounds
-            configuration.epsilon = epsilon
-            configuration.delta = delta
-            configuration.embedder = EmbedderChoice(rawValue: embedder)!
-            configuration.seed = seed
-            configuration.roundDeadlineSeconds = roundDeadline
-            configuration.concurrency = concurrency
-            configuration.cacheDirectory = noCache ? nil : cacheDir.map { URL(fileURLWithPath: $0, isDirectory: true) } ?? Self.defaultCache
-            configuration.showProgress = isatty(STDERR_FILENO) != 0
-            let simulation = NetworkedSimulation(configuration: configuration)
-            let result: NetworkedSimulation.Report
-            do {
-                result = try await simulation.run(dataset: dataset) { FileHandle.standardError.write(Data(("client-sim: " + $0 + "\n").utf8)) }
-            } catch let error as SimulationError {
-                FileHandle.standardError.write(Data("client-sim: \(error)\n".utf8))
-                throw ExitCode(1)
-            }
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            if let report { try encoder.encode(result).write(to: URL(fileURLWithPath: report)) }
-            print("run \(result.runID): \(result.clients) clients, \(result.users) users, \(result.rounds) committed rounds (participants \(result.participantsPerRound.map(String.init).joined(separator: ", "))), \(result.privacyMode) noise, embedder \(result.embedder)")
-            print(String(format: "ε spent %.4f of %.4f (δ = %g); ledgers verified: %@, client and coordinator ledgers agree: %@", result.epsilonSpent, result.epsilon, result.delta, result.ledgersVerified ? "yes" : "NO", result.ledgersAgree ? "yes" : "NO"))
-            print(String(format: "cost ratio vs centralised non-private K-means: %.4f; ARI vs centralised: %.4f", result.costRatio, result.ariCentralized))
-            if let ari = result.ariTruth, let nmi = result.nmiTruth { print(String(format: "against ground truth: ARI %.4f, NMI %.4f", ari, nmi)) }
-            print("segments:")
-            for segment in result.segments {
-                print(String(format: "  %2d  %6d users  ", segment.id, segment.size) + segment.nearestItems.joined(separator: " | "))
-            }
-            Simulate.printRecommendation(result.recommendation)
-            if !result.rejectedUpdates.isEmpty {
-                print("rejected by the coordinator: " + result.rejectedUpdates.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
-            }
-            print(String(format: "embedding %.1f s, total %.1f s", result.embedSeconds, result.wallSeconds))
-            if !result.ledgersVerified || !result.ledgersAgree { throw ExitCode(1) }
-        }
-
-        static var defaultCache: URL {
-            MiniLMModelFiles.defaultLocation().directory.deletingLastPathComponent().deletingLastPathComponent()
-                .appendingPathComponent("embeddings", isDirectory: true)
+            let configuration = try options.configuration(coordinatorURL: coordinator, adminToken: token, workDirectory: work)
+            try await options.simulate(configuration)
         }
     }
 
-    struct Simulate: ParsableCommand {
+    struct Simulate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Run the whole private segmentation in this process (no network): clients, ledgers, report.",
-            discussion: "Every release is charged to each client's ledger and the coordinator's (under --state-dir) before it happens; audit them with `fedseg privacy audit --state-dir DIR`."
+            abstract: "Run the coordinator daemon inside this process and `client-sim run` against it: one command, the product path.",
+            discussion: """
+                The coordinator is the daemon's own application (the same routes, round engine and SQLite store as \
+                `coordinator serve`) on a free loopback port; its state is under STATE-DIR/coordinator, the clients' under \
+                STATE-DIR/clients. Audit the ledgers afterwards with `fedseg privacy audit --state-dir STATE-DIR/coordinator`.
+                """
         )
 
-        @Option(name: .long, help: "Dataset directory (users.jsonl, items.jsonl).")
-        var data: String
-
-        @Option(name: .long, help: "Number of clients (users are dealt by id hash unless the data names clients).")
-        var clients = 20
-
-        @Option(name: .long, help: "Number of segments.")
-        var k = 8
-
-        @Option(name: .long, help: "Privacy budget ε for the whole run.")
-        var epsilon = 8.0
-
-        @Option(name: .long, help: "δ.")
-        var delta = 1e-6
-
-        @Option(name: .long, help: "local (every client adds full noise), central (noise added once) or distributed (SecAgg+ with distributed noise shares).")
-        var privacyMode = "local"
-
-        @Option(name: .long, help: "distributed mode: share of clients dropping out of each secure-aggregation round.")
-        var dropout = 0.1
-
-        @Option(name: .long, help: "minilm or hashing.")
-        var embedder = "minilm"
-
-        @Option(name: .long, help: "State directory for the ledgers (created; must not hold a previous run).")
+        @Option(name: .long, help: "State directory for the coordinator and the clients (created; must not hold a previous run).")
         var stateDir: String
 
-        @Option(name: .long, help: "Write the report as JSON to this file.")
-        var report: String?
+        @Option(name: .long, help: "The coordinator's lifetime budget for every user (default: the run's ε).")
+        var totalEpsilon: Double?
 
-        @Option(name: .long, help: "Seed for partitioning and K-means starts (noise always comes from the OS CSPRNG).")
-        var seed: UInt64 = 1
+        @Option(name: .long, help: "The coordinator's lifetime δ (default: 1e-5, or the run's δ when larger).")
+        var totalDelta: Double?
 
-        @Option(name: .long, help: "Embedding cache directory (default: $FEDSEG_CACHE/embeddings).")
-        var cacheDir: String?
-
-        @Flag(name: .long, help: "Embed everything again instead of using the cache.")
-        var noCache = false
+        @OptionGroup var options: SimulationOptions
 
         func validate() throws {
-            guard clients >= 1, k >= 1 else { throw ValidationError("--clients and --k must be positive") }
-            guard ["local", "central", "distributed"].contains(privacyMode) else { throw ValidationError("--privacy-mode must be local, central or distributed") }
-            guard EmbedderChoice(rawValue: embedder) != nil else { throw ValidationError("--embedder must be minilm or hashing") }
-            guard epsilon > 0, delta > 0, delta < 1 else { throw ValidationError("need ε > 0 and δ in (0, 1)") }
-            if FileManager.default.fileExists(atPath: URL(fileURLWithPath: stateDir).appendingPathComponent("fedseg.sqlite").path) {
-                throw ValidationError("\(stateDir) already holds a ledger; use a fresh state directory")
+            try options.check()
+            let state = URL(fileURLWithPath: stateDir, isDirectory: true)
+            if FileManager.default.fileExists(atPath: state.appendingPathComponent("coordinator").path) {
+                throw ValidationError("\(stateDir) already holds a coordinator state from an earlier simulation; use a fresh --state-dir")
             }
         }
 
-        func run() throws {
-            let dataset = try Dataset.load(from: URL(fileURLWithPath: data, isDirectory: true))
-            var configuration = InProcessFederation.Configuration(
-                clients: clients, k: k, epsilon: epsilon, delta: delta, mode: privacyMode,
-                embedder: EmbedderChoice(rawValue: embedder)!, seed: seed, stateDirectory: URL(fileURLWithPath: stateDir, isDirectory: true)
-            )
-            configuration.secureAggregationDropout = dropout
-            if !noCache {
-                configuration.cacheDirectory = cacheDir.map { URL(fileURLWithPath: $0, isDirectory: true) }
-                    ?? Run.defaultCache
-            }
-            let federation = InProcessFederation(configuration: configuration)
-            let result = try federation.run(dataset: dataset) { FileHandle.standardError.write(Data(("client-sim: " + $0 + "\n").utf8)) }
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            encoder.keyEncodingStrategy = .convertToSnakeCase
-            let json = try encoder.encode(result)
-            if let report { try json.write(to: URL(fileURLWithPath: report)) }
-            print("clients \(result.clients), users \(result.users), \(result.privacyMode) noise, \(result.rounds) DP Lloyd rounds, embedder \(result.embedder)")
-            print(String(format: "ε spent %.4f of %.4f (δ = %g); ledgers verified: %@", result.epsilonSpent, epsilon, delta, result.ledgersVerified ? "yes" : "NO"))
-            print(String(format: "cost ratio vs centralised non-private K-means: %.4f; ARI vs centralised: %.4f", result.costRatio, result.ariCentralized))
-            if let ari = result.ariTruth, let nmi = result.nmiTruth { print(String(format: "against ground truth: ARI %.4f, NMI %.4f", ari, nmi)) }
-            print("segments:")
-            for segment in result.segments {
-                print(String(format: "  %2d  %6d users  ", segment.id, segment.size) + segment.nearestItems.joined(separator: " | "))
-            }
-            Self.printRecommendation(result.recommendation)
-            print(String(format: "embedding %.1f s, total %.1f s", result.embedSeconds, result.wallSeconds))
-            if !result.ledgersVerified { throw ExitCode(1) }
-        }
-
-        static func printRecommendation(_ rows: [InProcessFederation.RecommendationRow]) {
-            print("recommendation (held-out interactions; cold-start users placed by their text alone):")
-            print("  model               recall@10  ndcg@10  coverage  cold-start recall@10")
-            for row in rows {
-                print("  " + row.model.padding(toLength: 18, withPad: " ", startingAt: 0)
-                    + String(format: " %9.4f %8.4f %9.4f %21.4f", row.recallAt10, row.ndcgAt10, row.coverage, row.coldStartRecallAt10))
+        func run() async throws {
+            let state = URL(fileURLWithPath: stateDir, isDirectory: true)
+            try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            let options = options
+            try await InProcessCoordinator.with(
+                stateDirectory: state.appendingPathComponent("coordinator", isDirectory: true),
+                totalEpsilon: totalEpsilon ?? options.epsilon, totalDelta: totalDelta ?? max(1e-5, options.delta),
+                embeddingCache: options.cacheDirectory
+            ) { url, token in
+                FileHandle.standardError.write(Data("client-sim: coordinator serving \(url) in this process\n".utf8))
+                let configuration = try options.configuration(
+                    coordinatorURL: url, adminToken: token, workDirectory: state.appendingPathComponent("clients", isDirectory: true)
+                )
+                try await options.simulate(configuration)
             }
         }
     }
 }
+
+/// What `client-sim run` and `client-sim simulate` share: the data, the federation and the run.
+struct SimulationOptions: ParsableArguments {
+    @Option(name: .long, help: "Dataset directory (users.jsonl, items.jsonl).")
+    var data: String
+
+    @Option(name: .long, help: "Number of clients.")
+    var clients = 20
+
+    @Option(name: .long, help: "Number of segments.")
+    var k = 8
+
+    @Option(name: .long, help: "iid, dirichlet:ALPHA or shards:SIZES (comma-separated relative sizes).")
+    var partition = "iid"
+
+    @Option(name: .long, help: "Probability that a client drops out of a round.")
+    var dropout = 0.0
+
+    @Option(name: .long, help: "P:SECONDS: with probability P a client answers SECONDS late.")
+    var stragglers: String?
+
+    @Option(name: .long, help: "DP Lloyd rounds at most.")
+    var rounds = 2
+
+    @Option(name: .long, help: "ε for the whole run (every user).")
+    var epsilon = 8.0
+
+    @Option(name: .long, help: "δ.")
+    var delta = 1e-6
+
+    @Option(name: .long, help: "local (every client adds full noise) or distributed (SecAgg+: each client adds a share of the noise; the coordinator sees only the sum).")
+    var privacyMode: PrivacyMode = .local
+
+    @Option(name: .long, help: "minilm or hashing.")
+    var embedder = "minilm"
+
+    @Option(name: .long, help: "Seed for partitioning, dropouts and K-means starts (noise comes from the OS CSPRNG).")
+    var seed: UInt64 = 1
+
+    @Option(name: .long, help: "replay, tamper, oversize, nan (10% of clients) or unenrolled:P (extra unenrolled clients).")
+    var misbehave: String?
+
+    @Option(name: .long, help: "Seconds each round stays open.")
+    var roundDeadline = 30.0
+
+    @Option(name: .long, help: "Embedding cache directory (default: $FEDSEG_CACHE/embeddings).")
+    var cacheDir: String?
+
+    @Flag(name: .long, help: "Embed everything again instead of using the cache.")
+    var noCache = false
+
+    @Option(name: .long, help: "Clients working at once.")
+    var concurrency = 32
+
+    @Option(name: .long, help: "Share of the clients whose update a round needs (distributed mode sizes each client's noise share for this many survivors).")
+    var quorum = 0.5
+
+    @Option(name: .long, help: "Write the report as JSON to this file.")
+    var report: String?
+
+    func check() throws {
+        guard clients >= 1, k >= 1, rounds >= 1 else { throw ValidationError("--clients, --k and --rounds must be positive") }
+        guard (0..<1).contains(dropout) else { throw ValidationError("--dropout must be in [0, 1)") }
+        guard quorum > 0, quorum <= 1 else { throw ValidationError("--quorum must be in (0, 1]") }
+        guard EmbedderChoice(rawValue: embedder) != nil else { throw ValidationError("--embedder must be minilm or hashing") }
+        guard epsilon > 0, delta > 0, delta < 1 else { throw ValidationError("need ε > 0 and δ in (0, 1)") }
+        _ = try parsedStragglers()
+    }
+
+    func parsedStragglers() throws -> (probability: Double, seconds: Double)? {
+        guard let stragglers else { return nil }
+        let parts = stragglers.split(separator: ":")
+        guard parts.count == 2, let p = Double(parts[0]), let s = Double(parts[1]), (0...1).contains(p), s >= 0 else {
+            throw ValidationError("--stragglers must be P:SECONDS")
+        }
+        return (p, s)
+    }
+
+    var cacheDirectory: URL? {
+        noCache ? nil : cacheDir.map { URL(fileURLWithPath: $0, isDirectory: true) } ?? Self.defaultCache
+    }
+
+    static var defaultCache: URL {
+        MiniLMModelFiles.defaultLocation().directory.deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("embeddings", isDirectory: true)
+    }
+
+    func configuration(coordinatorURL: String, adminToken: String, workDirectory: URL) throws -> NetworkedSimulation.Configuration {
+        var configuration = NetworkedSimulation.Configuration(
+            coordinatorURL: coordinatorURL, adminToken: adminToken, clients: clients, workDirectory: workDirectory
+        )
+        do {
+            configuration.partition = try Partition(parsing: partition)
+            configuration.misbehave = try misbehave.map(Misbehaviour.init(parsing:))
+        } catch let error as SimulationError {
+            throw ValidationError(error.description)
+        }
+        configuration.k = k
+        configuration.dropout = dropout
+        configuration.privacyMode = privacyMode
+        configuration.quorum = quorum
+        configuration.stragglers = try parsedStragglers()
+        configuration.rounds = rounds
+        configuration.epsilon = epsilon
+        configuration.delta = delta
+        configuration.embedder = EmbedderChoice(rawValue: embedder)!
+        configuration.seed = seed
+        configuration.roundDeadlineSeconds = roundDeadline
+        configuration.concurrency = concurrency
+        configuration.cacheDirectory = cacheDirectory
+        configuration.showProgress = isatty(STDERR_FILENO) != 0
+        return configuration
+    }
+
+    /// Runs the simulation, prints the report (and writes it as JSON with --report).
+    func simulate(_ configuration: NetworkedSimulation.Configuration) async throws {
+        let dataset = try Dataset.load(from: URL(fileURLWithPath: data, isDirectory: true))
+        let result: NetworkedSimulation.Report
+        do {
+            result = try await NetworkedSimulation(configuration: configuration).run(dataset: dataset) {
+                FileHandle.standardError.write(Data(("client-sim: " + $0 + "\n").utf8))
+            }
+        } catch let error as SimulationError {
+            FileHandle.standardError.write(Data("client-sim: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        if let report { try encoder.encode(result).write(to: URL(fileURLWithPath: report)) }
+        print("run \(result.runID): \(result.clients) clients, \(result.users) users, \(result.rounds) committed rounds (participants \(result.participantsPerRound.map(String.init).joined(separator: ", "))), \(result.privacyMode) noise, embedder \(result.embedder)")
+        print(String(format: "ε spent %.4f of %.4f (δ = %g); ledgers verified: %@, client and coordinator ledgers agree: %@", result.epsilonSpent, result.epsilon, result.delta, result.ledgersVerified ? "yes" : "NO", result.ledgersAgree ? "yes" : "NO"))
+        print(String(format: "cost ratio vs centralised non-private K-means: %.4f; ARI vs centralised: %.4f", result.costRatio, result.ariCentralized))
+        if let ari = result.ariTruth, let nmi = result.nmiTruth { print(String(format: "against ground truth: ARI %.4f, NMI %.4f", ari, nmi)) }
+        print("segments:")
+        for segment in result.segments {
+            print(String(format: "  %2d  %6d users  ", segment.id, segment.size) + segment.nearestItems.joined(separator: " | "))
+        }
+        print("recommendation (held-out interactions; cold-start users placed by their text alone):")
+        print("  model               recall@10  ndcg@10  coverage  cold-start recall@10")
+        for row in result.recommendation {
+            print("  " + row.model.padding(toLength: 18, withPad: " ", startingAt: 0)
+                + String(format: " %9.4f %8.4f %9.4f %21.4f", row.recallAt10, row.ndcgAt10, row.coverage, row.coldStartRecallAt10))
+        }
+        if !result.rejectedUpdates.isEmpty {
+            print("rejected by the coordinator: " + result.rejectedUpdates.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        }
+        print(String(format: "embedding %.1f s, total %.1f s", result.embedSeconds, result.wallSeconds))
+        if !result.ledgersVerified || !result.ledgersAgree { throw ExitCode(1) }
+    }
+}
+
+// Modes on the command line take the same raw values as the admin API and the database.
+extension PrivacyMode: ExpressibleByArgument {}

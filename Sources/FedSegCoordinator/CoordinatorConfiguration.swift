@@ -27,6 +27,8 @@ public struct CoordinatorConfiguration: Sendable, Equatable {
     public var logLevel = "info"
     /// Where to write the bound port once listening (for scripts that ask for port 0).
     public var portFile: String?
+    /// Where seed-phrase embeddings are cached (default: `embeddings/` in the state directory).
+    public var embeddingCache: String?
 
     public init() {}
 

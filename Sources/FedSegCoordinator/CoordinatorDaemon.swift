@@ -53,6 +53,17 @@ public enum CoordinatorDaemon {
 
     /// Runs until SIGTERM or SIGINT, then stops accepting, finishes in-flight requests and exits.
     public static func serve(_ configuration: CoordinatorConfiguration, logger: Logger) async throws {
+        let app = try await buildCoordinator(configuration, logger: logger)
+        try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+        logger.notice("stopped")
+    }
+
+    /// The daemon as a Hummingbird application: the state directory opened, the open run
+    /// resumed, the routes and the round ticker. `serve` runs it; `client-sim simulate` runs the
+    /// same application in its own process.
+    public static func buildCoordinator(
+        _ configuration: CoordinatorConfiguration, logger: Logger, onListening: (@Sendable (Int) async -> Void)? = nil
+    ) async throws -> some ApplicationProtocol {
         try configuration.validate()
         let directory = URL(fileURLWithPath: configuration.stateDirectory, isDirectory: true)
         let keyPath = directory.appendingPathComponent(keyFile).path
@@ -66,8 +77,9 @@ public enum CoordinatorDaemon {
         settings.totalEpsilon = configuration.totalEpsilon
         settings.totalDelta = configuration.totalDelta
         settings.limits.maximumMessageBytes = configuration.maxMessageBytes
-        settings.embeddingCache = directory.appendingPathComponent("embeddings", isDirectory: true)
-        settings.crashPoint = ProcessInfo.processInfo.environment["FEDSEG_TEST_CRASH_AT"]
+        settings.embeddingCache = configuration.embeddingCache.map { URL(fileURLWithPath: $0, isDirectory: true) }
+            ?? directory.appendingPathComponent("embeddings", isDirectory: true)
+        settings.crashPoint = ProcessInfo.processInfo.environment["FEDSEG_TEST_CRASH_AT"].flatMap(Coordinator.CrashPoint.init(rawValue:))
         let coordinator = try Coordinator(store: store, keys: keys, settings: settings, metrics: CoordinatorMetrics(), logger: logger)
         try await coordinator.recover()
         if let total = try store.ledger.budget(for: Coordinator.allUsers) {
@@ -89,12 +101,12 @@ public enum CoordinatorDaemon {
                     "signing_key": "\(keys.identity.signing.publicKey.hex)",
                 ])
                 if let portFile { try? "\(port)\n".write(toFile: portFile, atomically: true, encoding: .utf8) }
+                await onListening?(port)
             },
             logger: logger
         )
         app.addServices(RoundTicker(coordinator: coordinator, logger: logger))
-        try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
-        logger.notice("stopped")
+        return app
     }
 }
 

@@ -98,7 +98,7 @@ public enum CoordinatorRoutes {
             let clients = try coordinator.store.registry.clients()
             let summary = try? await coordinator.summary()
             return try json(AdminStatus(
-                clients: clients.count, activeClients: clients.filter { $0.status == "active" }.count,
+                clients: clients.count, activeClients: clients.filter { $0.status == .active }.count,
                 run: summary, coordinatorSigningKey: coordinator.keys.identity.signing.publicKey.hex
             ))
         }
@@ -123,7 +123,7 @@ public enum CoordinatorRoutes {
         }
         admin.get("runs") { _, _ in
             try json(coordinator.store.runs().map { run in
-                ["id": run.id, "status": run.status, "phase": run.phase, "committed_rounds": "\(run.committedRounds)"]
+                ["id": run.id, "status": run.status.rawValue, "phase": run.phase.rawValue, "committed_rounds": "\(run.committedRounds)"]
             })
         }
         admin.post("runs") { request, context in
@@ -177,10 +177,11 @@ public enum CoordinatorRoutes {
         return router
     }
 
-    /// One client message through the intake, then into the open round's sums. The sender is
-    /// checked before the round, as the intake orders it, so an impostor is refused as one even
-    /// after the round closed; a message already accepted is a replay even after its round closed,
-    /// which tells a retrying client that an earlier attempt got through.
+    /// One client message: the intake's checks outside the state machine (size, header, sender,
+    /// round and kind, decryption, validation), then recorded and added to the open round in one
+    /// step (`Coordinator.accept`). The sender is checked before the round, so an impostor is
+    /// refused as one even after the round closed; a message already accepted is a replay even
+    /// after its round closed, which tells a retrying client that an earlier attempt counted.
     static func submit(_ body: [UInt8], round: UInt64, coordinator: Coordinator) async -> Response {
         do {
             let header = try coordinator.intake.identify(body).header
@@ -194,40 +195,42 @@ public enum CoordinatorRoutes {
                     coordinator.metrics.rejected("wrong_round")
                     return errorResponse(.conflict, .wrongRound, "round \(round) is not open; round \(open) is")
                 }
-                coordinator.metrics.rejected("late")
-                return errorResponse(.conflict, .late, open.map { "round \(round) has closed; round \($0) is open" } ?? "no round is open")
+                return late(open.map { "round \(round) has closed; round \($0) is open" } ?? "no round is open", coordinator)
             }
-            var check: UpdateIntake.Check?
-            if let stage = snapshot.stage, let context = snapshot.secagg {
-                // A distributed round takes the open stage's kind only: earlier stages are late,
-                // later ones not open yet.
-                if let kind = Fedseg_V1_MessageKind(rawValue: Int(header.kind)), let messageStage = SecAggRound.Stage.of(kind: kind), messageStage != stage {
-                    if messageStage < stage {
-                        if try coordinator.store.registry.wasAccepted(clientID: header.clientID, round: round, kind: header.kind) {
-                            return rejected(.replay(client: header.clientID, round: round), coordinator)
-                        }
-                        coordinator.metrics.rejected("late")
-                        return errorResponse(.conflict, .late, "the \(messageStage) stage of round \(round) has closed")
+            // A distributed round takes the open stage's kind only: earlier stages are late, later
+            // ones not open yet.
+            if let order = snapshot.stageOrder, let kind = Fedseg_V1_MessageKind(rawValue: Int(header.kind)) {
+                switch order(kind) {
+                case .open: break
+                case .closed(let why):
+                    if try coordinator.store.registry.wasAccepted(clientID: header.clientID, round: round, kind: header.kind) {
+                        return rejected(.replay(client: header.clientID, round: round), coordinator)
                     }
-                    return errorResponse(.conflict, .stageNotOpen, "the \(messageStage) stage of round \(round) is not open yet (\(stage) is)")
+                    return late(why, coordinator)
+                case .notOpenYet(let why):
+                    return errorResponse(.conflict, .stageNotOpen, why)
                 }
-                let plan = snapshot.plan
-                check = { clientID, message in try context.check(clientID, message, plan: plan) }
             }
-            let accepted = try coordinator.intake.accept(
-                body, plan: snapshot.plan, coordinator: coordinator.keys.identity.keyAgreement, keepEnvelope: true, kinds: snapshot.kinds, check: check
+            let decoded = try coordinator.intake.decode(
+                body, plan: snapshot.plan, coordinator: coordinator.keys.identity.keyAgreement, checkStatus: true, kinds: snapshot.kinds,
+                check: snapshot.check
             )
-            switch try await coordinator.add(accepted.message, round: round, clientID: accepted.clientID) {
+            switch try await coordinator.accept(decoded, envelope: body, round: round) {
             case .added: return Response(status: .accepted)
-            case .late:
-                coordinator.metrics.rejected("late")
-                return errorResponse(.conflict, .late, "round \(round) closed before the update was added")
+            case .late(let why): return late(why, coordinator)
+            case .rejected(let rejection): return rejected(rejection, coordinator)
             }
         } catch let rejection as UpdateIntake.Rejection {
             return rejected(rejection, coordinator)
         } catch {
-            return errorResponse(.internalServerError, .unspecified, "\(error)")
+            coordinator.metrics.rejected("internal")
+            return errorResponse(.internalServerError, .unspecified, "the coordinator could not take the message: \(error)")
         }
+    }
+
+    static func late(_ why: String, _ coordinator: Coordinator) -> Response {
+        coordinator.metrics.rejected("late")
+        return errorResponse(.conflict, .late, why)
     }
 
     static func rejected(_ rejection: UpdateIntake.Rejection, _ coordinator: Coordinator) -> Response {
@@ -255,6 +258,7 @@ public enum CoordinatorRoutes {
         case .wrongKind: errorResponse(.badRequest, .wrongKind, rejection.description)
         case .invalid: errorResponse(.unprocessableContent, .invalidField, rejection.description)
         case .replay: errorResponse(.conflict, .replay, rejection.description)
+        case .alreadyAnswered: errorResponse(.conflict, .alreadyAnswered, rejection.description)
         }
     }
 

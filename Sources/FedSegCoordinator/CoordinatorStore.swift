@@ -19,9 +19,9 @@ public final class CoordinatorStore: Sendable {
         public static let databaseTableName = "runs"
         public var id: String
         public var parameters: Data  // RunParameters, JSON
-        public var status: String  // running, completed, stopped, failed
+        public var status: RunStatus
         public var reason: String?
-        public var phase: String  // clustering, recommendation, done
+        public var phase: RunPhase
         public var centroids: Data  // k × d float32, little-endian
         public var variances: Data  // k float64, little-endian
         public var committedRounds: Int
@@ -46,8 +46,8 @@ public final class CoordinatorStore: Sendable {
         public static let databaseTableName = "rounds"
         public var id: Int64?
         public var runID: String
-        public var phase: String
-        public var status: String  // collecting, committed, abandoned
+        public var phase: RunPhase
+        public var status: RoundStatus
         public var openedAt: Double
         public var deadline: Double
         public var publication: Data  // the signed RoundPlan, exactly as served
@@ -138,18 +138,6 @@ public final class CoordinatorStore: Sendable {
         try migrator.migrate(database)
     }
 
-    func saveSecAggState(_ state: SecAggRound.Persisted, round: Int64) throws {
-        let data = try JSONEncoder().encode(state)
-        try database.write { db in try db.execute(sql: "UPDATE rounds SET secagg = ? WHERE id = ?", arguments: [data, round]) }
-    }
-
-    func secAggState(round: Int64) throws -> SecAggRound.Persisted? {
-        guard let data = try database.read({ db in try Data.fetchOne(db, sql: "SELECT secagg FROM rounds WHERE id = ?", arguments: [round]) }) else {
-            return nil
-        }
-        return try JSONDecoder().decode(SecAggRound.Persisted.self, from: data)
-    }
-
     public func runs() throws -> [Run] {
         try database.read { db in try Run.order(Column("created_at")).fetchAll(db) }
     }
@@ -182,7 +170,7 @@ extension CoordinatorStore {
         guard let runID = try runID ?? runs().last?.id, let run = try run(runID) else { throw CoordinatorError.noRun }
         let parameters = try run.decodedParameters()
         let centroids = try Packing.unpackMatrix(run.centroids, rows: parameters.k, cols: parameters.dimension)
-        let rounds = try rounds(run: runID).filter { $0.status == "committed" && $0.phase == "clustering" }
+        let rounds = try rounds(run: runID).filter { $0.status == .committed && $0.phase == .clustering }
         let released = rounds.last?.counts.map(Packing.unpackDoubles).flatMap { $0.count == parameters.k ? $0 : nil }
         var nearest = [[String]](repeating: [], count: parameters.k)
         if let seedVectors, seedVectors.rows == parameters.seedPhrases.count, seedVectors.cols == parameters.dimension {

@@ -8,7 +8,7 @@ extension RunParameters {
         try validate()
         let clustering = try PrivateClusteringPlan.make(
             epsilon: epsilon, delta: delta, k: k, dimension: dimension, mode: .local(shards: 1), clipNorm: clipNorm,
-            hasPublicStart: initialization == "public", rounds: rounds, histogramShare: 0, budgetShare: clusteringShare
+            hasPublicStart: initialization == .public, rounds: rounds, histogramShare: 0, budgetShare: clusteringShare
         )
         let recommendation = catalog.isEmpty
             ? nil
@@ -26,14 +26,14 @@ public struct RunPrivacyPlan: Sendable, Equatable {
     /// `local` or `distributed`: recorded with every release, so the audit shows how it was noised.
     /// The noise multipliers are the same in both modes; in distributed mode they hold for the
     /// sum of the fewest survivors a round accepts, quantisation included.
-    public var mode: String = "local"
+    public var mode: PrivacyMode = .local
 
     public var clusteringMechanism: PrivacyLedger.Mechanism {
-        .init(kind: .gaussian, noiseMultiplier: clustering.noiseMultiplier, mode: mode)
+        .init(kind: .gaussian, noiseMultiplier: clustering.noiseMultiplier, mode: mode.rawValue)
     }
 
     public var recommendationMechanism: PrivacyLedger.Mechanism? {
-        recommendationNoiseMultiplier.map { .init(kind: .discreteGaussian, noiseMultiplier: $0, mode: mode) }
+        recommendationNoiseMultiplier.map { .init(kind: .discreteGaussian, noiseMultiplier: $0, mode: mode.rawValue) }
     }
 
     /// Everything the run may release, for checking budgets before it starts.

@@ -21,7 +21,7 @@ public enum RunStart {
     public static func prepare(_ parameters: RunParameters, settings: Coordinator.Settings) throws -> Prepared {
         try parameters.validate()
         switch parameters.initialization {
-        case "random":
+        case .random:
             var noise = GaussianSampler(generator: SeededRandom(seed: parameters.seed, stream: 0x5EED))
             var centroids = Matrix(rows: parameters.k, cols: parameters.dimension)
             for i in 0..<centroids.count { centroids.storage[i] = Float(noise.nextStandard()) }
@@ -30,7 +30,7 @@ public enum RunStart {
                 parameters: parameters, centroids: centroids, variances: [Double](repeating: .infinity, count: parameters.k),
                 seedVectors: nil
             )
-        default:
+        case .public:
             let vectors = try embedSeedPhrases(parameters, settings: settings)
             let start = PrivateClustering.publicStart(vectors, k: parameters.k, seed: parameters.seed)
             return Prepared(parameters: parameters, centroids: start.centroids, variances: start.variances, seedVectors: vectors)

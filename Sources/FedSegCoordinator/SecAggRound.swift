@@ -90,17 +90,24 @@ struct SecAggRound {
     }
 
     let plan: Fedseg_V1_SecAggPlan
+    /// The signed round plan this aggregation runs under.
+    let roundPlan: Fedseg_V1_RoundPlan
     let context: SecAggContext
     var server: SecAggServer
     var stage: Stage = .advertise
     var stageDeadline: Double
-    var declined: Set<Int> = []
+    var declinedIndices: Set<Int> = []
+    /// Σ of the survivors' inputs once unmasked; decoded only after the round is charged.
+    var finishedSum: [UInt32]?
+    /// After a restart: who each closed stage had when it closed.
+    var closedStages: Persisted?
     var inbox: [Int: [SecAgg.SealedShare]] = [:]
     var reveals: [SecAgg.Reveal] = []
     var revealed: Set<Int> = []
 
     init(round: Fedseg_V1_RoundPlan, openedAt: Double, context: SecAggContext? = nil) {
         plan = round.secagg
+        roundPlan = round
         self.context = context ?? SecAggContext(plan: round.secagg)
         var parameters = SecAgg.Parameters(
             clients: plan.cohort.count, length: Int(plan.length), round: round.round, graphSeed: plan.graphSeed,
@@ -135,7 +142,7 @@ struct SecAggRound {
     mutating func receive(_ message: UpdateIntake.Message, from index: Int) throws {
         switch message {
         case .decline:
-            declined.insert(index)
+            declinedIndices.insert(index)
         case .secAggAdvertise(let advertise):
             server.receive(SecAgg.Advertisement(
                 client: index, encryptionKey: try KeyAgreement.PublicKey(bytes: [UInt8](advertise.encryptionKey)),
@@ -166,7 +173,7 @@ struct SecAggRound {
     /// Every client still in the protocol has answered the open stage.
     var stageComplete: Bool {
         switch stage {
-        case .advertise: server.directory.count + declined.count >= plan.cohort.count
+        case .advertise: server.directory.count + declinedIndices.count >= plan.cohort.count
         case .share: server.shared.count >= server.directory.count
         case .mask: server.survivors.count >= server.shared.count
         case .unmask: server.survivors.isSubset(of: revealed)

@@ -23,7 +23,7 @@ public struct RunParameters: Codable, Sendable, Equatable {
     /// `local`: every client adds the full noise to its own update. `distributed`: secure
     /// aggregation (SecAgg+); each client adds a share of the noise and the coordinator learns
     /// only the noised sum of at least `min_participants` clients.
-    public var privacyMode: String = "local"
+    public var privacyMode: PrivacyMode = .local
     /// Distributed mode: an upper bound on the users the federation holds, which sizes the
     /// quantisation so that the integer sum never wraps mod 2^32.
     public var maxUsers: Int = 1_000_000
@@ -36,7 +36,7 @@ public struct RunParameters: Codable, Sendable, Equatable {
     /// Stop early once no centroid moved more than this (L2); 0 disables.
     public var convergenceTolerance: Double = 1e-3
     /// `public`: K-means on the embedded seed phrases; `random`: seeded random unit directions.
-    public var initialization: String = "public"
+    public var initialization: Initialization = .public
     /// Public text (item titles, operator phrases) embedded on the coordinator for the start.
     public var seedPhrases: [String] = []
     public var seed: UInt64 = 1
@@ -107,15 +107,13 @@ public struct RunParameters: Codable, Sendable, Equatable {
         try require(clusteringShare > 0 && clusteringShare <= 1, "clustering_share", "must be in (0, 1]")
         try require(catalog.isEmpty || clusteringShare < 1, "clustering_share", "must leave budget for the recommendation phase when a catalog is given")
         try require(clipNorm.isFinite && clipNorm > 0, "clip_norm", "must be positive")
-        try require(["local", "distributed"].contains(privacyMode), "privacy_mode", "must be local or distributed")
-        try require(privacyMode == "local" || minParticipants >= 2, "min_participants", "must be at least 2 in distributed mode (secure aggregation sums at least two clients)")
+        try require(privacyMode == .local || minParticipants >= 2, "min_participants", "must be at least 2 in distributed mode (secure aggregation sums at least two clients)")
         try require((1...100_000_000).contains(maxUsers), "max_users", "must be in 1...10^8")
         try require(minParticipants >= 1, "min_participants", "must be at least 1")
         try require(roundDeadlineSeconds > 0 && roundDeadlineSeconds <= 86_400, "round_deadline_seconds", "must be in (0, 86400]")
         try require(samplingRate > 0 && samplingRate <= 1, "sampling_rate", "must be in (0, 1]")
         try require(convergenceTolerance >= 0, "convergence_tolerance", "must not be negative")
-        try require(["public", "random"].contains(initialization), "initialization", "must be public or random")
-        try require(initialization == "random" || seedPhrases.count >= k, "seed_phrases", "needs at least k phrases for a public start")
+        try require(initialization == .random || seedPhrases.count >= k, "seed_phrases", "needs at least k phrases for a public start")
         try require(catalog.count <= 1_000_000, "catalog", "must hold at most 10^6 items")
         try require(Set(catalog).count == catalog.count, "catalog", "must not repeat an item")
         try require(maxItemsPerUser >= 1, "max_items_per_user", "must be at least 1")
@@ -127,13 +125,13 @@ public struct RunParameters: Codable, Sendable, Equatable {
 /// Run state as the admin API and `fedseg run` show it.
 public struct RunSummary: Codable, Sendable {
     public var id: String
-    public var status: String
+    public var status: RunStatus
     public var reason: String?
-    public var phase: String
+    public var phase: RunPhase
     public var k: Int
     public var dimension: Int
     public var embedderID: String
-    public var privacyMode: String
+    public var privacyMode: PrivacyMode
     public var epsilon: Double
     public var delta: Double
     public var epsilonSpent: Double
@@ -143,7 +141,7 @@ public struct RunSummary: Codable, Sendable {
     public var openRound: OpenRoundSummary?
     public var rounds: [RoundSummary]
 
-    public init(id: String, status: String, reason: String?, phase: String, k: Int, dimension: Int, embedderID: String, privacyMode: String, epsilon: Double, delta: Double, epsilonSpent: Double, plannedRounds: Int, committedRounds: Int, noiseMultiplier: Double, openRound: OpenRoundSummary?, rounds: [RoundSummary]) {
+    public init(id: String, status: RunStatus, reason: String?, phase: RunPhase, k: Int, dimension: Int, embedderID: String, privacyMode: PrivacyMode, epsilon: Double, delta: Double, epsilonSpent: Double, plannedRounds: Int, committedRounds: Int, noiseMultiplier: Double, openRound: OpenRoundSummary?, rounds: [RoundSummary]) {
         self.id = id
         self.status = status
         self.reason = reason
@@ -184,7 +182,7 @@ public struct RunSummary: Codable, Sendable {
 
 public struct OpenRoundSummary: Codable, Sendable {
     public var id: UInt64
-    public var phase: String
+    public var phase: RunPhase
     public var participants: Int
     public var declined: Int
     public var expected: Int
@@ -195,7 +193,7 @@ public struct OpenRoundSummary: Codable, Sendable {
     public var secAggProgress: [String: Int]?
 
     public init(
-        id: UInt64, phase: String, participants: Int, declined: Int, expected: Int, deadlineUnix: Double, secAggStage: String? = nil,
+        id: UInt64, phase: RunPhase, participants: Int, declined: Int, expected: Int, deadlineUnix: Double, secAggStage: String? = nil,
         secAggProgress: [String: Int]? = nil
     ) {
         self.id = id
@@ -222,14 +220,14 @@ public struct OpenRoundSummary: Codable, Sendable {
 
 public struct RoundSummary: Codable, Sendable {
     public var id: UInt64
-    public var phase: String
-    public var status: String
+    public var phase: RunPhase
+    public var status: RoundStatus
     public var participants: Int
     public var declined: Int
     public var expected: Int
     public var centroidShift: Double?
 
-    public init(id: UInt64, phase: String, status: String, participants: Int, declined: Int, expected: Int, centroidShift: Double?) {
+    public init(id: UInt64, phase: RunPhase, status: RoundStatus, participants: Int, declined: Int, expected: Int, centroidShift: Double?) {
         self.id = id
         self.phase = phase
         self.status = status
@@ -274,14 +272,14 @@ public struct SegmentsReport: Codable, Sendable {
     }
 
     public var runID: String
-    public var status: String
+    public var status: RunStatus
     public var k: Int
     public var dimension: Int
     /// Largest centroid movement of each committed clustering round.
     public var shiftHistory: [Double]
     public var segments: [Segment]
 
-    public init(runID: String, status: String, k: Int, dimension: Int, shiftHistory: [Double], segments: [Segment]) {
+    public init(runID: String, status: RunStatus, k: Int, dimension: Int, shiftHistory: [Double], segments: [Segment]) {
         self.runID = runID
         self.status = status
         self.k = k
@@ -325,10 +323,10 @@ public struct AdminStatus: Codable, Sendable {
 /// One enrolled client as `GET /admin/v1/clients` lists it.
 public struct ClientEntry: Codable, Sendable {
     public var id: String
-    public var status: String
+    public var status: ClientStatus
     public var enrolledAt: Double
 
-    public init(id: String, status: String, enrolledAt: Double) {
+    public init(id: String, status: ClientStatus, enrolledAt: Double) {
         self.id = id
         self.status = status
         self.enrolledAt = enrolledAt

@@ -14,7 +14,7 @@ public final class ClientRegistry: Sendable {
         public var id: String
         public var signingKey: Data
         public var kxKey: Data
-        public var status: String  // "active" or "revoked"
+        public var status: ClientStatus
         public var enrolledAt: Double
 
         enum CodingKeys: String, CodingKey {
@@ -103,7 +103,7 @@ public final class ClientRegistry: Sendable {
             guard (row["expires_at"] as Double) > now.timeIntervalSince1970 else { throw Failure.tokenExpired }
             guard try Client.fetchOne(db, key: request.clientID) == nil else { throw Failure.clientExists(request.clientID) }
             try Client(
-                id: request.clientID, signingKey: request.signingPublicKey, kxKey: request.kxPublicKey, status: "active",
+                id: request.clientID, signingKey: request.signingPublicKey, kxKey: request.kxPublicKey, status: .active,
                 enrolledAt: now.timeIntervalSince1970
             ).insert(db)
             try db.execute(
@@ -118,7 +118,7 @@ public final class ClientRegistry: Sendable {
         guard !id.isEmpty, id.utf8.count <= 64 else { throw Failure.invalid("client id must be 1 to 64 bytes") }
         try database.write { db in
             guard try Client.fetchOne(db, key: id) == nil else { throw Failure.clientExists(id) }
-            try Client(id: id, signingKey: Data(signingKey.bytes), kxKey: Data(kxKey.bytes), status: "active", enrolledAt: now.timeIntervalSince1970).insert(db)
+            try Client(id: id, signingKey: Data(signingKey.bytes), kxKey: Data(kxKey.bytes), status: .active, enrolledAt: now.timeIntervalSince1970).insert(db)
         }
     }
 
@@ -126,7 +126,7 @@ public final class ClientRegistry: Sendable {
     public func revoke(id: String) throws {
         try database.write { db in
             guard var client = try Client.fetchOne(db, key: id) else { throw Failure.unknownClient(id) }
-            client.status = "revoked"
+            client.status = .revoked
             try client.update(db)
         }
     }

@@ -20,6 +20,9 @@ public struct UpdateIntake: Sendable {
         case tampered
         case invalid(ProtocolError)
         case replay(client: String, round: UInt64)
+        /// The client already answered the round with another kind of message (an update after
+        /// a decline, say): one answer per client per round.
+        case alreadyAnswered(client: String, round: UInt64, earlier: UInt8)
 
         /// A stable label for metrics.
         public var reason: String {
@@ -33,6 +36,7 @@ public struct UpdateIntake: Sendable {
             case .tampered: "tampered"
             case .invalid: "invalid"
             case .replay: "replay"
+            case .alreadyAnswered: "already_answered"
             }
         }
 
@@ -47,6 +51,8 @@ public struct UpdateIntake: Sendable {
             case .tampered: "authentication failed"
             case .invalid(let error): "invalid message: \(error)"
             case .replay(let client, let round): "client \(client) already sent this message for round \(round)"
+            case .alreadyAnswered(let client, let round, let earlier):
+                "client \(client) already answered round \(round) (with a message of kind \(Fedseg_V1_MessageKind(rawValue: Int(earlier)).map { "\($0)" } ?? "\(earlier)")); a round takes one answer per client"
             }
         }
     }
@@ -70,6 +76,13 @@ public struct UpdateIntake: Sendable {
         case secAggUnmask(Fedseg_V1_SecAggUnmask)
     }
 
+    /// A message opened and validated against its round's plan, not yet recorded.
+    public struct Decoded: Sendable {
+        public var clientID: String
+        public var kind: UInt8
+        public var message: Message
+    }
+
     /// Checks a decoded message needs beyond the plan (a distributed round's graph), run before
     /// the message is recorded; throws `ProtocolError`.
     public typealias Check = @Sendable (_ clientID: String, _ message: Message) throws -> Void
@@ -86,13 +99,18 @@ public struct UpdateIntake: Sendable {
     /// Accepts any message of the round's phase, or throws the reason it is refused. The sealed
     /// envelope is stored with the replay record (one transaction) when `keepEnvelope` is set, so
     /// a restarted coordinator can rebuild the open round's sums from what it accepted.
+    ///
+    /// The coordinator does not use this: it decodes here, outside its state machine, and records
+    /// the message in the same step that adds it to the open round (`Coordinator.accept`).
     public func accept(
         _ envelope: [UInt8], plan: Fedseg_V1_RoundPlan, coordinator: borrowing KeyAgreement.PrivateKey, keepEnvelope: Bool = false,
         kinds: [Fedseg_V1_MessageKind]? = nil, check: Check? = nil
     ) throws -> (clientID: String, message: Message) {
-        let (clientID, kind, message) = try decode(envelope, plan: plan, coordinator: coordinator, checkStatus: true, kinds: kinds, check: check)
-        try recordAccepted(clientID: clientID, round: plan.round, kind: kind, envelope: keepEnvelope ? envelope : nil)
-        return (clientID, message)
+        let decoded = try decode(envelope, plan: plan, coordinator: coordinator, checkStatus: true, kinds: kinds, check: check)
+        try registry.database.write { db in
+            try Self.recordAccepted(db, clientID: decoded.clientID, round: plan.round, kind: decoded.kind, envelope: keepEnvelope ? envelope : nil)
+        }
+        return (decoded.clientID, decoded.message)
     }
 
     /// Opens and validates a message against the plan without recording it: the coordinator's
@@ -101,7 +119,7 @@ public struct UpdateIntake: Sendable {
     public func decode(
         _ envelope: [UInt8], plan: Fedseg_V1_RoundPlan, coordinator: borrowing KeyAgreement.PrivateKey, checkStatus: Bool,
         kinds acceptedKinds: [Fedseg_V1_MessageKind]? = nil, check: Check? = nil
-    ) throws -> (clientID: String, kind: UInt8, message: Message) {
+    ) throws -> Decoded {
         guard envelope.count <= limits.maximumMessageBytes else { throw Rejection.oversized(envelope.count) }
         let kinds = acceptedKinds ?? Self.acceptedKinds(for: plan.phase)
         let kind: UInt8
@@ -151,7 +169,7 @@ public struct UpdateIntake: Sendable {
                 message = .decline(decline)
             }
             try check?(clientID, message)
-            return (clientID, kind, message)
+            return Decoded(clientID: clientID, kind: kind, message: message)
         } catch let error as ProtocolError {
             throw Rejection.invalid(error)
         }
@@ -161,12 +179,12 @@ public struct UpdateIntake: Sendable {
     public func acceptClientUpdate(
         _ envelope: [UInt8], plan: Fedseg_V1_RoundPlan, coordinator: borrowing KeyAgreement.PrivateKey
     ) throws -> (clientID: String, update: Fedseg_V1_ClientUpdate) {
-        let (clientID, kind, message) = try decode(envelope, plan: plan, coordinator: coordinator, checkStatus: true)
-        guard case .clientUpdate(let update) = message else {
-            throw Rejection.wrongKind(expected: UInt8(Fedseg_V1_MessageKind.clientUpdate.rawValue), found: kind)
+        let decoded = try decode(envelope, plan: plan, coordinator: coordinator, checkStatus: true)
+        guard case .clientUpdate(let update) = decoded.message else {
+            throw Rejection.wrongKind(expected: UInt8(Fedseg_V1_MessageKind.clientUpdate.rawValue), found: decoded.kind)
         }
-        try recordAccepted(clientID: clientID, round: plan.round, kind: kind, envelope: nil)
-        return (clientID, update)
+        try registry.database.write { db in try Self.recordAccepted(db, clientID: decoded.clientID, round: plan.round, kind: decoded.kind, envelope: nil) }
+        return (decoded.clientID, update)
     }
 
     /// The first checks, which need no round: size, envelope header, enrolled and active sender.
@@ -179,7 +197,7 @@ public struct UpdateIntake: Sendable {
             throw Rejection.malformedEnvelope("\(error)")
         }
         guard let client = try registry.client(header.clientID) else { throw Rejection.unknownSender(header.clientID) }
-        guard !checkStatus || client.status == "active" else { throw Rejection.revoked(header.clientID) }
+        guard !checkStatus || client.status == .active else { throw Rejection.revoked(header.clientID) }
         return (header, client)
     }
 
@@ -202,17 +220,28 @@ public struct UpdateIntake: Sendable {
         }
     }
 
-    func recordAccepted(clientID: String, round: UInt64, kind: UInt8, envelope: [UInt8]?) throws {
-        try registry.database.write { db in
-            let seen = try Int.fetchOne(
-                db, sql: "SELECT COUNT(*) FROM accepted_messages WHERE client_id = ? AND round = ? AND kind = ?",
-                arguments: [clientID, Int64(bitPattern: round), Int(kind)]
-            ) ?? 0
-            guard seen == 0 else { throw Rejection.replay(client: clientID, round: round) }
-            try db.execute(
-                sql: "INSERT INTO accepted_messages (client_id, round, kind, accepted_at, envelope) VALUES (?, ?, ?, ?, ?)",
-                arguments: [clientID, Int64(bitPattern: round), Int(kind), Date().timeIntervalSince1970, envelope.map { Data($0) }]
-            )
+    /// The kinds that answer a round: a client sends at most one of them per round (its update,
+    /// its decline, or in a distributed round its advertisement, which opens its part).
+    public static let answerKinds: Set<UInt8> = Set(
+        [Fedseg_V1_MessageKind.clientUpdate, .recommendationUpdate, .decline, .secaggAdvertise].map { UInt8($0.rawValue) }
+    )
+
+    /// Records an accepted message inside the caller's transaction, or throws `replay` (the same
+    /// message again) or `alreadyAnswered` (another answer to the same round).
+    public static func recordAccepted(_ db: Database, clientID: String, round: UInt64, kind: UInt8, envelope: [UInt8]?) throws {
+        let slot = answerKinds.contains(kind) ? answerKinds.sorted().map(Int.init) : [Int(kind)]
+        let marks = databaseQuestionMarks(count: slot.count)
+        let earlier = try Int.fetchOne(
+            db, sql: "SELECT kind FROM accepted_messages WHERE client_id = ? AND round = ? AND kind IN (\(marks)) LIMIT 1",
+            arguments: StatementArguments([clientID, Int64(bitPattern: round)] as [any DatabaseValueConvertible] + slot)
+        )
+        if let earlier {
+            if earlier == Int(kind) { throw Rejection.replay(client: clientID, round: round) }
+            throw Rejection.alreadyAnswered(client: clientID, round: round, earlier: UInt8(earlier))
         }
+        try db.execute(
+            sql: "INSERT INTO accepted_messages (client_id, round, kind, accepted_at, envelope) VALUES (?, ?, ?, ?, ?)",
+            arguments: [clientID, Int64(bitPattern: round), Int(kind), Date().timeIntervalSince1970, envelope.map { Data($0) }]
+        )
     }
 }

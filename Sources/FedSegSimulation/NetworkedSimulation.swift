@@ -37,7 +37,7 @@ public struct NetworkedSimulation: Sendable {
         /// Share of the clients whose update a round needs.
         public var quorum = 0.5
         /// `local`, or `distributed` (secure aggregation, a noise share per client).
-        public var privacyMode = "local"
+        public var privacyMode: PrivacyMode = .local
         /// Clients working at once.
         public var concurrency = 32
         public var showProgress = false
@@ -68,7 +68,7 @@ public struct NetworkedSimulation: Sendable {
         public var users: Int
         public var rounds: Int
         public var participantsPerRound: [Int]
-        public var privacyMode: String
+        public var privacyMode: PrivacyMode
         public var embedder: String
         public var epsilonSpent: Double
         public var epsilon: Double
@@ -78,7 +78,7 @@ public struct NetworkedSimulation: Sendable {
         public var nmiTruth: Double?
         public var ariCentralized: Double
         public var costRatio: Double
-        public var recommendation: [InProcessFederation.RecommendationRow]
+        public var recommendation: [Evaluation.RecommendationRow]
         public var rejectedUpdates: [String: Int]
         public var misbehaviourAttempts: [String: Int]
         public var ledgersVerified: Bool
@@ -150,8 +150,7 @@ public struct NetworkedSimulation: Sendable {
         let clock = ContinuousClock()
         let started = clock.now
         guard c.clients >= 1 else { throw SimulationError.invalid("--clients must be at least 1") }
-        guard ["local", "distributed"].contains(c.privacyMode) else { throw SimulationError.invalid("--privacy-mode must be local or distributed") }
-        if c.privacyMode == "distributed" {
+        if c.privacyMode == .distributed {
             guard c.clients >= 2 else { throw SimulationError.invalid("distributed mode needs at least 2 clients") }
             guard c.misbehave == nil else { throw SimulationError.invalid("--misbehave is only simulated in local mode") }
         }
@@ -247,7 +246,7 @@ public struct NetworkedSimulation: Sendable {
         parameters.dimension = prepared.points.cols
         parameters.rounds = c.rounds
         parameters.clusteringShare = c.clusteringShare
-        parameters.minParticipants = max(c.privacyMode == "distributed" ? 2 : 1, Int((Double(c.clients) * c.quorum).rounded(.down)))
+        parameters.minParticipants = max(c.privacyMode == .distributed ? 2 : 1, Int((Double(c.clients) * c.quorum).rounded(.down)))
         parameters.privacyMode = c.privacyMode
         // Distributed mode sizes its quantisation for at most this many users in the sum.
         parameters.maxUsers = max(1, dataset.users.count)
@@ -257,7 +256,7 @@ public struct NetworkedSimulation: Sendable {
         var phraseOrder = Array(prepared.itemTexts.indices)
         phraseOrder.shuffle(using: &rng)
         parameters.seedPhrases = phraseOrder.prefix(c.maxSeedPhrases).map { prepared.itemTexts[$0] }
-        if parameters.seedPhrases.count < c.k { parameters.initialization = "random" }
+        if parameters.seedPhrases.count < c.k { parameters.initialization = .random }
         parameters.catalog = dataset.items.map(\.item)
         let rejectedBefore = AdminClient.rejectedUpdates(fromMetrics: try await admin.metricsText())
         let started_ = try await admin.startRun(parameters)
@@ -284,7 +283,7 @@ public struct NetworkedSimulation: Sendable {
                 continue
             }
             summary = polled.0
-            guard summary.status == "running" else { break }
+            guard summary.status == .running else { break }
             guard let publication = polled.1,
                 let signed = try? Fedseg_V1_SignedPublication(serializedBytes: publication),
                 let plan = try? Fedseg_V1_RoundPlan(serializedBytes: signed.payload), plan.runID == runID, !handled.contains(plan.round)
@@ -320,7 +319,7 @@ public struct NetworkedSimulation: Sendable {
             }
             await progress.finish()
         }
-        guard summary.status == "completed" else {
+        guard summary.status == .completed else {
             throw SimulationError.runFailed("run \(runID) ended \(summary.status): \(summary.reason ?? "no reason given")")
         }
 
@@ -343,7 +342,7 @@ public struct NetworkedSimulation: Sendable {
         for u in participants {
             exact.add(userItems: prepared.training[u], segment: Int(labels[u]), catalog: catalog, maxItemsPerUser: c.maxItemsPerUser, using: &sampling)
         }
-        let recommendation = InProcessFederation.evaluate(exact: exact, privateModel: model, labels: labels, centroids: centroids, prepared: prepared)
+        let recommendation = Evaluation.evaluate(exact: exact, privateModel: model, labels: labels, centroids: centroids, prepared: prepared)
         let sizes = Metrics.clusterSizes(labels: participantLabels, k: c.k)
         let nearest = KMeans.squaredDistances(centroids, to: prepared.itemVectors)
         let segments = (0..<c.k).map { j in
@@ -384,7 +383,7 @@ public struct NetworkedSimulation: Sendable {
         var rejected = AdminClient.rejectedUpdates(fromMetrics: try await admin.metricsText())
         for (reason, count) in rejectedBefore { rejected[reason, default: 0] -= count }
         rejected = rejected.filter { $0.value > 0 }
-        let committed = summary.rounds.filter { $0.status == "committed" }
+        let committed = summary.rounds.filter { $0.status == .committed }
         return Report(
             runID: runID, clients: c.clients, users: dataset.users.count, rounds: committed.count,
             participantsPerRound: committed.map(\.participants), privacyMode: summary.privacyMode, embedder: prepared.embedderID,
@@ -395,7 +394,7 @@ public struct NetworkedSimulation: Sendable {
             costRatio: Metrics.inertia(points: participantPoints, centroids: centroids, labels: participantLabels) / baseline.inertia,
             recommendation: recommendation, rejectedUpdates: rejected,
             misbehaviourAttempts: await attempts.counts, ledgersVerified: verified, ledgersAgree: agree,
-            embedSeconds: prepared.embedSeconds, wallSeconds: InProcessFederation.seconds(clock.now - started)
+            embedSeconds: prepared.embedSeconds, wallSeconds: Evaluation.seconds(clock.now - started)
         )
     }
 

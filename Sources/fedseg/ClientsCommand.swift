@@ -77,7 +77,7 @@ struct ClientsCommand: ParsableCommand {
         func run() throws {
             let clients = try state.registry().clients()
             if json {
-                struct Row: Encodable { var id: String; var status: String; var signingKey: String; var kxKey: String }
+                struct Row: Encodable { var id: String; var status: ClientStatus; var signingKey: String; var kxKey: String }
                 try JSONOutput.print(clients.map { Row(id: $0.id, status: $0.status, signingKey: $0.signingKey.hexString, kxKey: $0.kxKey.hexString) })
                 return
             }

@@ -93,7 +93,7 @@ struct RunCommand: AsyncParsableCommand {
         var maxItemsPerUser = 20
 
         @Option(name: .long, help: "local (every client adds full noise) or distributed (secure aggregation; each client adds a share of the noise).")
-        var privacyMode = "local"
+        var privacyMode: PrivacyMode = .local
 
         @Option(name: .long, help: "Distributed mode: at most this many users in the federation (sizes the quantisation so sums never wrap).")
         var maxUsers = 1_000_000
@@ -121,7 +121,7 @@ struct RunCommand: AsyncParsableCommand {
             func lines(_ path: String) throws -> [String] {
                 try String(contentsOfFile: path, encoding: .utf8).split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
             }
-            if let seedPhrases { parameters.seedPhrases = try lines(seedPhrases) } else { parameters.initialization = "random" }
+            if let seedPhrases { parameters.seedPhrases = try lines(seedPhrases) } else { parameters.initialization = .random }
             if let catalog { parameters.catalog = try lines(catalog) }
             do {
                 try parameters.validate()
@@ -175,7 +175,7 @@ struct RunCommand: AsyncParsableCommand {
             print("open round \(open.id): secure aggregation, \(stage) stage; of \(open.expected) clients \(progress["advertised"] ?? 0) advertised keys, \(progress["shared"] ?? 0) shared them, \(progress["masked"] ?? 0) sent masked input, \(progress["revealed"] ?? 0) revealed")
         }
         for round in summary.rounds {
-            print("  round \(round.id)  \(round.phase.padding(toLength: 14, withPad: " ", startingAt: 0)) \(round.status.padding(toLength: 10, withPad: " ", startingAt: 0)) \(round.participants) of \(round.expected) updates, \(round.declined) declined" + (round.centroidShift.map { String(format: ", centroid shift %.5f", $0) } ?? ""))
+            print("  round \(round.id)  \(round.phase.rawValue.padding(toLength: 14, withPad: " ", startingAt: 0)) \(round.status.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)) \(round.participants) of \(round.expected) updates, \(round.declined) declined" + (round.centroidShift.map { String(format: ", centroid shift %.5f", $0) } ?? ""))
         }
     }
 }

@@ -838,6 +838,10 @@ public nonisolated struct Fedseg_V1_ErrorResponse: Sendable {
 
     /// Distributed mode: the message belongs to a secure-aggregation stage not open yet.
     case stageNotOpen // = 15
+
+    /// The client already answered this round with another kind of message (an update after a
+    /// decline): a round takes one answer per client.
+    case alreadyAnswered // = 16
     case UNRECOGNIZED(Int)
 
     public init() {
@@ -862,6 +866,7 @@ public nonisolated struct Fedseg_V1_ErrorResponse: Sendable {
       case 13: self = .badRequest
       case 14: self = .notFound
       case 15: self = .stageNotOpen
+      case 16: self = .alreadyAnswered
       default: self = .UNRECOGNIZED(rawValue)
       }
     }
@@ -884,6 +889,7 @@ public nonisolated struct Fedseg_V1_ErrorResponse: Sendable {
       case .badRequest: return 13
       case .notFound: return 14
       case .stageNotOpen: return 15
+      case .alreadyAnswered: return 16
       case .UNRECOGNIZED(let i): return i
       }
     }
@@ -906,6 +912,7 @@ public nonisolated struct Fedseg_V1_ErrorResponse: Sendable {
       .badRequest,
       .notFound,
       .stageNotOpen,
+      .alreadyAnswered,
     ]
 
   }
@@ -2013,5 +2020,5 @@ nonisolated extension Fedseg_V1_ErrorResponse: SwiftProtobuf.Message, SwiftProto
 }
 
 nonisolated extension Fedseg_V1_ErrorResponse.Code: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CODE_UNSPECIFIED\0\u{1}CODE_UNKNOWN_SENDER\0\u{1}CODE_REVOKED\0\u{1}CODE_WRONG_ROUND\0\u{1}CODE_WRONG_KIND\0\u{1}CODE_REPLAY\0\u{1}CODE_TAMPERED\0\u{1}CODE_OVERSIZED\0\u{1}CODE_INVALID_FIELD\0\u{1}CODE_BAD_TOKEN\0\u{1}CODE_LATE\0\u{1}CODE_NO_OPEN_ROUND\0\u{1}CODE_UNAUTHORIZED\0\u{1}CODE_BAD_REQUEST\0\u{1}CODE_NOT_FOUND\0\u{1}CODE_STAGE_NOT_OPEN\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CODE_UNSPECIFIED\0\u{1}CODE_UNKNOWN_SENDER\0\u{1}CODE_REVOKED\0\u{1}CODE_WRONG_ROUND\0\u{1}CODE_WRONG_KIND\0\u{1}CODE_REPLAY\0\u{1}CODE_TAMPERED\0\u{1}CODE_OVERSIZED\0\u{1}CODE_INVALID_FIELD\0\u{1}CODE_BAD_TOKEN\0\u{1}CODE_LATE\0\u{1}CODE_NO_OPEN_ROUND\0\u{1}CODE_UNAUTHORIZED\0\u{1}CODE_BAD_REQUEST\0\u{1}CODE_NOT_FOUND\0\u{1}CODE_STAGE_NOT_OPEN\0\u{1}CODE_ALREADY_ANSWERED\0")
 }

@@ -1,0 +1,200 @@
+import FedSegMath
+import FedSegPrivacy
+import FedSegProtocol
+import Foundation
+import GRDB
+
+/// Every write the coordinator makes, one method per transaction, so that what must happen
+/// together (a round's result, its charge, the run's next phase and the end of its replay
+/// records) commits together or not at all. The coordinator's state machine runs no SQL itself.
+extension CoordinatorStore {
+    /// A ledger charge of one release to the populations it concerns.
+    public struct Charge: Sendable {
+        public var releaseID: String
+        public var round: Int64
+        public var mechanism: PrivacyLedger.Mechanism
+        public var populations: [String]
+    }
+
+    /// What a committed clustering round changes.
+    struct ClusteringCommit {
+        var runID: String
+        var round: Int64
+        var participants: Int
+        var declined: Int
+        var shift: Double
+        var centroids: Matrix
+        var variances: [Double]
+        var releasedCounts: [Double]
+        var committedRounds: Int
+        /// The run's phase after this round (the switch to recommendation commits with it).
+        var phase: RunPhase
+    }
+
+    // MARK: Reads
+
+    /// The run in progress, if any.
+    func runningRun() throws -> Run? {
+        try database.read { db in try Run.filter(Column("status") == RunStatus.running).fetchOne(db) }
+    }
+
+    func latestRound(runID: String) throws -> Round? {
+        try database.read { db in try Round.filter(Column("run_id") == runID).order(Column("id").desc).fetchOne(db) }
+    }
+
+    /// Active clients in id order: a distributed round's cohort, and how many a round expects.
+    func activeClientIDs() throws -> [String] {
+        try database.read { db in
+            try String.fetchAll(db, sql: "SELECT id FROM clients WHERE status = ? ORDER BY id", arguments: [ClientStatus.active])
+        }
+    }
+
+    func isCharged(releaseID: String) throws -> Bool {
+        try database.read { db in
+            try PrivacyLedger.Record.filter(Column("release_id") == releaseID).fetchCount(db) > 0
+        }
+    }
+
+    func latestModelVersion(runID: String) throws -> Int {
+        try database.read { db in
+            try Int.fetchOne(db, sql: "SELECT COALESCE(MAX(version), 0) FROM segment_models WHERE run_id = ?", arguments: [runID])
+        } ?? 0
+    }
+
+    func secAggState(round: Int64) throws -> SecAggRound.Persisted? {
+        guard let data = try database.read({ db in try Data.fetchOne(db, sql: "SELECT secagg FROM rounds WHERE id = ?", arguments: [round]) }) else {
+            return nil
+        }
+        return try JSONDecoder().decode(SecAggRound.Persisted.self, from: data)
+    }
+
+    // MARK: Transactions
+
+    /// A new run and its own budget.
+    func create(_ run: Run, budget: PrivacyLedger.Budget) throws {
+        try database.write { db in
+            try run.insert(db)
+            try budget.save(db)
+        }
+    }
+
+    /// Inserts a collecting round and stores its signed plan, which `sign` makes once the round id
+    /// is known; returns both.
+    func open(_ round: Round, sign: (UInt64) throws -> [UInt8]) throws -> (id: UInt64, publication: [UInt8]) {
+        try database.write { db in
+            var row = round
+            try row.insert(db)
+            guard let id = row.id else { throw CoordinatorError.state("round id not assigned") }
+            let publication = try sign(UInt64(id))
+            try db.execute(sql: "UPDATE rounds SET publication = ? WHERE id = ?", arguments: [Data(publication), id])
+            return (UInt64(id), publication)
+        }
+    }
+
+    /// Records an accepted message (the replay record, with its envelope for recovery) and, when
+    /// given, the charge its round owes from now on; both or neither.
+    func accept(clientID: String, round: UInt64, kind: UInt8, envelope: [UInt8], charge: Charge?) throws {
+        try database.write { db in
+            try UpdateIntake.recordAccepted(db, clientID: clientID, round: round, kind: kind, envelope: envelope)
+            if let charge { try Self.charge(db, charge) }
+        }
+    }
+
+    /// A charge on its own (distributed rounds: before the unmasked sum is decoded). Charging a
+    /// release already in the ledger is a no-op, so a resumed round does not pay twice.
+    func charge(_ charge: Charge) throws {
+        try database.write { db in try Self.charge(db, charge) }
+    }
+
+    static func charge(_ db: Database, _ charge: Charge) throws {
+        guard try PrivacyLedger.Record.filter(Column("release_id") == charge.releaseID).fetchCount(db) == 0 else { return }
+        try PrivacyLedger.charge(
+            db, releaseID: charge.releaseID, round: charge.round, mechanism: charge.mechanism, populations: charge.populations
+        )
+    }
+
+    func saveSecAggState(_ state: SecAggRound.Persisted, round: Int64) throws {
+        let data = try JSONEncoder().encode(state)
+        try database.write { db in try db.execute(sql: "UPDATE rounds SET secagg = ? WHERE id = ?", arguments: [data, round]) }
+    }
+
+    /// A clustering round's result, its charge (when not already made), the run's centroids and
+    /// next phase; the round's envelopes are dropped.
+    func commit(_ commit: ClusteringCommit, charge: Charge, beforeCommit: () -> Void = {}) throws {
+        try database.write { db in
+            // The charge comes first: if the budget refuses it, nothing of the round is stored.
+            try Self.charge(db, charge)
+            beforeCommit()
+            try db.execute(
+                sql: """
+                    UPDATE rounds SET status = ?, participants = ?, declined = ?, centroid_shift = ?, centroids = ?, counts = ?, closed_at = ?
+                    WHERE id = ?
+                    """,
+                arguments: [
+                    RoundStatus.committed, commit.participants, commit.declined, commit.shift, Packing.pack(commit.centroids),
+                    Packing.pack(commit.releasedCounts), Date().timeIntervalSince1970, commit.round,
+                ]
+            )
+            try db.execute(
+                sql: "UPDATE runs SET centroids = ?, variances = ?, committed_rounds = ?, abandoned_in_a_row = 0, phase = ? WHERE id = ?",
+                arguments: [Packing.pack(commit.centroids), Packing.pack(commit.variances), commit.committedRounds, commit.phase, commit.runID]
+            )
+            try Self.dropEnvelopes(db, round: commit.round)
+        }
+    }
+
+    /// The recommendation round's model, its charge, and the end of the run's releases.
+    func commitRecommendation(
+        runID: String, round: Int64, participants: Int, declined: Int, model: PublishedModel, charge: Charge, beforeCommit: () -> Void = {}
+    ) throws {
+        try database.write { db in
+            try Self.charge(db, charge)
+            beforeCommit()
+            try model.insert(db)
+            try db.execute(
+                sql: "UPDATE rounds SET status = ?, participants = ?, declined = ?, closed_at = ? WHERE id = ?",
+                arguments: [RoundStatus.committed, participants, declined, Date().timeIntervalSince1970, round]
+            )
+            try db.execute(sql: "UPDATE runs SET phase = ? WHERE id = ?", arguments: [RunPhase.done, runID])
+            try Self.dropEnvelopes(db, round: round)
+        }
+    }
+
+    /// A model that is post-processing of committed rounds (no charge).
+    func publish(_ model: PublishedModel) throws {
+        try database.write { db in try model.insert(db) }
+    }
+
+    func abandon(round: Int64, participants: Int, declined: Int, runID: String, abandonedInARow: Int) throws {
+        try database.write { db in
+            try db.execute(
+                sql: "UPDATE rounds SET status = ?, participants = ?, declined = ?, closed_at = ? WHERE id = ?",
+                arguments: [RoundStatus.abandoned, participants, declined, Date().timeIntervalSince1970, round]
+            )
+            try Self.dropEnvelopes(db, round: round)
+            try db.execute(sql: "UPDATE runs SET abandoned_in_a_row = ? WHERE id = ?", arguments: [abandonedInARow, runID])
+        }
+    }
+
+    /// Ends a run; its open round, if any, is abandoned with it.
+    func finish(runID: String, status: RunStatus, reason: String?, openRound: Int64?) throws {
+        try database.write { db in
+            if let openRound {
+                try db.execute(
+                    sql: "UPDATE rounds SET status = ?, closed_at = ? WHERE id = ?",
+                    arguments: [RoundStatus.abandoned, Date().timeIntervalSince1970, openRound]
+                )
+                try Self.dropEnvelopes(db, round: openRound)
+            }
+            try db.execute(
+                sql: "UPDATE runs SET status = ?, reason = ?, finished_at = ? WHERE id = ?",
+                arguments: [status, reason, Date().timeIntervalSince1970, runID]
+            )
+        }
+    }
+
+    /// Envelopes are kept only while their round is open (to rebuild its sums after a restart).
+    static func dropEnvelopes(_ db: Database, round: Int64) throws {
+        try db.execute(sql: "UPDATE accepted_messages SET envelope = NULL WHERE round = ?", arguments: [round])
+    }
+}

@@ -1,0 +1,100 @@
+import FedSegMath
+import FedSegPrivacy
+import FedSegProtocol
+import FedSegRecommend
+import FedSegSecureAggregation
+
+/// Builds the plan of a run's next round from the run's privacy plan: no state, no storage, so
+/// what a round will publish is a function of the run and the cohort alone.
+enum RoundPlanner {
+    /// A round that cannot be planned ends the run with this reason.
+    struct Refusal: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    static func plan(run: Coordinator.ActiveRun, phase: Fedseg_V1_Phase, cohort: [String], deadline: Double) throws -> Fedseg_V1_RoundPlan {
+        let p = run.parameters
+        var plan = Fedseg_V1_RoundPlan()
+        plan.protocolVersion = fedsegProtocolVersion
+        plan.runID = run.id
+        plan.k = UInt32(p.k)
+        plan.dimension = UInt32(p.dimension)
+        plan.centroids = run.centroids.storage
+        plan.clipNorm = p.clipNorm
+        plan.privacyMode = p.privacyMode.wire
+        plan.samplingRate = p.samplingRate
+        plan.deadlineUnixMs = Int64(deadline * 1000)
+        plan.minParticipants = UInt32(p.minParticipants)
+        plan.embedderID = p.embedderID
+        plan.delta = p.delta
+        plan.expectedParticipants = UInt32(max(1, Int((Double(cohort.count) * p.samplingRate).rounded())))
+        plan.phase = phase
+        if phase == .clustering {
+            let noise = run.privacy.clustering.noise
+            plan.noiseMultiplier = run.privacy.clustering.noiseMultiplier
+            plan.sumStd = noise.sumStd
+            plan.countStd = noise.countStd
+        } else {
+            guard let z = run.privacy.recommendationNoiseMultiplier else { throw CoordinatorError.state("no recommendation phase") }
+            plan.noiseMultiplier = z
+            plan.sumStd = z * SegmentHistogram.sensitivity(maxItemsPerUser: p.maxItemsPerUser)
+            plan.countStd = plan.sumStd
+            plan.maxItemsPerUser = UInt32(p.maxItemsPerUser)
+            plan.catalogSize = UInt32(p.catalog.count)
+            plan.catalogItems = p.catalog
+        }
+        guard p.privacyMode == .distributed else { return plan }
+        let minimum = max(2, p.minParticipants)
+        guard cohort.count >= minimum else {
+            throw Refusal(description: "distributed mode: \(cohort.count) active clients, secure aggregation needs at least \(minimum)")
+        }
+        do {
+            plan.secagg = try secAggPlan(plan: plan, run: run, cohort: cohort, minimum: minimum)
+        } catch {
+            throw Refusal(description: "distributed mode: \(error)")
+        }
+        // What the fewest survivors' sum carries, in the units the coordinator decodes to.
+        let scale = phase == .clustering ? plan.secagg.sumScale : plan.secagg.countScale
+        plan.sumStd = plan.secagg.clientSigma * Double(minimum).squareRoot() / scale
+        plan.countStd = phase == .clustering ? plan.secagg.clientSigma * Double(minimum).squareRoot() / plan.secagg.countScale : plan.sumStd
+        return plan
+    }
+
+    /// The secure-aggregation plan of a distributed round: the cohort in a fixed order, a fresh
+    /// graph seed, and quantisation and noise shares sized so that any `minimum` survivors'
+    /// sum carries the run's planned noise and the sum of all never wraps.
+    static func secAggPlan(plan: Fedseg_V1_RoundPlan, run: Coordinator.ActiveRun, cohort: [String], minimum: Int) throws -> Fedseg_V1_SecAggPlan {
+        let p = run.parameters
+        var parameters = SecAgg.Parameters(clients: cohort.count, length: plan.secAggWidth, round: plan.round, graphSeed: 0, minimumSurvivors: minimum)
+        parameters.degree = min(parameters.degree, 254)
+        parameters.threshold = max(1, (parameters.degree + 2) / 3)
+        var secagg = Fedseg_V1_SecAggPlan()
+        secagg.cohort = cohort
+        secagg.degree = UInt32(parameters.degree)
+        secagg.threshold = UInt32(parameters.threshold)
+        secagg.minSurvivors = UInt32(minimum)
+        var random = SecureRandom()
+        secagg.graphSeed = random.next()
+        secagg.length = UInt32(plan.secAggWidth)
+        secagg.stageSeconds = p.roundDeadlineSeconds / 4
+        if plan.phase == .clustering {
+            let noise = try DistributedNoise.make(
+                noise: run.privacy.clustering.noise, k: p.k, dimension: p.dimension, minimumSurvivors: minimum, maxUsers: p.maxUsers,
+                clients: cohort.count
+            )
+            secagg.sumScale = noise.sumScale
+            secagg.countScale = noise.countScale
+            secagg.clientSigma = noise.clientSigma
+        } else {
+            guard let z = run.privacy.recommendationNoiseMultiplier else { throw CoordinatorError.state("no recommendation phase") }
+            let noise = try DistributedIntegerNoise.make(
+                noiseMultiplier: z, baseSensitivity: SegmentHistogram.sensitivity(maxItemsPerUser: p.maxItemsPerUser), length: plan.secAggWidth,
+                minimumSurvivors: minimum, clients: cohort.count, maxTotal: p.maxUsers
+            )
+            secagg.sumScale = Double(noise.scale)
+            secagg.countScale = Double(noise.scale)
+            secagg.clientSigma = noise.clientSigma
+        }
+        return secagg
+    }
+}

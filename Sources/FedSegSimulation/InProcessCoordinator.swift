@@ -1,0 +1,59 @@
+import FedSegCoordinator
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// The coordinator daemon's own application (`CoordinatorDaemon.buildCoordinator`), run inside
+/// this process on a free loopback port for as long as `body` runs: `client-sim simulate` is
+/// `client-sim run` against it, so what the simulator measures is what operators deploy.
+public enum InProcessCoordinator {
+    /// Initialises `stateDirectory` if it is new, serves it on 127.0.0.1, and hands `body` the
+    /// base URL and the admin token; stops the server gracefully afterwards, error or not.
+    public static func with<T: Sendable>(
+        stateDirectory: URL, totalEpsilon: Double, totalDelta: Double, embeddingCache: URL?, logLevel: Logger.Level = .warning,
+        _ body: @Sendable (_ url: String, _ adminToken: String) async throws -> T
+    ) async throws -> T {
+        let keyPath = stateDirectory.appendingPathComponent(CoordinatorDaemon.keyFile).path
+        if !FileManager.default.fileExists(atPath: keyPath) {
+            _ = try CoordinatorDaemon.initialize(stateDirectory: stateDirectory.path)
+        }
+        var configuration = CoordinatorConfiguration()
+        configuration.stateDirectory = stateDirectory.path
+        configuration.host = "127.0.0.1"
+        configuration.port = 0
+        configuration.totalEpsilon = totalEpsilon
+        configuration.totalDelta = totalDelta
+        configuration.embeddingCache = embeddingCache?.path
+        var logger = Logger(label: "fedseg.coordinator")
+        logger.logLevel = logLevel
+        let (ports, portSink) = AsyncStream.makeStream(of: Int.self)
+        let app = try await CoordinatorDaemon.buildCoordinator(configuration, logger: logger, onListening: { port in
+            portSink.yield(port)
+            portSink.finish()
+        })
+        let token = try CoordinatorDaemon.readAdminToken(path: stateDirectory.appendingPathComponent(CoordinatorDaemon.adminTokenFile).path)
+        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        return try await withThrowingTaskGroup(of: T?.self) { tasks in
+            tasks.addTask {
+                try await group.run()
+                return nil
+            }
+            var iterator = ports.makeAsyncIterator()
+            guard let port = await iterator.next() else {
+                await group.triggerGracefulShutdown()
+                throw SimulationError.runFailed("the in-process coordinator did not start listening")
+            }
+            let result: T
+            do {
+                result = try await body("http://127.0.0.1:\(port)", token)
+            } catch {
+                await group.triggerGracefulShutdown()
+                try? await tasks.waitForAll()
+                throw error
+            }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            return result
+        }
+    }
+}
