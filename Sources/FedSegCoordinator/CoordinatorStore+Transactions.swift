@@ -120,11 +120,11 @@ extension CoordinatorStore {
 
     /// A clustering round's result, its charge (when not already made), the run's centroids and
     /// next phase; the round's envelopes are dropped.
-    func commit(_ commit: ClusteringCommit, charge: Charge, beforeCommit: () -> Void = {}) throws {
+    func commit(_ commit: ClusteringCommit, charge: Charge, beforeCommit: () throws -> Void = {}) throws {
         try database.write { db in
             // The charge comes first: if the budget refuses it, nothing of the round is stored.
             try Self.charge(db, charge)
-            beforeCommit()
+            try beforeCommit()
             try db.execute(
                 sql: """
                     UPDATE rounds SET status = ?, participants = ?, declined = ?, centroid_shift = ?, centroids = ?, counts = ?, closed_at = ?
@@ -145,11 +145,11 @@ extension CoordinatorStore {
 
     /// The recommendation round's model, its charge, and the end of the run's releases.
     func commitRecommendation(
-        runID: String, round: Int64, participants: Int, declined: Int, model: PublishedModel, charge: Charge, beforeCommit: () -> Void = {}
+        runID: String, round: Int64, participants: Int, declined: Int, model: PublishedModel, charge: Charge, beforeCommit: () throws -> Void = {}
     ) throws {
         try database.write { db in
             try Self.charge(db, charge)
-            beforeCommit()
+            try beforeCommit()
             try model.insert(db)
             try db.execute(
                 sql: "UPDATE rounds SET status = ?, participants = ?, declined = ?, closed_at = ? WHERE id = ?",

@@ -81,6 +81,12 @@ public struct UpdateIntake: Sendable {
         public var clientID: String
         public var kind: UInt8
         public var message: Message
+
+        public init(clientID: String, kind: UInt8, message: Message) {
+            self.clientID = clientID
+            self.kind = kind
+            self.message = message
+        }
     }
 
     /// Checks a decoded message needs beyond the plan (a distributed round's graph), run before

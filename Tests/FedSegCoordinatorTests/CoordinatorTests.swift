@@ -36,12 +36,13 @@ func temporaryDirectory() throws -> URL {
     return url
 }
 
-func makeCoordinator(_ directory: URL, totalEpsilon: Double = 16) throws -> Coordinator {
+func makeCoordinator(_ directory: URL, totalEpsilon: Double = 16, clock: any WallClock = SystemWallClock()) throws -> Coordinator {
     let store = try CoordinatorStore(path: directory.appendingPathComponent(CoordinatorStore.fileName).path)
     let keyPath = directory.appendingPathComponent("coordinator.key").path
     if !FileManager.default.fileExists(atPath: keyPath) { try NodeIdentity().save(to: keyPath) }
     var settings = Coordinator.Settings()
     settings.totalEpsilon = totalEpsilon
+    settings.clock = clock
     return try Coordinator(
         store: store, keys: CoordinatorKeys(identity: try NodeIdentity.load(from: keyPath)), settings: settings,
         metrics: CoordinatorMetrics(), logger: Logger(label: "test")
@@ -53,11 +54,28 @@ func smallRun(rounds: Int = 2, minParticipants: Int = 3) -> RunParameters {
     p.embedderID = "hashing-v1-d4-s0"
     p.dimension = 4
     p.rounds = rounds
-    p.initialization = "random"
+    p.initialization = .random
     p.clusteringShare = 1
     p.minParticipants = minParticipants
     p.convergenceTolerance = 0
     return p
+}
+
+/// Offers a sealed message as the route does: decoded against the open round (its kinds and
+/// checks), then recorded and added in one step.
+func offer(_ sealed: [UInt8], to coordinator: Coordinator) async throws -> Coordinator.AcceptOutcome {
+    let snapshot = try #require(await coordinator.snapshot())
+    return try await offer(sealed, to: coordinator, plan: snapshot.plan, kinds: snapshot.kinds, check: snapshot.check)
+}
+
+/// The same against a given plan (a round that may have closed since).
+func offer(
+    _ sealed: [UInt8], to coordinator: Coordinator, plan: Fedseg_V1_RoundPlan, kinds: [Fedseg_V1_MessageKind]? = nil, check: UpdateIntake.Check? = nil
+) async throws -> Coordinator.AcceptOutcome {
+    let decoded = try coordinator.intake.decode(
+        sealed, plan: plan, coordinator: coordinator.keys.identity.keyAgreement, checkStatus: true, kinds: kinds, check: check
+    )
+    return try await coordinator.accept(decoded, envelope: sealed, round: plan.round)
 }
 
 @Suite("Coordinator state machine")
@@ -71,52 +89,70 @@ struct CoordinatorStateTests {
         }
     }
 
-    @Test("a round aggregates exact sums, charges the ledger with the commit, survives a restart mid-round, and ends with a signed model")
-    func roundsAndRecovery() async throws {
-        let directory = try temporaryDirectory()
-        let coordinator = try makeCoordinator(directory)
-        let clients = (0..<3).map { TestClient(id: "c\($0)") }
+    func enroll(_ count: Int, in coordinator: Coordinator, prefix: String = "c") throws -> [TestClient] {
+        let clients = (0..<count).map { TestClient(id: "\(prefix)\($0)") }
         for client in clients {
             try coordinator.store.registry.add(id: client.id, signingKey: client.keys.signing.publicKey, kxKey: client.keys.keyAgreement.publicKey)
         }
+        return clients
+    }
+
+    func decline(_ plan: Fedseg_V1_RoundPlan) -> Fedseg_V1_Decline {
+        .with {
+            $0.runID = plan.runID
+            $0.round = plan.round
+            $0.reason = "budget"
+        }
+    }
+
+    @Test("a round aggregates exact sums, charges the ledger at its first update, survives a restart mid-round, and ends with a signed model")
+    func roundsAndRecovery() async throws {
+        let directory = try temporaryDirectory()
+        let clock = ManualWallClock()
+        let coordinator = try makeCoordinator(directory, clock: clock)
+        let clients = try enroll(3, in: coordinator)
         let coordinatorKey = coordinator.keys.identity.keyAgreement.publicKey
         _ = try await coordinator.start(try RunStart.prepare(smallRun(), settings: coordinator.settings))
         let first = try #require(await coordinator.snapshot())
         #expect(first.plan.k == 2 && first.plan.dimension == 4 && first.plan.phase == .clustering)
+        #expect(try coordinator.store.ledger.records().isEmpty, "nothing is charged before the coordinator sees an update")
 
-        // Round 1: three updates; the released counts are their exact sum.
+        // Round 1: three updates; the first one charges the run and all users; the released
+        // counts are their exact sum.
         let counts: [[Float]] = [[1, 2], [3, 4], [5, 6.5]]
         for (i, client) in clients.enumerated() {
             let sealed = try client.seal(update(first.plan, sums: [Float](repeating: Float(i), count: 8), counts: counts[i]), kind: .clientUpdate, round: first.round, to: coordinatorKey)
-            let accepted = try coordinator.intake.accept(sealed, plan: first.plan, coordinator: coordinator.keys.identity.keyAgreement, keepEnvelope: true)
-            #expect(try await coordinator.add(accepted.message, round: first.round) == .added)
+            #expect(try await offer(sealed, to: coordinator) == .added)
+            if i == 0 {
+                let records = try coordinator.store.ledger.records()
+                #expect(Set(records.map(\.population)) == ["run:\(first.plan.runID)", Coordinator.allUsers])
+                #expect(records.allSatisfy { $0.releaseID == "\(first.plan.runID)/round-\(first.round)" })
+            }
         }
         let rounds = try coordinator.store.rounds(run: first.plan.runID)
-        #expect(rounds.first?.status == "committed")
+        #expect(rounds.first?.status == .committed)
         #expect(rounds.first.flatMap { $0.counts.map(Packing.unpackDoubles) } == [9, 12.5])
-        let records = try coordinator.store.ledger.records()
-        #expect(Set(records.map(\.population)) == ["run:\(first.plan.runID)", Coordinator.allUsers])
-        #expect(records.allSatisfy { $0.releaseID == "\(first.plan.runID)/round-\(first.round)" })
-        // A late update for the closed round is refused.
+        #expect(try coordinator.store.ledger.records().count == 2, "the commit does not charge again")
+        // A late update for the closed round is refused and leaves no record, so its retry is
+        // refused the same way rather than taken for delivered.
         let late = try clients[0].seal(update(first.plan, sums: [Float](repeating: 0, count: 8), counts: [0, 0]), kind: .clientUpdate, round: first.round, to: coordinatorKey)
-        let lateMessage = try coordinator.intake.decode(late, plan: first.plan, coordinator: coordinator.keys.identity.keyAgreement, checkStatus: true).message
-        #expect(try await coordinator.add(lateMessage, round: first.round) == .late)
+        for _ in 0..<2 {
+            guard case .late = try await offer(late, to: coordinator, plan: first.plan) else {
+                Issue.record("a late update must be answered late")
+                return
+            }
+        }
 
         // Round 2: one update and one decline accepted, then the process "dies".
         let second = try #require(await coordinator.snapshot())
         #expect(second.round > first.round)
         let sealed = try clients[0].seal(update(second.plan, sums: [Float](repeating: 1, count: 8), counts: [7, 0]), kind: .clientUpdate, round: second.round, to: coordinatorKey)
-        _ = try await coordinator.add(try coordinator.intake.accept(sealed, plan: second.plan, coordinator: coordinator.keys.identity.keyAgreement, keepEnvelope: true).message, round: second.round)
-        let decline = Fedseg_V1_Decline.with {
-            $0.runID = second.plan.runID
-            $0.round = second.round
-            $0.reason = "budget"
-        }
-        let sealedDecline = try clients[1].seal(decline, kind: .decline, round: second.round, to: coordinatorKey)
-        _ = try await coordinator.add(try coordinator.intake.accept(sealedDecline, plan: second.plan, coordinator: coordinator.keys.identity.keyAgreement, keepEnvelope: true).message, round: second.round)
+        #expect(try await offer(sealed, to: coordinator) == .added)
+        let sealedDecline = try clients[1].seal(decline(second.plan), kind: .decline, round: second.round, to: coordinatorKey)
+        #expect(try await offer(sealedDecline, to: coordinator) == .added)
 
         // A new coordinator on the same state resumes round 2 with what was accepted.
-        let restarted = try makeCoordinator(directory)
+        let restarted = try makeCoordinator(directory, clock: clock)
         try await restarted.recover()
         let resumed = try #require(await restarted.snapshot())
         #expect(resumed.round == second.round)
@@ -126,17 +162,92 @@ struct CoordinatorStateTests {
         let summary = try await restarted.summary()
         #expect(summary.openRound?.participants == 1 && summary.openRound?.declined == 1)
         // The replayed update is refused; the third client completes the round.
-        #expect(throws: UpdateIntake.Rejection.replay(client: "c0", round: second.round)) {
-            try restarted.intake.accept(sealed, plan: resumed.plan, coordinator: restarted.keys.identity.keyAgreement, keepEnvelope: true)
-        }
+        #expect(try await offer(sealed, to: restarted) == .rejected(.replay(client: "c0", round: second.round)))
         let third = try clients[2].seal(update(resumed.plan, sums: [Float](repeating: 2, count: 8), counts: [0, 5]), kind: .clientUpdate, round: resumed.round, to: coordinatorKey)
-        _ = try await restarted.add(try restarted.intake.accept(third, plan: resumed.plan, coordinator: restarted.keys.identity.keyAgreement, keepEnvelope: false).message, round: resumed.round)
-        // Three responses (two updates, one decline) but min participants 3: abandoned, not released.
+        #expect(try await offer(third, to: restarted) == .added)
+        // Three responses (two updates, one decline) but min participants 3: abandoned, not
+        // released, and still charged: the coordinator decrypted two updates of it.
         let afterSecond = try restarted.store.rounds(run: resumed.plan.runID)
-        #expect(afterSecond.first { $0.id == Int64(resumed.round) }?.status == "abandoned")
-        #expect(try restarted.store.ledger.records().count == 2, "an abandoned round charges nothing")
-        let pending = try restarted.store.pendingEnvelopes(round: Int64(resumed.round))
-        #expect(pending.isEmpty)
+        #expect(afterSecond.first { $0.id == Int64(resumed.round) }?.status == .abandoned)
+        let records = try restarted.store.ledger.records()
+        #expect(records.count == 4 && records.suffix(2).allSatisfy { $0.releaseID == "\(second.plan.runID)/round-\(second.round)" })
+        #expect(try restarted.store.pendingEnvelopes(round: Int64(resumed.round)).isEmpty)
+    }
+
+    @Test("one answer per client per round: an update after a decline is refused and does not close the round")
+    func oneAnswerPerRound() async throws {
+        let coordinator = try makeCoordinator(try temporaryDirectory(), clock: ManualWallClock())
+        let clients = try enroll(3, in: coordinator)
+        let key = coordinator.keys.identity.keyAgreement.publicKey
+        _ = try await coordinator.start(try RunStart.prepare(smallRun(minParticipants: 2), settings: coordinator.settings))
+        let round = try #require(await coordinator.snapshot())
+        #expect(try await offer(try clients[0].seal(decline(round.plan), kind: .decline, round: round.round, to: key), to: coordinator) == .added)
+        let afterDecline = try clients[0].seal(update(round.plan, sums: [Float](repeating: 0.1, count: 8), counts: [1, 1]), kind: .clientUpdate, round: round.round, to: key)
+        #expect(try await offer(afterDecline, to: coordinator) == .rejected(.alreadyAnswered(client: "c0", round: round.round, earlier: 3)))
+        #expect(try await coordinator.summary().openRound.map { ($0.participants, $0.declined) } ?? (-1, -1) == (0, 1))
+        #expect(try coordinator.store.ledger.records().isEmpty, "a refused second answer is not charged")
+        // The honest clients' updates are the round's: it closes on them, not on the double answer.
+        for client in clients.dropFirst() {
+            let sealed = try client.seal(update(round.plan, sums: [Float](repeating: 0.2, count: 8), counts: [2, 2]), kind: .clientUpdate, round: round.round, to: key)
+            #expect(try await offer(sealed, to: coordinator) == .added)
+        }
+        let committed = try #require(try coordinator.store.rounds(run: round.plan.runID).first)
+        #expect(committed.status == .committed && committed.participants == 2 && committed.declined == 1)
+    }
+
+    @Test("a round closes at its deadline on the injected clock; a round without updates charges nothing")
+    func deadlineOnTheClock() async throws {
+        let clock = ManualWallClock()
+        let coordinator = try makeCoordinator(try temporaryDirectory(), clock: clock)
+        _ = try enroll(2, in: coordinator)
+        var parameters = smallRun(minParticipants: 1)
+        parameters.maxAbandonedRounds = 2
+        _ = try await coordinator.start(try RunStart.prepare(parameters, settings: coordinator.settings))
+        let first = try #require(await coordinator.snapshot())
+        #expect(first.plan.deadlineUnixMs == Int64((clock.now() + parameters.roundDeadlineSeconds) * 1000))
+        clock.advance(by: parameters.roundDeadlineSeconds - 1)
+        try await coordinator.tick()
+        #expect(await coordinator.snapshot()?.round == first.round, "still open before its deadline")
+        clock.advance(by: 1)
+        try await coordinator.tick()
+        let second = try #require(await coordinator.snapshot())
+        #expect(second.round > first.round)
+        #expect(try coordinator.store.rounds(run: first.plan.runID).first?.status == .abandoned)
+        #expect(try coordinator.store.ledger.records().isEmpty)
+        clock.advance(by: parameters.roundDeadlineSeconds)
+        try await coordinator.tick()
+        #expect(await coordinator.snapshot() == nil)
+        let run = try #require(try coordinator.store.run(first.plan.runID))
+        #expect(run.status == .failed && run.reason?.contains("2 rounds in a row abandoned") == true)
+    }
+
+    @Test("the last clustering round, its charge and the switch to recommendation commit together or not at all")
+    func phaseSwitchIsOneTransaction() async throws {
+        let coordinator = try makeCoordinator(try temporaryDirectory(), clock: ManualWallClock())
+        var parameters = smallRun(rounds: 1, minParticipants: 1)
+        parameters.catalog = ["a", "b", "c"]
+        parameters.clusteringShare = 0.7
+        _ = try await coordinator.start(try RunStart.prepare(parameters, settings: coordinator.settings))
+        let round = try #require(await coordinator.snapshot())
+        let runID = round.plan.runID
+        let charge = CoordinatorStore.Charge(
+            releaseID: "\(runID)/round-\(round.round)", round: Int64(round.round),
+            mechanism: try parameters.privacyPlan().clusteringMechanism, populations: ["run:\(runID)", Coordinator.allUsers]
+        )
+        struct Interrupted: Error {}
+        let commit = CoordinatorStore.ClusteringCommit(
+            runID: runID, round: Int64(round.round), participants: 1, declined: 0, shift: 0.5, centroids: Matrix(rows: 2, cols: 4),
+            variances: [1, 1], releasedCounts: [1, 1], committedRounds: 1, phase: .recommendation
+        )
+        #expect(throws: Interrupted.self) { try coordinator.store.commit(commit, charge: charge, beforeCommit: { throw Interrupted() }) }
+        let run = try #require(try coordinator.store.run(runID))
+        #expect(run.phase == .clustering && run.committedRounds == 0)
+        #expect(try coordinator.store.rounds(run: runID).first?.status == .collecting)
+        #expect(try coordinator.store.ledger.records().isEmpty)
+        try coordinator.store.commit(commit, charge: charge)
+        let after = try #require(try coordinator.store.run(runID))
+        #expect(after.phase == .recommendation && after.committedRounds == 1)
+        #expect(try coordinator.store.ledger.records().count == 2)
     }
 
     @Test("a run is refused when its releases would exceed the coordinator's total budget")
@@ -182,7 +293,7 @@ struct CoordinatorStateTests {
         #expect(try RunStart.embedder(identifier: "hashing-v1-d16-s3", files: .defaultLocation()).dimension == 16)
         #expect(throws: CoordinatorError.self) { _ = try RunStart.embedder(identifier: "hashing-v2-d16-s3", files: .defaultLocation()) }
         var parameters = smallRun()
-        parameters.initialization = "public"
+        parameters.initialization = .public
         parameters.seedPhrases = ["a b", "c d", "e f"]
         parameters.embedderID = "hashing-v1-d8-s0"
         #expect(throws: CoordinatorError.self) { _ = try RunStart.prepare(parameters, settings: Coordinator.Settings()) }

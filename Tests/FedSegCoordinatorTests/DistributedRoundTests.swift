@@ -15,7 +15,7 @@ import Testing
 struct DistributedRoundTests {
     func distributedRun(minParticipants: Int) -> RunParameters {
         var p = smallRun(rounds: 1, minParticipants: minParticipants)
-        p.privacyMode = "distributed"
+        p.privacyMode = .distributed
         p.maxUsers = 1000
         return p
     }
@@ -30,7 +30,8 @@ struct DistributedRoundTests {
     @Test("a distributed round unmasks the survivors' exact sum, survives a restart between stages, and charges the distributed mechanism")
     func exactSumWithDropoutAndRestart() async throws {
         let directory = try temporaryDirectory()
-        var coordinator = try makeCoordinator(directory)
+        let clock = ManualWallClock()
+        var coordinator = try makeCoordinator(directory, clock: clock)
         let n = 8
         let ids = (0..<n).map { "d\($0)" }
         var identities: [String: TestClient] = [:]
@@ -51,7 +52,7 @@ struct DistributedRoundTests {
         secAggParameters.degree = Int(a.degree)
         secAggParameters.threshold = Int(a.threshold)
         let clients = try (0..<n).map { try SecAggClient(index: $0, parameters: secAggParameters, graph: graph) }
-        func sealAndSubmit(_ message: some SwiftProtobuf.Message, kind: Fedseg_V1_MessageKind, index: Int) async throws -> Coordinator.AddOutcome {
+        func sealAndSubmit(_ message: some SwiftProtobuf.Message, kind: Fedseg_V1_MessageKind, index: Int) async throws -> Coordinator.AcceptOutcome {
             try await submitAs(identities[a.cohort[index]]!, message, kind: kind, coordinator: coordinator)
         }
 
@@ -82,7 +83,7 @@ struct DistributedRoundTests {
             }, kind: .secaggShares, index: i)
         }
         // The coordinator restarts between stages: the round resumes at the mask stage.
-        coordinator = try makeCoordinator(directory)
+        coordinator = try makeCoordinator(directory, clock: clock)
         try await coordinator.recover()
         #expect(try await view(coordinator, round: plan.round, client: nil).stage == .secaggStageMask)
         let open = try await coordinator.summary().openRound
@@ -113,13 +114,15 @@ struct DistributedRoundTests {
         }
         // The mask stage closes at its deadline (two clients are missing).
         #expect(try await view(coordinator, round: plan.round, client: nil).stage == .secaggStageMask)
-        try await Task.sleep(for: .seconds(plan.secagg.stageSeconds + 0.1))
+        clock.advance(by: plan.secagg.stageSeconds + 0.1)
         try await coordinator.tick()
         let unmaskView = try await view(coordinator, round: plan.round, client: a.cohort[1])
         #expect(unmaskView.stage == .secaggStageUnmask)
         #expect(Set(unmaskView.survivors.map(Int.init)) == Set(0..<n).subtracting(dropped))
         // A masked input now is late.
-        #expect(try await coordinator.add(.secAggMaskedInput(.init()), round: plan.round, clientID: a.cohort[0]) == .late)
+        let lateMask = UpdateIntake.Decoded(clientID: a.cohort[0], kind: UInt8(Fedseg_V1_MessageKind.secaggMaskedInput.rawValue), message: .secAggMaskedInput(.init()))
+        #expect(try await coordinator.accept(lateMask, envelope: [], round: plan.round) == .late("round \(plan.round) no longer takes this message from \(a.cohort[0])"))
+        #expect(try !coordinator.store.registry.wasAccepted(clientID: a.cohort[0], round: plan.round, kind: lateMask.kind), "a late message leaves no record")
 
         // Stage 4: survivors reveal; the round commits with the exact sum of the survivors' counts.
         for (i, client) in clients.enumerated() where !dropped.contains(i) {
@@ -138,7 +141,7 @@ struct DistributedRoundTests {
             }, kind: .secaggUnmask, index: i)
         }
         let round = try #require(try coordinator.store.rounds(run: plan.runID).first)
-        #expect(round.status == "committed" && round.participants == n - dropped.count)
+        #expect(round.status == .committed && round.participants == n - dropped.count)
         let released = try #require(round.counts.map(Packing.unpackDoubles))
         #expect(released == countSum.map { Double(Int32(bitPattern: $0)) / a.countScale })
         let records = try coordinator.store.ledger.records()
@@ -150,7 +153,8 @@ struct DistributedRoundTests {
     @Test("a stage that closes with fewer clients than the minimum aborts the round: nothing released, nothing charged")
     func tooFewSurvivorsAbort() async throws {
         let directory = try temporaryDirectory()
-        let coordinator = try makeCoordinator(directory)
+        let clock = ManualWallClock()
+        let coordinator = try makeCoordinator(directory, clock: clock)
         var identities: [String: TestClient] = [:]
         for id in (0..<4).map({ "e\($0)" }) {
             let client = TestClient(id: id)
@@ -183,12 +187,12 @@ struct DistributedRoundTests {
                 $0.maskingKey = Data(KeyAgreement.PrivateKey().publicKey.bytes)
             }, kind: .secaggAdvertise, coordinator: coordinator)
         }
-        try await Task.sleep(for: .seconds(plan.secagg.stageSeconds + 0.1))
+        clock.advance(by: plan.secagg.stageSeconds + 0.1)
         try await coordinator.tick()
         let rounds = try coordinator.store.rounds(run: plan.runID)
-        #expect(rounds.first?.status == "abandoned")
-        #expect(try coordinator.store.ledger.records().isEmpty)
-        #expect(try coordinator.store.run(plan.runID)?.status == "failed")
+        #expect(rounds.first?.status == .abandoned)
+        #expect(try coordinator.store.ledger.records().isEmpty, "a distributed round shows the coordinator nothing until its sum: no charge when it aborts")
+        #expect(try coordinator.store.run(plan.runID)?.status == .failed)
     }
 
     @Test("a distributed run needs at least max(2, min_participants) active clients")
@@ -201,15 +205,9 @@ struct DistributedRoundTests {
         }
     }
 
-    func submitAs(_ client: TestClient, _ message: some SwiftProtobuf.Message, kind: Fedseg_V1_MessageKind, coordinator: Coordinator) async throws -> Coordinator.AddOutcome {
+    func submitAs(_ client: TestClient, _ message: some SwiftProtobuf.Message, kind: Fedseg_V1_MessageKind, coordinator: Coordinator) async throws -> Coordinator.AcceptOutcome {
         let snapshot = try #require(await coordinator.snapshot())
         let sealed = try client.seal(message, kind: kind, round: snapshot.round, to: coordinator.keys.identity.keyAgreement.publicKey)
-        let plan = snapshot.plan
-        let context = try #require(snapshot.secagg)
-        let accepted = try coordinator.intake.accept(
-            sealed, plan: plan, coordinator: coordinator.keys.identity.keyAgreement, keepEnvelope: true, kinds: snapshot.kinds,
-            check: { try context.check($0, $1, plan: plan) }
-        )
-        return try await coordinator.add(accepted.message, round: snapshot.round, clientID: accepted.clientID)
+        return try await offer(sealed, to: coordinator)
     }
 }

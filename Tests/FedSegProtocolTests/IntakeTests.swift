@@ -43,7 +43,7 @@ struct IntakeTests {
         }
         #expect(try registry.clients().map(\.id) == ["c1"])
         try registry.revoke(id: "c1")
-        #expect(try registry.client("c1")?.status == "revoked")
+        #expect(try registry.client("c1")?.status == .revoked)
         // Only hashes of tokens are stored.
         let stored = try registry.database.read { db in try String.fetchAll(db, sql: "SELECT hash FROM enrollment_tokens") }
         #expect(!stored.contains(token))
