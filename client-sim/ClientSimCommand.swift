@@ -134,7 +134,7 @@ struct ClientSimCommand: AsyncParsableCommand {
             ) { url, token in
                 FileHandle.standardError.write(Data("client-sim: coordinator serving \(url) in this process\n".utf8))
                 let configuration = try options.configuration(
-                    coordinatorURL: url, adminToken: token, workDirectory: state.appendingPathComponent("clients", isDirectory: true)
+                    coordinatorURL: url, adminToken: token, workDirectory: state
                 )
                 try await options.simulate(configuration)
             }

@@ -165,6 +165,7 @@ extension ClientNode {
         switch plan.phase {
         case .clustering: return plan.distributedNoise.mechanism
         case .recommendation: return plan.distributedHistogramNoise(baseSensitivity: SegmentHistogram.sensitivity(maxItemsPerUser: Int(plan.maxItemsPerUser))).mechanism
+        case .start: return plan.distributedHistogramNoise(baseSensitivity: 1).mechanism
         default: throw NodeError.invalidPlan("unknown phase")
         }
     }
@@ -194,6 +195,8 @@ extension ClientNode {
             }
             let noise = plan.distributedHistogramNoise(baseSensitivity: SegmentHistogram.sensitivity(maxItemsPerUser: Int(plan.maxItemsPerUser)))
             return noise.encode(histogram.counts, noise: &sampler)
+        case .start:
+            return plan.distributedHistogramNoise(baseSensitivity: 1).encode(candidateCounts(plan), noise: &sampler)
         default:
             throw NodeError.invalidPlan("unknown phase")
         }

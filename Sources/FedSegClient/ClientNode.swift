@@ -243,6 +243,11 @@ public actor ClientNode {
             mechanism = .init(kind: .discreteGaussian, noiseMultiplier: plan.sumStd / SegmentHistogram.sensitivity(maxItemsPerUser: m), mode: "local")
             kind = .recommendationUpdate
             plaintext = try recommendationUpdate(plan).serializedBytes()
+        case .start:
+            // Sensitivity 1: a user counts in one bin.
+            mechanism = .init(kind: .discreteGaussian, noiseMultiplier: plan.sumStd, mode: "local")
+            kind = .startHistogram
+            plaintext = try startHistogram(plan).serializedBytes()
         default:
             throw NodeError.invalidPlan("unknown phase")
         }
@@ -350,6 +355,27 @@ public actor ClientNode {
             $0.round = plan.round
             $0.counts = histogram.counts.map { Int64($0) }
             $0.unknownItems = UInt32(min(histogram.unknownItems, Int(UInt32.max)))
+        }
+    }
+
+    /// How many of the node's users are nearest each public candidate (one count per user).
+    func candidateCounts(_ plan: Fedseg_V1_RoundPlan) -> [Double] {
+        var counts = [Double](repeating: 0, count: Int(plan.candidateCount))
+        guard data.points.rows > 0 else { return counts }
+        let candidates = Matrix(rows: Int(plan.candidateCount), cols: Int(plan.dimension), storage: plan.candidates)
+        for label in KMeans.assign(data.points, to: candidates) { counts[Int(label)] += 1 }
+        return counts
+    }
+
+    /// The start histogram: candidate counts plus discrete Gaussian noise (σ = the plan's sum_std).
+    func startHistogram(_ plan: Fedseg_V1_RoundPlan) throws -> Fedseg_V1_StartHistogram {
+        var histogram = SegmentHistogram(segments: 1, items: Int(plan.candidateCount))
+        histogram.counts = candidateCounts(plan)
+        try histogram.addNoise(noiseMultiplier: plan.sumStd, maxItemsPerUser: 1, generator: BufferedSecureRandom())
+        return .with {
+            $0.runID = plan.runID
+            $0.round = plan.round
+            $0.counts = histogram.counts.map { Int64($0) }
         }
     }
 

@@ -1,4 +1,5 @@
 import CoreMetrics
+import FedSegClustering
 import FedSegCrypto
 import FedSegEmbedding
 import FedSegMath
@@ -85,6 +86,8 @@ public actor Coordinator {
         var phase: RunPhase
         var abandonedInARow: Int
         var startedAt: Double
+        /// The start histogram's public candidates (nil: the run starts from its seed phrases alone).
+        var startCandidates: StartCandidates?
     }
 
     struct OpenRound {
@@ -141,7 +144,8 @@ public actor Coordinator {
             id: run.id, parameters: parameters, privacy: try parameters.privacyPlan(),
             centroids: try Packing.unpackMatrix(run.centroids, rows: parameters.k, cols: parameters.dimension),
             variances: Packing.unpackDoubles(run.variances), committedRounds: run.committedRounds, phase: run.phase,
-            abandonedInARow: run.abandonedInARow, startedAt: run.createdAt
+            abandonedInARow: run.abandonedInARow, startedAt: run.createdAt,
+            startCandidates: try run.startCandidates.map { try JSONDecoder().decode(StartCandidates.self, from: $0) }
         )
         guard let latest = try store.latestRound(runID: run.id), latest.status == .collecting, let id = latest.id else {
             logger.notice("resuming run", metadata: ["run": "\(run.id)", "committed_rounds": "\(run.committedRounds)"])
@@ -190,19 +194,26 @@ public actor Coordinator {
                 throw CoordinatorError.invalidParameters("distributed mode needs at least max(2, min_participants) = \(max(2, p.minParticipants)) active clients, \(active) are enrolled")
             }
         }
+        // A public start spends its planned share on the start histogram; nothing else does.
+        let phase: RunPhase = privacy.startMechanism == nil ? .clustering : .start
+        guard phase == .clustering || prepared.startCandidates != nil else {
+            throw CoordinatorError.state("the plan has a start histogram but the run has no public candidates")
+        }
         let startedAt = now
         var suffix = [UInt8](repeating: 0, count: 4)
         suffix.withUnsafeMutableBytes { SecureRandom.fill($0) }
         let id = "run-\(Int(startedAt))-\(suffix.hexString)"
         let run = CoordinatorStore.Run(
-            id: id, parameters: try JSONEncoder().encode(p), status: .running, reason: nil, phase: .clustering,
+            id: id, parameters: try JSONEncoder().encode(p), status: .running, reason: nil, phase: phase,
             centroids: Packing.pack(prepared.centroids), variances: Packing.pack(prepared.variances), committedRounds: 0,
-            abandonedInARow: 0, createdAt: startedAt, finishedAt: nil
+            abandonedInARow: 0, createdAt: startedAt, finishedAt: nil,
+            startCandidates: phase == .start ? try JSONEncoder().encode(prepared.startCandidates) : nil
         )
         try store.create(run, budget: .init(population: "run:\(id)", epsilon: p.epsilon, delta: p.delta))
         active = ActiveRun(
             id: id, parameters: p, privacy: privacy, centroids: prepared.centroids, variances: prepared.variances,
-            committedRounds: 0, phase: .clustering, abandonedInARow: 0, startedAt: startedAt
+            committedRounds: 0, phase: phase, abandonedInARow: 0, startedAt: startedAt,
+            startCandidates: phase == .start ? prepared.startCandidates : nil
         )
         seedVectors = prepared.seedVectors.map { (id, $0) }
         logger.notice("run started", metadata: ["run": "\(id)", "plan": "\(privacy.clustering.reason)"])
@@ -322,114 +333,13 @@ public actor Coordinator {
     /// The charge a round's release owes the run and all users.
     func charge(for round: OpenRound) throws -> CoordinatorStore.Charge {
         guard let run = active else { throw CoordinatorError.noRun }
-        guard let mechanism = round.phase == .clustering ? run.privacy.clusteringMechanism : run.privacy.recommendationMechanism else {
-            throw CoordinatorError.state("no recommendation phase")
+        let planned: PrivacyLedger.Mechanism? = switch round.phase {
+        case .start: run.privacy.startMechanism
+        case .clustering: run.privacy.clusteringMechanism
+        case .recommendation, .done: run.privacy.recommendationMechanism
         }
+        guard let mechanism = planned else { throw CoordinatorError.state("the run's plan has no \(round.phase) release") }
         return .init(releaseID: releaseID(round), round: Int64(round.id), mechanism: mechanism, populations: ["run:\(run.id)", Self.allUsers])
-    }
-
-    func close(_ round: OpenRound) throws {
-        guard let run = active else { return }
-        crash(at: .aggregate)
-        metrics.roundSeconds.recordNanoseconds(Int64((now - round.openedAt) * 1e9))
-        metrics.participants.record(Double(round.participants))
-        let result = round.aggregation.result()
-        let charge = try charge(for: round)
-        if round.phase == .clustering {
-            var updated = run
-            let previous = run.centroids
-            PrivateClustering.merge(
-                centroids: &updated.centroids, variances: &updated.variances, sums: result.sums, counts: result.counts,
-                sumVariance: result.sumVariance, countVariance: result.countVariance
-            )
-            let shift = previous.maxRowDistance(to: updated.centroids)
-            updated.committedRounds += 1
-            updated.abandonedInARow = 0
-            // Converged, or out of rounds: on to recommendation (or done), in the same transaction.
-            if updated.committedRounds >= run.parameters.rounds || shift < run.parameters.convergenceTolerance {
-                updated.phase = run.parameters.catalog.isEmpty ? .done : .recommendation
-            }
-            try store.commit(
-                .init(
-                    runID: run.id, round: Int64(round.id), participants: round.participants, declined: round.declined, shift: shift,
-                    centroids: updated.centroids, variances: updated.variances, releasedCounts: result.counts,
-                    committedRounds: updated.committedRounds, phase: updated.phase
-                ),
-                charge: charge, beforeCommit: { crash(at: .commit) }
-            )
-            active = updated
-            logger.info("round committed", metadata: [
-                "round": "\(round.id)", "participants": "\(round.participants)", "declined": "\(round.declined)",
-                "centroid_shift": "\(String(format: "%.5f", shift))",
-            ])
-        } else {
-            var histogram = SegmentHistogram(segments: run.parameters.k, items: run.parameters.catalog.count)
-            histogram.counts = result.sums
-            let model = try publication(of: SegmentModel.build(
-                from: histogram, runID: run.id, version: try store.latestModelVersion(runID: run.id) + 1, noiseStd: result.sumVariance.squareRoot()
-            ), run: run)
-            try store.commitRecommendation(
-                runID: run.id, round: Int64(round.id), participants: round.participants, declined: round.declined, model: model,
-                charge: charge, beforeCommit: { crash(at: .commit) }
-            )
-            active?.phase = .done
-            logger.info("segment model published", metadata: ["run": "\(run.id)", "version": "\(model.version)", "participants": "\(round.participants)"])
-        }
-        metrics.roundsCommitted.increment()
-        try recordEpsilon()
-        try advance()
-    }
-
-    func abandon(_ round: OpenRound, reason: String) throws {
-        guard var run = active else { return }
-        run.abandonedInARow += 1
-        active = run
-        try store.abandon(
-            round: Int64(round.id), participants: round.participants, declined: round.declined, runID: run.id, abandonedInARow: run.abandonedInARow
-        )
-        metrics.roundsAbandoned.increment()
-        logger.warning("round abandoned", metadata: ["round": "\(round.id)", "why": "\(reason)", "charged": "\(round.charged)"])
-        if run.abandonedInARow >= run.parameters.maxAbandonedRounds {
-            try finish(.failed, reason: "\(run.abandonedInARow) rounds in a row abandoned (\(reason))")
-        } else {
-            try openRound()
-        }
-    }
-
-    /// The signed publication of a model, with the run's centroids so nodes place users locally.
-    func publication(of model: SegmentModel, run: ActiveRun) throws -> CoordinatorStore.PublishedModel {
-        var model = model
-        model.centroids = run.centroids.storage
-        model.dimension = run.parameters.dimension
-        model.embedderID = run.parameters.embedderID
-        let signed = try model.signed(with: keys.identity.signing)
-        let bytes = try Fedseg_V1_SignedPublication.with {
-            $0.kind = .segmentModel
-            $0.payload = signed.payload
-            $0.signature = Data(signed.signature)
-        }.serializedData()
-        return .init(runID: run.id, version: model.version, publication: bytes, createdAt: now)
-    }
-
-    /// After a commit: the next round, or the end of the run. A run without a catalogue ends by
-    /// publishing its centroids alone (post-processing of committed rounds, no new charge).
-    func advance() throws {
-        guard let run = active else { return }
-        guard run.phase == .done else { return try openRound() }
-        if try store.latestModelVersion(runID: run.id) == 0 {
-            let empty = SegmentModel(runID: run.id, version: 1, catalogSize: 0, segments: [], global: .init(id: -1, items: [], scores: []))
-            try store.publish(try publication(of: empty, run: run))
-        }
-        try finish(.completed, reason: nil)
-    }
-
-    func finish(_ status: RunStatus, reason: String?) throws {
-        guard let run = active else { return }
-        let abandoned = open
-        open = nil
-        try store.finish(runID: run.id, status: status, reason: reason, openRound: abandoned.map { Int64($0.id) })
-        active = nil
-        logger.notice("run finished", metadata: ["run": "\(run.id)", "status": "\(status)", "reason": "\(reason ?? "")"])
     }
 
     func openRound() throws {

@@ -28,9 +28,12 @@ public final class CoordinatorStore: Sendable {
         public var abandonedInARow: Int
         public var createdAt: Double
         public var finishedAt: Double?
+        /// The public candidates of the start histogram (JSON `StartCandidates`), while it matters.
+        public var startCandidates: Data?
 
         enum CodingKeys: String, CodingKey {
             case id, parameters, status, reason, phase, centroids, variances
+            case startCandidates = "start_candidates"
             case committedRounds = "committed_rounds"
             case abandonedInARow = "abandoned_in_a_row"
             case createdAt = "created_at"
@@ -134,6 +137,10 @@ public final class CoordinatorStore: Sendable {
         // Distributed rounds: the secure-aggregation stage and the members each closed stage had.
         migrator.registerMigration("coordinator-v2-secagg") { db in
             try db.alter(table: Round.databaseTableName) { t in t.add(column: "secagg", .blob) }
+        }
+        // The start histogram: the run's public candidates, kept for recovery.
+        migrator.registerMigration("coordinator-v3-start") { db in
+            try db.alter(table: Run.databaseTableName) { t in t.add(column: "start_candidates", .blob) }
         }
         try migrator.migrate(database)
     }

@@ -63,7 +63,12 @@ struct LocalAggregation: RoundAggregation {
     init(plan: Fedseg_V1_RoundPlan) {
         self.plan = plan
         let k = Int(plan.k)
-        sums = [Double](repeating: 0, count: plan.phase == .clustering ? k * Int(plan.dimension) : k * Int(plan.catalogSize))
+        let width = switch plan.phase {
+        case .start: Int(plan.candidateCount)
+        case .clustering: k * Int(plan.dimension)
+        default: k * Int(plan.catalogSize)
+        }
+        sums = [Double](repeating: 0, count: width)
         counts = [Double](repeating: 0, count: k)
     }
 
@@ -76,6 +81,7 @@ struct LocalAggregation: RoundAggregation {
         switch message {
         case .clientUpdate: plan.phase == .clustering
         case .recommendationUpdate: plan.phase == .recommendation
+        case .startHistogram: plan.phase == .start
         case .decline: true
         default: false
         }
@@ -96,6 +102,9 @@ struct LocalAggregation: RoundAggregation {
             participants += 1
         case .recommendationUpdate(let update):
             for i in 0..<update.counts.count { sums[i] += Double(update.counts[i]) }
+            participants += 1
+        case .startHistogram(let histogram):
+            for i in 0..<histogram.counts.count { sums[i] += Double(histogram.counts[i]) }
             participants += 1
         case .decline:
             declined += 1
@@ -192,6 +201,11 @@ extension SecAggRound: RoundAggregation {
     func result() -> AggregateResult {
         let sum = finishedSum ?? []
         let survivors = server.survivors.count
+        if roundPlan.phase == .start {
+            let noise = roundPlan.distributedHistogramNoise(baseSensitivity: 1)
+            let std = noise.decodedStd(survivors: survivors)
+            return AggregateResult(sums: noise.decode(sum), counts: [], sumVariance: std * std, countVariance: std * std)
+        }
         if roundPlan.phase == .clustering {
             let noise = roundPlan.distributedNoise
             let decoded = noise.decode(sum)
@@ -212,7 +226,7 @@ extension SecAggRound: RoundAggregation {
         case .secAggShares: .secaggShares
         case .secAggMaskedInput: .secaggMaskedInput
         case .secAggUnmask: .secaggUnmask
-        case .clientUpdate, .recommendationUpdate: nil
+        case .clientUpdate, .recommendationUpdate, .startHistogram: nil
         }
     }
 

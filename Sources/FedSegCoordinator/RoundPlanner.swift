@@ -1,3 +1,4 @@
+import FedSegClustering
 import FedSegMath
 import FedSegPrivacy
 import FedSegProtocol
@@ -29,12 +30,23 @@ enum RoundPlanner {
         plan.delta = p.delta
         plan.expectedParticipants = UInt32(max(1, Int((Double(cohort.count) * p.samplingRate).rounded())))
         plan.phase = phase
-        if phase == .clustering {
+        switch phase {
+        case .start:
+            // One user adds 1 to one candidate's count: L2 sensitivity 1.
+            guard let z = run.privacy.clustering.histogramNoiseMultiplier, let candidates = run.startCandidates else {
+                throw CoordinatorError.state("a start round without a planned histogram or candidates")
+            }
+            plan.noiseMultiplier = z
+            plan.sumStd = z
+            plan.countStd = z
+            plan.candidateCount = UInt32(candidates.count)
+            plan.candidates = candidates.centers
+        case .clustering:
             let noise = run.privacy.clustering.noise
             plan.noiseMultiplier = run.privacy.clustering.noiseMultiplier
             plan.sumStd = noise.sumStd
             plan.countStd = noise.countStd
-        } else {
+        default:
             guard let z = run.privacy.recommendationNoiseMultiplier else { throw CoordinatorError.state("no recommendation phase") }
             plan.noiseMultiplier = z
             plan.sumStd = z * SegmentHistogram.sensitivity(maxItemsPerUser: p.maxItemsPerUser)
@@ -77,7 +89,16 @@ enum RoundPlanner {
         secagg.graphSeed = random.next()
         secagg.length = UInt32(plan.secAggWidth)
         secagg.stageSeconds = p.roundDeadlineSeconds / 4
-        if plan.phase == .clustering {
+        switch plan.phase {
+        case .start:
+            let noise = try DistributedIntegerNoise.make(
+                noiseMultiplier: plan.noiseMultiplier, baseSensitivity: 1, length: plan.secAggWidth, minimumSurvivors: minimum,
+                clients: cohort.count, maxTotal: p.maxUsers
+            )
+            secagg.sumScale = Double(noise.scale)
+            secagg.countScale = Double(noise.scale)
+            secagg.clientSigma = noise.clientSigma
+        case .clustering:
             let noise = try DistributedNoise.make(
                 noise: run.privacy.clustering.noise, k: p.k, dimension: p.dimension, minimumSurvivors: minimum, maxUsers: p.maxUsers,
                 clients: cohort.count
@@ -85,7 +106,7 @@ enum RoundPlanner {
             secagg.sumScale = noise.sumScale
             secagg.countScale = noise.countScale
             secagg.clientSigma = noise.clientSigma
-        } else {
+        default:
             guard let z = run.privacy.recommendationNoiseMultiplier else { throw CoordinatorError.state("no recommendation phase") }
             let noise = try DistributedIntegerNoise.make(
                 noiseMultiplier: z, baseSensitivity: SegmentHistogram.sensitivity(maxItemsPerUser: p.maxItemsPerUser), length: plan.secAggWidth,

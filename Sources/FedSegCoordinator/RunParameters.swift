@@ -8,7 +8,8 @@ extension RunParameters {
         try validate()
         let clustering = try PrivateClusteringPlan.make(
             epsilon: epsilon, delta: delta, k: k, dimension: dimension, mode: .local(shards: 1), clipNorm: clipNorm,
-            hasPublicStart: initialization == .public, rounds: rounds, histogramShare: 0, budgetShare: clusteringShare
+            hasPublicStart: initialization == .public, rounds: rounds,
+            histogramShare: initialization == .public ? startHistogramShare : 0, budgetShare: clusteringShare
         )
         let recommendation = catalog.isEmpty
             ? nil
@@ -17,7 +18,8 @@ extension RunParameters {
     }
 }
 
-/// The releases of a run and their noise: `rounds` Gaussian (sums, counts) releases, then one
+/// The releases of a run and their noise, computed once before the first: the start histogram
+/// (public starts with a histogram share), `rounds` Gaussian (sums, counts) releases, then one
 /// discrete-Gaussian histogram release when there is a catalogue. Together they compose to at
 /// most the run's (ε, δ) by RDP.
 public struct RunPrivacyPlan: Sendable, Equatable {
@@ -27,6 +29,11 @@ public struct RunPrivacyPlan: Sendable, Equatable {
     /// The noise multipliers are the same in both modes; in distributed mode they hold for the
     /// sum of the fewest survivors a round accepts, quantisation included.
     public var mode: PrivacyMode = .local
+
+    /// The start histogram: sensitivity 1 (a user is in one bin), discrete Gaussian noise.
+    public var startMechanism: PrivacyLedger.Mechanism? {
+        clustering.histogramNoiseMultiplier.map { .init(kind: .discreteGaussian, noiseMultiplier: $0, mode: mode.rawValue) }
+    }
 
     public var clusteringMechanism: PrivacyLedger.Mechanism {
         .init(kind: .gaussian, noiseMultiplier: clustering.noiseMultiplier, mode: mode.rawValue)
@@ -38,7 +45,8 @@ public struct RunPrivacyPlan: Sendable, Equatable {
 
     /// Everything the run may release, for checking budgets before it starts.
     public var mechanisms: [PrivacyLedger.Mechanism] {
-        Array(repeating: clusteringMechanism, count: clustering.rounds) + (recommendationMechanism.map { [$0] } ?? [])
+        (startMechanism.map { [$0] } ?? []) + Array(repeating: clusteringMechanism, count: clustering.rounds)
+            + (recommendationMechanism.map { [$0] } ?? [])
     }
 }
 

@@ -16,6 +16,8 @@ public enum RunStart {
         /// first round's release replaces it entirely).
         public var variances: [Double]
         public var seedVectors: Matrix?
+        /// Public candidates for the start histogram (public starts that spend a share on it).
+        public var startCandidates: StartCandidates?
     }
 
     public static func prepare(_ parameters: RunParameters, settings: Coordinator.Settings) throws -> Prepared {
@@ -33,7 +35,10 @@ public enum RunStart {
         case .public:
             let vectors = try embedSeedPhrases(parameters, settings: settings)
             let start = PrivateClustering.publicStart(vectors, k: parameters.k, seed: parameters.seed)
-            return Prepared(parameters: parameters, centroids: start.centroids, variances: start.variances, seedVectors: vectors)
+            let candidates = parameters.startHistogramShare > 0 ? StartCandidates.make(vectors, k: parameters.k, seed: parameters.seed) : nil
+            return Prepared(
+                parameters: parameters, centroids: start.centroids, variances: start.variances, seedVectors: vectors, startCandidates: candidates
+            )
         }
     }
 

@@ -134,7 +134,7 @@ struct SecAggRound {
         case .secAggShares: stage == .share && server.directory[index] != nil
         case .secAggMaskedInput: stage == .mask && server.shared.contains(index) && !server.survivors.contains(index)
         case .secAggUnmask: stage == .unmask && server.survivors.contains(index)
-        case .clientUpdate, .recommendationUpdate: false
+        case .clientUpdate, .recommendationUpdate, .startHistogram: false
         }
     }
 
@@ -165,7 +165,7 @@ struct SecAggRound {
                     share: Shamir.Share(x: UInt8(reveal.x), bytes: [UInt8](reveal.share))
                 ))
             }
-        case .clientUpdate, .recommendationUpdate:
+        case .clientUpdate, .recommendationUpdate, .startHistogram:
             throw SecAgg.Failure.badMessage("a plain update in a distributed round")
         }
     }

@@ -39,6 +39,10 @@ public struct RunParameters: Codable, Sendable, Equatable {
     public var initialization: Initialization = .public
     /// Public text (item titles, operator phrases) embedded on the coordinator for the start.
     public var seedPhrases: [String] = []
+    /// Share of the clustering budget for the start histogram: which public candidate (K-means
+    /// centre of the seed phrases) each user is nearest to, noised, so the start follows the
+    /// private data's cluster sizes. Public starts only; 0 starts from the seed phrases alone.
+    public var startHistogramShare: Double = 0.1
     public var seed: UInt64 = 1
     /// The public catalogue (item ids) for the recommendation phase; empty: no recommendation.
     public var catalog: [String] = []
@@ -66,6 +70,7 @@ public struct RunParameters: Codable, Sendable, Equatable {
         case maxItemsPerUser = "max_items_per_user"
         case maxAbandonedRounds = "max_abandoned_rounds"
         case maxUsers = "max_users"
+        case startHistogramShare = "start_histogram_share"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -91,6 +96,7 @@ public struct RunParameters: Codable, Sendable, Equatable {
         try take(.maxItemsPerUser, \.maxItemsPerUser)
         try take(.maxAbandonedRounds, \.maxAbandonedRounds)
         try take(.maxUsers, \.maxUsers)
+        try take(.startHistogramShare, \.startHistogramShare)
         self = p
     }
 
@@ -114,6 +120,7 @@ public struct RunParameters: Codable, Sendable, Equatable {
         try require(samplingRate > 0 && samplingRate <= 1, "sampling_rate", "must be in (0, 1]")
         try require(convergenceTolerance >= 0, "convergence_tolerance", "must not be negative")
         try require(initialization == .random || seedPhrases.count >= k, "seed_phrases", "needs at least k phrases for a public start")
+        try require(startHistogramShare >= 0 && startHistogramShare < 1, "start_histogram_share", "must be in [0, 1)")
         try require(catalog.count <= 1_000_000, "catalog", "must hold at most 10^6 items")
         try require(Set(catalog).count == catalog.count, "catalog", "must not repeat an item")
         try require(maxItemsPerUser >= 1, "max_items_per_user", "must be at least 1")

@@ -88,15 +88,17 @@ public enum RunStatus: String, NamedState {
     public static let fieldName = "status"
 }
 
-/// What a run is releasing now.
+/// What a run is releasing now: the start histogram (when it has public seed phrases), DP
+/// Lloyd rounds, the recommendation histogram (when it has a catalogue), then nothing.
 public enum RunPhase: String, NamedState {
-    case clustering, recommendation, done
+    case start, clustering, recommendation, done
 
     public static let fieldName = "phase"
 
     /// The wire format's phase of a round in this run phase (nil once done).
     public var wire: Fedseg_V1_Phase? {
         switch self {
+        case .start: .start
         case .clustering: .clustering
         case .recommendation: .recommendation
         case .done: nil
@@ -105,6 +107,7 @@ public enum RunPhase: String, NamedState {
 
     public init?(wire: Fedseg_V1_Phase) {
         switch wire {
+        case .start: self = .start
         case .clustering: self = .clustering
         case .recommendation: self = .recommendation
         default: return nil

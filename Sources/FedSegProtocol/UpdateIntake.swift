@@ -69,6 +69,7 @@ public struct UpdateIntake: Sendable {
     public enum Message: Sendable {
         case clientUpdate(Fedseg_V1_ClientUpdate)
         case recommendationUpdate(Fedseg_V1_RecommendationUpdate)
+        case startHistogram(Fedseg_V1_StartHistogram)
         case decline(Fedseg_V1_Decline)
         case secAggAdvertise(Fedseg_V1_SecAggAdvertise)
         case secAggShares(Fedseg_V1_SecAggShares)
@@ -98,6 +99,7 @@ public struct UpdateIntake: Sendable {
         switch phase {
         case .clustering: [.clientUpdate, .decline]
         case .recommendation: [.recommendationUpdate, .decline]
+        case .start: [.startHistogram, .decline]
         default: []
         }
     }
@@ -150,6 +152,10 @@ public struct UpdateIntake: Sendable {
                 let update = try MessageCodec.decode(Fedseg_V1_RecommendationUpdate.self, from: plaintext, limits: limits)
                 try update.validate(against: plan, limits: limits)
                 message = .recommendationUpdate(update)
+            case .startHistogram:
+                let histogram = try MessageCodec.decode(Fedseg_V1_StartHistogram.self, from: plaintext, limits: limits)
+                try histogram.validate(against: plan, limits: limits)
+                message = .startHistogram(histogram)
             case .secaggAdvertise:
                 let advertise = try MessageCodec.decode(Fedseg_V1_SecAggAdvertise.self, from: plaintext, limits: limits)
                 try advertise.validate(against: plan)
@@ -229,7 +235,7 @@ public struct UpdateIntake: Sendable {
     /// The kinds that answer a round: a client sends at most one of them per round (its update,
     /// its decline, or in a distributed round its advertisement, which opens its part).
     public static let answerKinds: Set<UInt8> = Set(
-        [Fedseg_V1_MessageKind.clientUpdate, .recommendationUpdate, .decline, .secaggAdvertise].map { UInt8($0.rawValue) }
+        [Fedseg_V1_MessageKind.clientUpdate, .recommendationUpdate, .startHistogram, .decline, .secaggAdvertise].map { UInt8($0.rawValue) }
     )
 
     /// Records an accepted message inside the caller's transaction, or throws `replay` (the same

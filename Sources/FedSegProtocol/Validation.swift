@@ -40,6 +40,7 @@ public struct ProtocolLimits: Sendable, Equatable {
     public var maximumK: UInt32 = 1024
     public var maximumDimension: UInt32 = 4096
     public var maximumCatalogSize: UInt32 = 1_000_000
+    public var maximumStartCandidates: UInt32 = 8192
     /// No honest statistic is this large: a sum of clipped vectors plus noise, or a count.
     public var maximumMagnitude: Double = 1e12
 
@@ -69,7 +70,7 @@ extension Fedseg_V1_RoundPlan {
     public func validate(limits: ProtocolLimits = .init()) throws {
         guard protocolVersion == fedsegProtocolVersion else { throw ProtocolError.unsupportedVersion(protocolVersion) }
         guard !runID.isEmpty, runID.utf8.count <= 128 else { throw ProtocolError.invalidField("run_id", "must be 1 to 128 bytes") }
-        guard phase == .clustering || phase == .recommendation else { throw ProtocolError.invalidField("phase", "unknown phase") }
+        guard phase == .start || phase == .clustering || phase == .recommendation else { throw ProtocolError.invalidField("phase", "unknown phase") }
         guard privacyMode == .local || privacyMode == .distributed else { throw ProtocolError.invalidField("privacy_mode", "unknown mode") }
         guard (1...limits.maximumK).contains(k) else { throw ProtocolError.invalidField("k", "must be in 1...\(limits.maximumK)") }
         guard (1...limits.maximumDimension).contains(dimension) else {
@@ -97,6 +98,15 @@ extension Fedseg_V1_RoundPlan {
                 throw ProtocolError.invalidField("catalog_items", "has \(catalogItems.count) ids, expected \(catalogSize)")
             }
         }
+        if phase == .start {
+            guard (k...limits.maximumStartCandidates).contains(candidateCount) else {
+                throw ProtocolError.invalidField("candidate_count", "must be in k...\(limits.maximumStartCandidates)")
+            }
+            guard candidates.count == Int(candidateCount) * Int(dimension) else {
+                throw ProtocolError.invalidField("candidates", "has \(candidates.count) values, expected candidate_count x dimension = \(Int(candidateCount) * Int(dimension))")
+            }
+            guard candidates.allSatisfy(\.isFinite) else { throw ProtocolError.invalidField("candidates", "must be finite") }
+        }
         if privacyMode == .distributed {
             guard hasSecagg else { throw ProtocolError.invalidField("secagg", "a distributed round needs its secure-aggregation plan") }
             try secagg.validate(width: secAggWidth)
@@ -105,7 +115,11 @@ extension Fedseg_V1_RoundPlan {
 
     /// Words in a distributed round's masked input: sums and counts, or the histogram.
     public var secAggWidth: Int {
-        phase == .clustering ? Int(k) * Int(dimension) + Int(k) : Int(k) * Int(catalogSize)
+        switch phase {
+        case .start: Int(candidateCount)
+        case .clustering: Int(k) * Int(dimension) + Int(k)
+        default: Int(k) * Int(catalogSize)
+        }
     }
 }
 
@@ -208,6 +222,20 @@ extension Fedseg_V1_RecommendationUpdate {
         guard plan.phase == .recommendation else { throw ProtocolError.invalidField("phase", "the round is not a recommendation round") }
         guard counts.count == Int(plan.k) * Int(plan.catalogSize) else {
             throw ProtocolError.invalidField("counts", "has \(counts.count) values, expected \(Int(plan.k) * Int(plan.catalogSize))")
+        }
+        guard counts.allSatisfy({ abs(Double($0)) <= limits.maximumMagnitude }) else {
+            throw ProtocolError.invalidField("counts", "must be below \(limits.maximumMagnitude) in magnitude")
+        }
+    }
+}
+
+extension Fedseg_V1_StartHistogram {
+    public func validate(against plan: Fedseg_V1_RoundPlan, limits: ProtocolLimits = .init()) throws {
+        guard runID == plan.runID else { throw ProtocolError.wrongRun(expected: plan.runID, found: runID) }
+        guard round == plan.round else { throw ProtocolError.wrongRound(expected: plan.round, found: round) }
+        guard plan.phase == .start else { throw ProtocolError.invalidField("phase", "the round is not a start round") }
+        guard counts.count == Int(plan.candidateCount) else {
+            throw ProtocolError.invalidField("counts", "has \(counts.count) values, expected candidate_count = \(plan.candidateCount)")
         }
         guard counts.allSatisfy({ abs(Double($0)) <= limits.maximumMagnitude }) else {
             throw ProtocolError.invalidField("counts", "must be below \(limits.maximumMagnitude) in magnitude")

@@ -261,7 +261,7 @@ public struct NetworkedSimulation: Sendable {
         let rejectedBefore = AdminClient.rejectedUpdates(fromMetrics: try await admin.metricsText())
         let started_ = try await admin.startRun(parameters)
         let runID = started_.id
-        log(String(format: "run %@ started: %d DP Lloyd round(s) at z = %.3f, then the recommendation release; ε = %g, δ = %g", runID, started_.plannedRounds, started_.noiseMultiplier, c.epsilon, c.delta))
+        log(String(format: "run %@ started: %@%d DP Lloyd round(s) at z = %.3f, then the recommendation release; ε = %g, δ = %g", runID, started_.phase == .start ? "the start histogram, " : "", started_.plannedRounds, started_.noiseMultiplier, c.epsilon, c.delta))
 
         // Rounds: one fetch of the signed plan per round, handed to every node, which verifies
         // it with its own pinned key.
@@ -292,7 +292,7 @@ public struct NetworkedSimulation: Sendable {
                 continue
             }
             handled.insert(plan.round)
-            let phase = plan.phase == .clustering ? "clustering" : "recommendation"
+            let phase = RunPhase(wire: plan.phase)?.rawValue ?? "unknown"
             let progress = Progress(label: "round \(plan.round) (\(phase))", total: c.clients, enabled: c.showProgress)
             let seed = c.seed &+ plan.round
             // Impostors try while the round is open, before the honest clients close it.
@@ -418,7 +418,7 @@ public struct NetworkedSimulation: Sendable {
                 _ = try? await transport.submit(round: answer.round, envelope: [UInt8](repeating: 0x46, count: (16 << 20) + 1))
             case .nan?:
                 // A well-sealed message whose contents break the plan: NaN sums, or (in the
-                // recommendation round, whose counts are integers) the wrong number of counts.
+                // histogram rounds, whose counts are integers) the wrong number of counts.
                 let bytes: [UInt8]?
                 let kind: Fedseg_V1_MessageKind
                 if plan.phase == .clustering {
@@ -428,6 +428,12 @@ public struct NetworkedSimulation: Sendable {
                     update.sums = [Float](repeating: .nan, count: Int(plan.k) * Int(plan.dimension))
                     update.counts = [Float](repeating: 1, count: Int(plan.k))
                     (bytes, kind) = (try? update.serializedBytes(), .clientUpdate)
+                } else if plan.phase == .start {
+                    var histogram = Fedseg_V1_StartHistogram()
+                    histogram.runID = plan.runID
+                    histogram.round = plan.round
+                    histogram.counts = [1, 2, 3]
+                    (bytes, kind) = (try? histogram.serializedBytes(), .startHistogram)
                 } else {
                     var update = Fedseg_V1_RecommendationUpdate()
                     update.runID = plan.runID
@@ -468,7 +474,7 @@ public struct NetworkedSimulation: Sendable {
             if chance.nextUniform() < c.dropout { dropAt[index] = Int(chance.next() % 4) }
             straggle[index] = c.stragglers.flatMap { chance.nextUniform() < $0.probability ? $0.seconds : nil }
         }
-        let phase = plan.phase == .clustering ? "clustering" : "recommendation"
+        let phase = RunPhase(wire: plan.phase)?.rawValue ?? "unknown"
         let names = ["advertise", "share", "mask", "unmask"]
         var live = Array(nodes.indices)
         let dropping = dropAt

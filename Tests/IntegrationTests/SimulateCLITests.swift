@@ -31,7 +31,7 @@ struct SimulateCLITests {
         let recall = Dictionary(uniqueKeysWithValues: rows.map { ($0["model"] as! String, $0["recall_at_10"] as! Double) })
         #expect(recall["segment_private"]! >= 1.2 * recall["popularity"]!)
         #expect(rows.allSatisfy { ($0["cold_start_recall_at_10"] as? Double) != nil && ($0["coverage"] as? Double ?? 0) > 0 })
-        let coordinator = try Executables.run("fedseg", ["privacy", "audit", "--state-dir", state.path, "--json"])
+        let coordinator = try Executables.run("fedseg", ["privacy", "audit", "--state-dir", state.appendingPathComponent("coordinator").path, "--json"])
         #expect(coordinator.status == 0)
         let client = try Executables.run("fedseg", ["privacy", "audit", "--state-dir", state.appendingPathComponent("clients/client-0").path, "--json"])
         #expect(client.status == 0)

@@ -42,6 +42,9 @@ public nonisolated enum Fedseg_V1_MessageKind: SwiftProtobuf.Enum, Swift.CaseIte
   case secaggShares // = 5
   case secaggMaskedInput // = 6
   case secaggUnmask // = 7
+
+  /// The start phase: a client's noised histogram of its users' nearest public candidates.
+  case startHistogram // = 8
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -58,6 +61,7 @@ public nonisolated enum Fedseg_V1_MessageKind: SwiftProtobuf.Enum, Swift.CaseIte
     case 5: self = .secaggShares
     case 6: self = .secaggMaskedInput
     case 7: self = .secaggUnmask
+    case 8: self = .startHistogram
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -72,6 +76,7 @@ public nonisolated enum Fedseg_V1_MessageKind: SwiftProtobuf.Enum, Swift.CaseIte
     case .secaggShares: return 5
     case .secaggMaskedInput: return 6
     case .secaggUnmask: return 7
+    case .startHistogram: return 8
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -86,6 +91,7 @@ public nonisolated enum Fedseg_V1_MessageKind: SwiftProtobuf.Enum, Swift.CaseIte
     .secaggShares,
     .secaggMaskedInput,
     .secaggUnmask,
+    .startHistogram,
   ]
 
 }
@@ -95,6 +101,10 @@ public nonisolated enum Fedseg_V1_Phase: SwiftProtobuf.Enum, Swift.CaseIterable 
   case unspecified // = 0
   case clustering // = 1
   case recommendation // = 2
+
+  /// Before clustering: which public candidate each user is nearest to, counted and noised, so
+  /// the start follows the private data's cluster sizes (a weighted K-means on the candidates).
+  case start // = 3
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -106,6 +116,7 @@ public nonisolated enum Fedseg_V1_Phase: SwiftProtobuf.Enum, Swift.CaseIterable 
     case 0: self = .unspecified
     case 1: self = .clustering
     case 2: self = .recommendation
+    case 3: self = .start
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -115,6 +126,7 @@ public nonisolated enum Fedseg_V1_Phase: SwiftProtobuf.Enum, Swift.CaseIterable 
     case .unspecified: return 0
     case .clustering: return 1
     case .recommendation: return 2
+    case .start: return 3
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -124,6 +136,7 @@ public nonisolated enum Fedseg_V1_Phase: SwiftProtobuf.Enum, Swift.CaseIterable 
     .unspecified,
     .clustering,
     .recommendation,
+    .start,
   ]
 
 }
@@ -384,6 +397,18 @@ public nonisolated struct Fedseg_V1_RoundPlan: @unchecked Sendable {
   public var hasSecagg: Bool {_storage._secagg != nil}
   /// Clears the value of `secagg`. Subsequent reads from it will return its default value.
   public mutating func clearSecagg() {_uniqueStorage()._secagg = nil}
+
+  /// Start phase: the public candidates (candidate_count x dimension, row-major), K-means
+  /// centres of the run's embedded seed phrases. Each user counts 1 in its nearest one.
+  public var candidateCount: UInt32 {
+    get {_storage._candidateCount}
+    set {_uniqueStorage()._candidateCount = newValue}
+  }
+
+  public var candidates: [Float] {
+    get {_storage._candidates}
+    set {_uniqueStorage()._candidates = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -690,6 +715,25 @@ public nonisolated struct Fedseg_V1_RecommendationUpdate: Sendable {
   public init() {}
 }
 
+/// A client's noised histogram over the start phase's candidates (integer noise; a user adds 1 to
+/// exactly one bin, so the L2 sensitivity is 1).
+public nonisolated struct Fedseg_V1_StartHistogram: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var runID: String = String()
+
+  public var round: UInt64 = 0
+
+  /// candidate_count
+  public var counts: [Int64] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Fedseg_V1_Segment: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -925,11 +969,11 @@ public nonisolated struct Fedseg_V1_ErrorResponse: Sendable {
 fileprivate nonisolated let _protobuf_package = "fedseg.v1"
 
 nonisolated extension Fedseg_V1_MessageKind: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MESSAGE_KIND_UNSPECIFIED\0\u{1}MESSAGE_KIND_CLIENT_UPDATE\0\u{1}MESSAGE_KIND_RECOMMENDATION_UPDATE\0\u{1}MESSAGE_KIND_DECLINE\0\u{1}MESSAGE_KIND_SECAGG_ADVERTISE\0\u{1}MESSAGE_KIND_SECAGG_SHARES\0\u{1}MESSAGE_KIND_SECAGG_MASKED_INPUT\0\u{1}MESSAGE_KIND_SECAGG_UNMASK\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MESSAGE_KIND_UNSPECIFIED\0\u{1}MESSAGE_KIND_CLIENT_UPDATE\0\u{1}MESSAGE_KIND_RECOMMENDATION_UPDATE\0\u{1}MESSAGE_KIND_DECLINE\0\u{1}MESSAGE_KIND_SECAGG_ADVERTISE\0\u{1}MESSAGE_KIND_SECAGG_SHARES\0\u{1}MESSAGE_KIND_SECAGG_MASKED_INPUT\0\u{1}MESSAGE_KIND_SECAGG_UNMASK\0\u{1}MESSAGE_KIND_START_HISTOGRAM\0")
 }
 
 nonisolated extension Fedseg_V1_Phase: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0PHASE_UNSPECIFIED\0\u{1}PHASE_CLUSTERING\0\u{1}PHASE_RECOMMENDATION\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0PHASE_UNSPECIFIED\0\u{1}PHASE_CLUSTERING\0\u{1}PHASE_RECOMMENDATION\0\u{1}PHASE_START\0")
 }
 
 nonisolated extension Fedseg_V1_PrivacyMode: SwiftProtobuf._ProtoNameProviding {
@@ -1032,7 +1076,7 @@ nonisolated extension Fedseg_V1_EnrollResponse: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RoundPlan"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}run_id\0\u{1}round\0\u{1}phase\0\u{1}k\0\u{1}dimension\0\u{1}centroids\0\u{3}clip_norm\0\u{3}noise_multiplier\0\u{3}sum_std\0\u{3}count_std\0\u{3}privacy_mode\0\u{3}sampling_rate\0\u{3}deadline_unix_ms\0\u{3}min_participants\0\u{3}embedder_id\0\u{1}delta\0\u{3}max_items_per_user\0\u{3}catalog_size\0\u{3}catalog_items\0\u{3}expected_participants\0\u{1}secagg\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}run_id\0\u{1}round\0\u{1}phase\0\u{1}k\0\u{1}dimension\0\u{1}centroids\0\u{3}clip_norm\0\u{3}noise_multiplier\0\u{3}sum_std\0\u{3}count_std\0\u{3}privacy_mode\0\u{3}sampling_rate\0\u{3}deadline_unix_ms\0\u{3}min_participants\0\u{3}embedder_id\0\u{1}delta\0\u{3}max_items_per_user\0\u{3}catalog_size\0\u{3}catalog_items\0\u{3}expected_participants\0\u{1}secagg\0\u{3}candidate_count\0\u{1}candidates\0")
 
   fileprivate class _StorageClass {
     var _protocolVersion: UInt32 = 0
@@ -1057,6 +1101,8 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
     var _catalogItems: [String] = []
     var _expectedParticipants: UInt32 = 0
     var _secagg: Fedseg_V1_SecAggPlan? = nil
+    var _candidateCount: UInt32 = 0
+    var _candidates: [Float] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1089,6 +1135,8 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
       _catalogItems = source._catalogItems
       _expectedParticipants = source._expectedParticipants
       _secagg = source._secagg
+      _candidateCount = source._candidateCount
+      _candidates = source._candidates
     }
   }
 
@@ -1129,6 +1177,8 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
         case 20: try { try decoder.decodeRepeatedStringField(value: &_storage._catalogItems) }()
         case 21: try { try decoder.decodeSingularUInt32Field(value: &_storage._expectedParticipants) }()
         case 22: try { try decoder.decodeSingularMessageField(value: &_storage._secagg) }()
+        case 23: try { try decoder.decodeSingularUInt32Field(value: &_storage._candidateCount) }()
+        case 24: try { try decoder.decodeRepeatedFloatField(value: &_storage._candidates) }()
         default: break
         }
       }
@@ -1207,6 +1257,12 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
       try { if let v = _storage._secagg {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
       } }()
+      if _storage._candidateCount != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._candidateCount, fieldNumber: 23)
+      }
+      if !_storage._candidates.isEmpty {
+        try visitor.visitPackedFloatField(value: _storage._candidates, fieldNumber: 24)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1238,6 +1294,8 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
         if _storage._catalogItems != rhs_storage._catalogItems {return false}
         if _storage._expectedParticipants != rhs_storage._expectedParticipants {return false}
         if _storage._secagg != rhs_storage._secagg {return false}
+        if _storage._candidateCount != rhs_storage._candidateCount {return false}
+        if _storage._candidates != rhs_storage._candidates {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1821,6 +1879,46 @@ nonisolated extension Fedseg_V1_RecommendationUpdate: SwiftProtobuf.Message, Swi
     if lhs.round != rhs.round {return false}
     if lhs.counts != rhs.counts {return false}
     if lhs.unknownItems != rhs.unknownItems {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Fedseg_V1_StartHistogram: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StartHistogram"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{1}round\0\u{1}counts\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.runID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.round) }()
+      case 3: try { try decoder.decodeRepeatedSInt64Field(value: &self.counts) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.runID.isEmpty {
+      try visitor.visitSingularStringField(value: self.runID, fieldNumber: 1)
+    }
+    if self.round != 0 {
+      try visitor.visitSingularUInt64Field(value: self.round, fieldNumber: 2)
+    }
+    if !self.counts.isEmpty {
+      try visitor.visitPackedSInt64Field(value: self.counts, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Fedseg_V1_StartHistogram, rhs: Fedseg_V1_StartHistogram) -> Bool {
+    if lhs.runID != rhs.runID {return false}
+    if lhs.round != rhs.round {return false}
+    if lhs.counts != rhs.counts {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
