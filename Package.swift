@@ -184,7 +184,7 @@ let package = Package(
         .testTarget(
             name: "FedSegCoordinatorTests",
             dependencies: [
-                "FedSegCoordinator", "FedSegTestSupport", "FedSegCrypto", "FedSegEmbedding", "FedSegMath", "FedSegPrivacy", "FedSegProtocol",
+                "FedSegCoordinator", "FedSegTestSupport", "FedSegClustering", "FedSegCrypto", "FedSegEmbedding", "FedSegMath", "FedSegPrivacy", "FedSegProtocol",
                 "FedSegSecureAggregation",
                 grdb, logging,
                 swiftProtobuf,

@@ -56,7 +56,7 @@ public struct StartCandidates: Codable, Sendable, Equatable {
         return (centroids, sizes.map { pooled / Double(max(1, $0)) })
     }
 
-    static func squaredDistance(_ a: Matrix, _ i: Int, _ b: Matrix, _ j: Int) -> Double {
+    public static func squaredDistance(_ a: Matrix, _ i: Int, _ b: Matrix, _ j: Int) -> Double {
         var total = 0.0
         for t in 0..<a.cols {
             let diff = Double(a[i, t]) - Double(b[j, t])

@@ -264,9 +264,14 @@ public actor Coordinator {
     /// round cannot close between the two. Local mode: the round's first update also charges the
     /// run and all users, in the same transaction (the coordinator has now seen private data).
     public func accept(_ decoded: UpdateIntake.Decoded, envelope: [UInt8], round: UInt64) throws -> AcceptOutcome {
-        guard var current = open, current.id == round else { return .late("round \(round) closed before the message was added") }
-        guard current.aggregation.expects(decoded.message, from: decoded.clientID) else {
-            return .late("round \(round) no longer takes this message from \(decoded.clientID)")
+        guard var current = open, current.id == round, current.aggregation.expects(decoded.message, from: decoded.clientID) else {
+            // Closed since the route looked: a message it had accepted before is still a replay.
+            if try store.registry.wasAccepted(clientID: decoded.clientID, round: round, kind: decoded.kind) {
+                return .rejected(.replay(client: decoded.clientID, round: round))
+            }
+            return .late(open?.id == round
+                ? "round \(round) no longer takes this message from \(decoded.clientID)"
+                : "round \(round) closed before the message was added")
         }
         let charge = !current.charged && current.aggregation.revealsOnAccept(decoded.message) ? try charge(for: current) : nil
         do {

@@ -41,9 +41,9 @@ public struct PrivateClusteringPlan: Sendable, Codable, Equatable {
     public var histogramNoiseMultiplier: Double?
     public var reason: String
 
-    /// Measured with `fedseg-bench utility`: 10% of the budget for the candidate histogram keeps
-    /// in-distribution cost ratios within 1.02 (n = 10,000, ε = 1) and halves the excess cost when
-    /// the public sample is out of distribution.
+    /// 10% of the budget for the candidate histogram kept in-distribution cost ratios within 1.02
+    /// (n = 10,000, ε = 1) and halved the excess cost when the public sample was out of
+    /// distribution (measured on the earlier in-process path; see the README).
     public static let defaultHistogramShare = 0.1
 
     public var noise: SumCountNoise {
@@ -86,36 +86,12 @@ public struct PrivateClusteringPlan: Sendable, Codable, Equatable {
     }
 }
 
-/// Federated K-means under differential privacy: a start from public data (free), then DP Lloyd
-/// rounds on clipped per-cluster sums and counts, each round's noisy centroid merged with the
-/// current estimate by inverse variance (empirical Bayes: a prior that disagrees with the data
-/// by more than its noise explains gets its variance raised by the disagreement). Every release
-/// is listed so the accountant's total can be checked against what was released.
+/// The post-processing of federated K-means under differential privacy: a start from public data
+/// (free) and the inverse-variance merge of each DP Lloyd round's released (sums, counts) into
+/// the current estimate (empirical Bayes: a prior that disagrees with the data by more than its
+/// noise explains gets its variance raised by the disagreement). The rounds themselves are the
+/// coordinator's (`FedSegCoordinator`): this type never sees a client's data.
 public enum PrivateClustering {
-    /// One (sums, counts) release.
-    public struct Release: Sendable, Codable, Equatable {
-        /// 0: the candidate histogram; 1…: Lloyd rounds.
-        public var round: Int
-        public var noiseMultiplier: Double
-        public var sumStd: Double
-        public var countStd: Double
-    }
-
-    public struct Result: Sendable {
-        public var centroids: Matrix
-        public var releases: [Release]
-        public var plan: PrivateClusteringPlan
-        /// The public start (before any private data).
-        public var start: Matrix
-
-        /// ε of what was released, by the RDP accountant at the plan's δ.
-        public func epsilonSpent() throws -> Double {
-            var accountant = RDPAccountant()
-            for release in releases { try accountant.compose(.gaussian(noiseMultiplier: release.noiseMultiplier)) }
-            return try accountant.epsilon(delta: plan.delta).epsilon
-        }
-    }
-
     /// The public start: K-means (k-means++, 5 restarts) on the public points, with the variance
     /// of each centroid estimate (pooled within-cluster variance / cluster size, summed over
     /// coordinates).
@@ -124,76 +100,6 @@ public enum PrivateClustering {
         let sizes = Metrics.clusterSizes(labels: fit.labels, k: k)
         let pooled = fit.inertia / Double(max(1, sample.rows - k))
         return (fit.centroids, sizes.map { pooled / Double(max(1, $0)) })
-    }
-
-    /// Public candidates (K-means with `candidates` clusters on the public sample) re-weighted by a
-    /// DP histogram of which candidate each private point is nearest to (sensitivity 1: a user is
-    /// in one bin), then weighted K-means on the candidates: a start that follows the private
-    /// distribution's cluster sizes even when the public sample's do not. One release.
-    ///
-    /// The plain public start is one of the weighted K-means starts, so the result is never worse
-    /// than it on the weighted (private-histogram) objective.
-    public static func weightedStart<G: RandomNumberGenerator>(
-        shards: [Matrix], publicSample: Matrix, k: Int, candidates: Int, plan: PrivateClusteringPlan,
-        noise: inout GaussianSampler<G>, seed: UInt64, publicStart: Matrix? = nil
-    ) -> (centroids: Matrix, variances: [Double], release: Release)? {
-        guard let z = plan.histogramNoiseMultiplier else { return nil }
-        let count = max(k, min(candidates, publicSample.rows))
-        let fit = KMeans.fit(publicSample, .init(k: count, restarts: 2, seed: seed))
-        var histogram = [Double](repeating: 0, count: count)
-        for shard in shards where shard.rows > 0 {
-            for label in KMeans.assign(shard, to: fit.centroids) { histogram[Int(label)] += 1 }
-        }
-        for _ in 0..<(plan.mode == .central ? 1 : Int(plan.mode.noiseCopies)) {
-            noise.addNoise(to: &histogram, standardDeviation: z)
-        }
-        let centroids = WeightedKMeans.fit(
-            fit.centroids, weights: histogram, k: k, restarts: 20, seed: seed, starts: publicStart.map { [$0] } ?? []
-        )
-        // Its uncertainty as for a public start: the public points nearest each centre; where the
-        // public sample is off, the first round's disagreement test raises it.
-        let labels = KMeans.assign(publicSample, to: centroids)
-        let sizes = Metrics.clusterSizes(labels: labels, k: k)
-        let pooled = Metrics.inertia(points: publicSample, centroids: centroids, labels: labels) / Double(max(1, publicSample.rows - k))
-        let variances = sizes.map { pooled / Double(max(1, $0)) }
-        return (centroids, variances, Release(round: 0, noiseMultiplier: z, sumStd: 0, countStd: z))
-    }
-
-    /// Runs the plan over clients' data (one matrix per client or shard). `noise` draws standard
-    /// normals; pass a `GaussianSampler` over `SecureRandom` in production, a seeded one in tests.
-    public static func run<G: RandomNumberGenerator>(
-        shards: [Matrix], start: Matrix, startVariances: [Double], plan: PrivateClusteringPlan,
-        noise: inout GaussianSampler<G>, priorReleases: [Release] = []
-    ) -> Result {
-        let k = start.rows
-        let d = start.cols
-        var centroids = start
-        var variances = startVariances
-        var releases = priorReleases
-        let releaseNoise = plan.noise
-        let copies = plan.mode.noiseCopies
-        for round in 1...plan.rounds {
-            // Each client: clipped statistics under the current centroids, plus its noise share.
-            var sums = [Double](repeating: 0, count: k * d)
-            var counts = [Double](repeating: 0, count: k)
-            for shard in shards where shard.rows > 0 {
-                let statistics = LocalStatistics.compute(points: shard, centroids: centroids, clipNorm: Float(plan.clipNorm))
-                for i in sums.indices { sums[i] += statistics.sums[i] }
-                for j in 0..<k { counts[j] += Double(statistics.counts[j]) }
-            }
-            let noiseDraws = plan.mode == .central ? 1 : Int(copies)
-            for _ in 0..<noiseDraws {
-                noise.addNoise(to: &sums, standardDeviation: releaseNoise.sumStd)
-                noise.addNoise(to: &counts, standardDeviation: releaseNoise.countStd)
-            }
-            releases.append(Release(round: round, noiseMultiplier: plan.noiseMultiplier, sumStd: releaseNoise.sumStd, countStd: releaseNoise.countStd))
-            merge(
-                centroids: &centroids, variances: &variances, sums: sums, counts: counts,
-                sumVariance: copies * releaseNoise.sumStd * releaseNoise.sumStd,
-                countVariance: copies * releaseNoise.countStd * releaseNoise.countStd
-            )
-        }
-        return Result(centroids: centroids, releases: releases, plan: plan, start: start)
     }
 
     /// Merges one round's released (sums, counts) into the current centroids by inverse variance.

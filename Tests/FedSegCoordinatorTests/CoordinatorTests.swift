@@ -1,3 +1,4 @@
+import FedSegClustering
 import FedSegCrypto
 import FedSegEmbedding
 import FedSegMath
@@ -133,15 +134,20 @@ struct CoordinatorStateTests {
         #expect(rounds.first?.status == .committed)
         #expect(rounds.first.flatMap { $0.counts.map(Packing.unpackDoubles) } == [9, 12.5])
         #expect(try coordinator.store.ledger.records().count == 2, "the commit does not charge again")
-        // A late update for the closed round is refused and leaves no record, so its retry is
-        // refused the same way rather than taken for delivered.
-        let late = try clients[0].seal(update(first.plan, sums: [Float](repeating: 0, count: 8), counts: [0, 0]), kind: .clientUpdate, round: first.round, to: coordinatorKey)
+        // A late update for the closed round (from a client enrolled since) is refused and leaves
+        // no record, so its retry is refused the same way rather than taken for delivered; a
+        // client whose update counted is told it was a replay.
+        let latecomer = try enroll(1, in: coordinator, prefix: "late")[0]
+        let late = try latecomer.seal(update(first.plan, sums: [Float](repeating: 0, count: 8), counts: [0, 0]), kind: .clientUpdate, round: first.round, to: coordinatorKey)
         for _ in 0..<2 {
             guard case .late = try await offer(late, to: coordinator, plan: first.plan) else {
                 Issue.record("a late update must be answered late")
                 return
             }
         }
+        #expect(try !coordinator.store.registry.wasAccepted(clientID: latecomer.id, round: first.round, kind: 1))
+        let again = try clients[0].seal(update(first.plan, sums: [Float](repeating: 0, count: 8), counts: [0, 0]), kind: .clientUpdate, round: first.round, to: coordinatorKey)
+        #expect(try await offer(again, to: coordinator, plan: first.plan) == .rejected(.replay(client: "c0", round: first.round)))
 
         // Round 2: one update and one decline accepted, then the process "dies".
         let second = try #require(await coordinator.snapshot())
@@ -250,6 +256,43 @@ struct CoordinatorStateTests {
         #expect(try coordinator.store.ledger.records().count == 2)
     }
 
+    @Test("a public start opens with the start histogram: candidates in the signed plan, charged at its first answer, then clustering from the weighted start")
+    func startHistogram() async throws {
+        let coordinator = try makeCoordinator(try temporaryDirectory(), clock: ManualWallClock())
+        let clients = try enroll(2, in: coordinator)
+        var parameters = smallRun(rounds: 1, minParticipants: 2)
+        parameters.initialization = .public
+        parameters.seedPhrases = (0..<40).map { "phrase \($0) about topic \($0 % 4)" }
+        let prepared = try RunStart.prepare(parameters, settings: coordinator.settings)
+        let candidates = try #require(prepared.startCandidates)
+        #expect(candidates.count == StartCandidates.count(k: 2, phrases: 40))
+        let summary = try await coordinator.start(prepared)
+        #expect(summary.phase == .start)
+        let round = try #require(await coordinator.snapshot())
+        #expect(round.plan.phase == .start && round.kinds == [.startHistogram, .decline])
+        #expect(Int(round.plan.candidateCount) == candidates.count && round.plan.candidates == candidates.centers)
+        let z = try #require(try parameters.privacyPlan().clustering.histogramNoiseMultiplier)
+        #expect(round.plan.sumStd == z, "sensitivity 1: the noise σ is the noise multiplier")
+        // All the mass on candidate 0: the weighted start moves a centroid onto it.
+        let key = coordinator.keys.identity.keyAgreement.publicKey
+        for client in clients {
+            let histogram = Fedseg_V1_StartHistogram.with {
+                $0.runID = round.plan.runID
+                $0.round = round.round
+                $0.counts = (0..<candidates.count).map { $0 == 0 ? 1000 : 0 }
+            }
+            #expect(try await offer(try client.seal(histogram, kind: .startHistogram, round: round.round, to: key), to: coordinator) == .added)
+        }
+        let records = try coordinator.store.ledger.records()
+        #expect(records.count == 2 && records.allSatisfy { $0.mechanism == "discrete_gaussian" && abs($0.noiseMultiplier - z) < 1e-12 })
+        let next = try #require(await coordinator.snapshot())
+        #expect(next.plan.phase == .clustering)
+        let start = Matrix(rows: 2, cols: 4, storage: next.plan.centroids)
+        let nearest = (0..<2).map { j in StartCandidates.squaredDistance(candidates.matrix, 0, start, j) }.min() ?? 1
+        #expect(nearest < 1e-9, "a start centroid sits on the candidate holding all the mass")
+        #expect(try coordinator.store.run(round.plan.runID)?.phase == .clustering)
+    }
+
     @Test("a run is refused when its releases would exceed the coordinator's total budget")
     func totalBudget() async throws {
         let coordinator = try makeCoordinator(try temporaryDirectory(), totalEpsilon: 2)
@@ -264,13 +307,15 @@ struct CoordinatorStateTests {
         parameters.seedPhrases = (0..<8).map { "phrase \($0)" }
         parameters.catalog = (0..<100).map { "item-\($0)" }
         let plan = try parameters.privacyPlan()
-        #expect(plan.mechanisms.count == 3)
-        #expect(plan.recommendationMechanism?.kind == .discreteGaussian)
+        #expect(plan.mechanisms.count == 4, "the start histogram, two Lloyd rounds, the recommendation release")
+        #expect(plan.startMechanism?.kind == .discreteGaussian && plan.recommendationMechanism?.kind == .discreteGaussian)
         let epsilon = try PrivacyLedger.epsilon(of: plan.mechanisms, delta: 1e-6)
         #expect(epsilon <= 8 + 1e-9 && epsilon > 7.9, "ε = \(epsilon)")
         parameters.catalog = []
         parameters.clusteringShare = 1
-        #expect(try parameters.privacyPlan().mechanisms.count == 2)
+        #expect(try parameters.privacyPlan().mechanisms.count == 3)
+        parameters.startHistogramShare = 0
+        #expect(try parameters.privacyPlan().mechanisms.count == 2, "no start histogram")
         parameters.k = 0
         #expect(throws: ProtocolError.invalidField("k", "must be in 1...1024")) { try parameters.validate() }
         parameters.k = 8

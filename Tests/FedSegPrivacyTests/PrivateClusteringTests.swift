@@ -40,63 +40,44 @@ struct PrivateClusteringTests {
         }
     }
 
-    @Test("what the pipeline released is what the accountant charges")
-    func releasesMatchCharge() throws {
-        let (points, _) = data(n: 2000, seed: 1)
-        let publicSample = data(n: 200, seed: 2).points
-        let plan = try PrivateClusteringPlan.make(epsilon: 1, delta: 1e-6, k: 4, dimension: 24, mode: .central, hasPublicStart: true, rounds: 3)
-        var noise = GaussianSampler(generator: SeededRandom(seed: 3))
-        let start = PrivateClustering.publicStart(publicSample, k: 4, seed: 1)
-        let weighted = try #require(PrivateClustering.weightedStart(
-            shards: [points], publicSample: publicSample, k: 4, candidates: 16, plan: plan, noise: &noise, seed: 1, publicStart: start.centroids
-        ))
-        let result = PrivateClustering.run(
-            shards: [points.rows(0..<1000), points.rows(1000..<2000)], start: weighted.centroids, startVariances: weighted.variances,
-            plan: plan, noise: &noise, priorReleases: [weighted.release]
-        )
-        #expect(result.releases.count == 4)
-        #expect(result.releases.map(\.round) == [0, 1, 2, 3])
-        // Each Lloyd release: sums with std σ_s for sensitivity C and counts with σ_c for 1.
-        for release in result.releases.dropFirst() {
-            let z = 1 / ((plan.clipNorm / release.sumStd) * (plan.clipNorm / release.sumStd) + 1 / (release.countStd * release.countStd)).squareRoot()
-            #expect(abs(z - plan.noiseMultiplier) < 1e-9)
-        }
-        #expect(abs(try result.epsilonSpent() - 1) < 1e-3)
-        #expect(try result.epsilonSpent() <= 1 + 1e-9)
-    }
-
-    @Test("with ε → ∞ the pipeline reproduces non-private Lloyd from the same start", arguments: [1, 2, 5])
-    func infiniteEpsilon(rounds: Int) throws {
+    @Test("merging exact statistics with vanishing noise is a Lloyd step from the same start", arguments: [1, 2, 5])
+    func mergeIsLloyd(rounds: Int) throws {
         let (points, _) = data(n: 1200, seed: 9)
         var rng = SeededRandom(seed: 4)
         let start = KMeans.plusPlusInitialization(points, k: 4, using: &rng)
-        let plan = try PrivateClusteringPlan.make(
-            epsilon: 1e7, delta: 1e-6, k: 4, dimension: 24, mode: .central, hasPublicStart: true, rounds: rounds, histogramShare: 0
-        )
-        var noise = GaussianSampler(generator: SeededRandom(seed: 5))
-        let result = PrivateClustering.run(
-            shards: [points], start: start, startVariances: [Double](repeating: 1, count: 4), plan: plan, noise: &noise
-        )
+        var centroids = start
+        var variances = [Double](repeating: 1, count: 4)
+        for _ in 0..<rounds {
+            // The coordinator's close of a round: released sums and counts, their noise variance.
+            let statistics = LocalStatistics.compute(points: points, centroids: centroids, clipNorm: 1)
+            PrivateClustering.merge(
+                centroids: &centroids, variances: &variances, sums: statistics.sums, counts: statistics.counts.map(Double.init),
+                sumVariance: 1e-18, countVariance: 1e-18
+            )
+        }
         let lloyd = KMeans.lloyd(points, from: start, .init(k: 4, maxIterations: rounds, tolerance: 0))
         var worst: Float = 0
-        for i in 0..<lloyd.centroids.count { worst = max(worst, abs(lloyd.centroids.storage[i] - result.centroids.storage[i])) }
+        for i in 0..<lloyd.centroids.count { worst = max(worst, abs(lloyd.centroids.storage[i] - centroids.storage[i])) }
         #expect(worst < 1e-4, "max centroid difference \(worst)")
     }
 
-    @Test("private clustering recovers planted clusters at a moderate budget, in local mode too")
-    func recovers() throws {
-        let (points, truth) = data(n: 8000, seed: 11)
-        let publicSample = data(n: 300, seed: 12).points
-        for mode in [NoiseMode.central, .local(shards: 8)] {
-            let plan = try PrivateClusteringPlan.make(epsilon: 4, delta: 1e-6, k: 4, dimension: 24, mode: mode, hasPublicStart: true)
-            var noise = GaussianSampler(generator: SeededRandom(seed: 13))
-            let shards = (0..<8).map { points.rows($0 * 1000..<($0 + 1) * 1000) }
-            let start = PrivateClustering.publicStart(publicSample, k: 4, seed: 2)
-            let result = PrivateClustering.run(shards: shards, start: start.centroids, startVariances: start.variances, plan: plan, noise: &noise)
-            let labels = KMeans.assign(points, to: result.centroids)
-            #expect(Metrics.adjustedRandIndex(labels, truth) > 0.99)
-            let baseline = KMeans.fit(points, .init(k: 4, restarts: 3, seed: 1))
-            #expect(Metrics.cost(points: points, centroids: result.centroids) / baseline.inertia < 1.05)
-        }
+    @Test("the weighted start follows the private cluster sizes when the public sample's are skewed")
+    func weightedStart() throws {
+        let (all, allTruth) = data(n: 6000, seed: 21)
+        let points = all.rows(0..<4000)
+        let truth = Array(allTruth[0..<4000])
+        // A public sample from the same clusters that holds cluster 0 sixteen times as often as the others.
+        let skewed = KMeans.gatherRows(all, (4000..<6000).filter { allTruth[$0] == 0 || $0 % 16 == 1 })
+        let candidates = StartCandidates.make(skewed, k: 4, seed: 1)
+        #expect(candidates.count == 32 && candidates.publicCounts.reduce(0, +) == skewed.rows)
+        // The histogram a federation releases: each user counts once in its nearest candidate.
+        var histogram = [Double](repeating: 0, count: candidates.count)
+        for label in KMeans.assign(points, to: candidates.matrix) { histogram[Int(label)] += 1 }
+        let plain = PrivateClustering.publicStart(skewed, k: 4, seed: 1)
+        let weighted = candidates.weightedStart(histogram: histogram, k: 4, seed: 1, publicStart: plain.centroids)
+        #expect(weighted.variances.count == 4 && weighted.variances.allSatisfy { $0.isFinite && $0 > 0 })
+        let plainARI = Metrics.adjustedRandIndex(KMeans.assign(points, to: plain.centroids), truth)
+        let weightedARI = Metrics.adjustedRandIndex(KMeans.assign(points, to: weighted.centroids), truth)
+        #expect(weightedARI > plainARI + 0.1, "weighted \(weightedARI), plain \(plainARI)")
     }
 }

@@ -42,13 +42,13 @@ struct FederationTests {
         #expect(cost <= 1.15, "cost ratio \(cost)")
         #expect(report["clients"] as? Int == 20)
         #expect(report["users"] as? Int == 20_000)
-        #expect(report["rounds"] as? Int == 3, "two clustering rounds and the recommendation round")
+        #expect(report["rounds"] as? Int == 4, "the start histogram, two clustering rounds and the recommendation round")
         #expect(report["privacy_mode"] as? String == "local")
         #expect(report["ledgers_verified"] as? Bool == true)
         #expect(report["ledgers_agree"] as? Bool == true)
         let spent = try #require(report["epsilon_spent"] as? Double)
         #expect(spent <= 8 + 1e-9 && spent > 7, "ε spent \(spent)")
-        #expect((report["participants_per_round"] as? [Int]) == [20, 20, 20])
+        #expect((report["participants_per_round"] as? [Int]) == [20, 20, 20, 20])
         #expect((report["segments"] as? [[String: Any]])?.count == 8)
         let rows = try #require(report["recommendation"] as? [[String: Any]])
         let recall = Dictionary(uniqueKeysWithValues: rows.compactMap { row in (row["model"] as? String).map { ($0, row["recall_at_10"] as? Double ?? -1) } })
@@ -59,8 +59,8 @@ struct FederationTests {
         // What the daemon exposes.
         #expect(try RunningCoordinator.get(coordinator.url + "/healthz") == "ok\n")
         let metrics = try RunningCoordinator.get(coordinator.url + "/metrics")
-        #expect(metrics.contains("fedseg_rounds_committed_total 3"))
-        #expect(metrics.contains("fedseg_updates_accepted_total 60"))
+        #expect(metrics.contains("fedseg_rounds_committed_total 4"))
+        #expect(metrics.contains("fedseg_updates_accepted_total 80"))
         #expect(metrics.contains("fedseg_round_duration_seconds_bucket"))
         #expect(metrics.contains("fedseg_epsilon_spent"))
         let token = try String(contentsOfFile: coordinator.adminTokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -104,13 +104,13 @@ struct FederationTests {
         for report in [distributed, local] {
             #expect(report["ledgers_verified"] as? Bool == true)
             #expect(report["ledgers_agree"] as? Bool == true)
-            #expect(report["rounds"] as? Int == 3)
+            #expect(report["rounds"] as? Int == 4)
             let spent = try #require(report["epsilon_spent"] as? Double)
             #expect(spent <= 4 + 1e-9 && spent > 3.5, "ε spent \(spent)")
         }
         // Dropouts before masking leave fewer survivors than clients, never fewer than the quorum.
         let survivors = try #require(distributed["participants_per_round"] as? [Int])
-        #expect(survivors.count == 3 && survivors.allSatisfy { $0 >= 20 && $0 <= 40 }, "survivors per round \(survivors)")
+        #expect(survivors.count == 4 && survivors.allSatisfy { $0 >= 20 && $0 <= 40 }, "survivors per round \(survivors)")
         #expect(survivors.contains { $0 < 40 }, "10% dropout removed someone: \(survivors)")
         let distributedARI = try #require(distributed["ari_truth"] as? Double)
         let distributedCost = try #require(distributed["cost_ratio"] as? Double)
@@ -128,7 +128,7 @@ struct FederationTests {
         #expect(audit.status == 0, "\(audit.stderr)")
         let runID = try #require(distributed["run_id"] as? String)
         let lines = audit.stdout.split(separator: "\n").filter { $0.contains("\(runID)/round-") }
-        #expect(lines.count == 6 && lines.allSatisfy { $0.contains("distributed") }, "\(audit.stdout)")
+        #expect(lines.count == 8 && lines.allSatisfy { $0.contains("distributed") }, "\(audit.stdout)")
         #expect(coordinator.stop() == 0)
     }
 
@@ -159,7 +159,7 @@ struct FederationTests {
         #expect(result.status == 0, "client-sim: \(result.stdout)\n\(result.stderr.suffix(2000))\n\(coordinator.log().suffix(3000))")
         let report = try Self.report(reportFile)
         #expect(report["privacy_mode"] as? String == "distributed")
-        #expect(report["rounds"] as? Int == 3)
+        #expect(report["rounds"] as? Int == 4)
         #expect(report["ledgers_verified"] as? Bool == true)
         #expect(report["ledgers_agree"] as? Bool == true, "no client charged a round twice")
         #expect((report["ari_truth"] as? Double ?? 0) >= 0.8)
@@ -170,7 +170,7 @@ struct FederationTests {
         #expect(abandoned == 0, "the interrupted rounds were resumed, not abandoned")
         let ledger = try PrivacyLedger(path: coordinator.stateDirectory.appendingPathComponent("coordinator.sqlite").path)
         let records = try ledger.records()
-        #expect(records.count == 6 && records.allSatisfy { $0.mode == "distributed" })
+        #expect(records.count == 8 && records.allSatisfy { $0.mode == "distributed" })
     }
 
     @Test("20% dropout and misbehaving clients: every misbehaviour is refused and counted, and the run completes")
@@ -198,7 +198,7 @@ struct FederationTests {
             } else {
                 #expect(rejected == [reason: tried], "\(mode): \(rejected) for \(attempts)")
             }
-            #expect(report["rounds"] as? Int == 3, "\(mode): the run completed")
+            #expect(report["rounds"] as? Int == 4, "\(mode): the run completed")
             #expect((report["ari_truth"] as? Double ?? 0) >= 0.8, "\(mode): ARI \(report["ari_truth"] ?? "-")")
             #expect(report["ledgers_verified"] as? Bool == true)
         }
@@ -248,7 +248,7 @@ struct FederationTests {
         let result = simulation.wait()
         #expect(result.status == 0, "client-sim: \(result.stdout)\n\(coordinator.log().suffix(3000))")
         let report = try Self.report(reportFile)
-        #expect(report["rounds"] as? Int == 3)
+        #expect(report["rounds"] as? Int == 4)
         #expect(report["ledgers_verified"] as? Bool == true)
         #expect(report["ledgers_agree"] as? Bool == true, "no client charged a round twice")
         #expect((report["ari_truth"] as? Double ?? 0) >= 0.8)
@@ -263,7 +263,7 @@ struct FederationTests {
         let committed = try queue.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM rounds WHERE status = 'committed'") ?? 0 }
         let abandoned = try queue.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM rounds WHERE status = 'abandoned'") ?? 0 }
         let pending = try queue.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM accepted_messages WHERE envelope IS NOT NULL") ?? 0 }
-        #expect(committed == 3)
+        #expect(committed == 4)
         #expect(abandoned == 0, "the interrupted round was resumed, not abandoned")
         #expect(pending == 0, "no envelope is kept after its round commits")
         #expect(records.count == 2 * committed, "one charge per committed round to the run and to all users: \(records.map(\.releaseID))")

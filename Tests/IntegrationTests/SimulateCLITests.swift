@@ -38,7 +38,8 @@ struct SimulateCLITests {
         // Client and coordinator ledgers agree on what was spent.
         let a = try JSONSerialization.jsonObject(with: Data(coordinator.stdout.utf8)) as? [String: Any]
         let b = try JSONSerialization.jsonObject(with: Data(client.stdout.utf8)) as? [String: Any]
-        let spentA = ((a?["populations"] as? [[String: Any]])?.first?["epsilon_spent"] as? Double)
+        // The run's population, at the run's δ (all-users is at the coordinator's lifetime δ).
+        let spentA = ((a?["populations"] as? [[String: Any]])?.first { ($0["population"] as? String)?.hasPrefix("run:") == true }?["epsilon_spent"] as? Double)
         let spentB = ((b?["populations"] as? [[String: Any]])?.first?["epsilon_spent"] as? Double)
         #expect(spentA != nil && spentA == spentB)
         // A second run into the same state directory is refused rather than double-charging.
