@@ -21,6 +21,7 @@ let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
 let httpTypes = Target.Dependency.product(name: "HTTPTypes", package: "swift-http-types")
 let unixSignals = Target.Dependency.product(name: "UnixSignals", package: "swift-service-lifecycle")
 let coreMetrics = Target.Dependency.product(name: "CoreMetrics", package: "swift-metrics")
+let hummingbirdTesting = Target.Dependency.product(name: "HummingbirdTesting", package: "hummingbird")
 
 let package = Package(
     name: "FedSeg",
@@ -186,7 +187,7 @@ let package = Package(
             dependencies: [
                 "FedSegCoordinator", "FedSegTestSupport", "FedSegClustering", "FedSegCrypto", "FedSegEmbedding", "FedSegMath", "FedSegPrivacy", "FedSegProtocol",
                 "FedSegSecureAggregation",
-                grdb, logging,
+                grdb, logging, hummingbird, hummingbirdTesting, nioCore, httpTypes,
                 swiftProtobuf,
             ],
             swiftSettings: swiftSettings

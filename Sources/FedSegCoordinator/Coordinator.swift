@@ -288,7 +288,7 @@ public actor Coordinator {
         open = current
         switch decoded.message {
         case .decline: metrics.declines.increment()
-        case .clientUpdate, .recommendationUpdate, .secAggMaskedInput: metrics.updatesAccepted.increment()
+        case .clientUpdate, .recommendationUpdate, .startHistogram, .secAggMaskedInput: metrics.updatesAccepted.increment()
         default: break
         }
         try progress()

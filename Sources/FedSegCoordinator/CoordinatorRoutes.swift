@@ -142,6 +142,8 @@ public enum CoordinatorRoutes {
             } catch let error as CoordinatorError {
                 if case .runInProgress = error { return errorResponse(.conflict, .badRequest, error.description) }
                 return errorResponse(.unprocessableContent, .invalidField, error.description)
+            } catch let error as ProtocolError {
+                return errorResponse(.unprocessableContent, .invalidField, "invalid run parameters: \(error)")
             }
         }
         admin.get("runs/current") { _, _ in
