@@ -1,3 +1,4 @@
+import FedSegPrivacy
 import FedSegTestSupport
 import Foundation
 import Testing
@@ -48,5 +49,48 @@ struct SimulateCLITests {
         // The embedding cache was written and serves a rerun into a fresh state directory.
         let cached = try FileManager.default.contentsOfDirectory(atPath: base.appendingPathComponent("cache").path)
         #expect(cached.count == 1 && cached[0].hasSuffix(".vectors"))
+    }
+
+    /// What a ledger released, without the run's random id: release (round), population kind,
+    /// mechanism, noise multiplier, mode and ε after each, in order.
+    static func releases(_ path: URL) throws -> [String] {
+        let records = try PrivacyLedger(path: path.path).records()
+        let runID = try #require(records.first { $0.population.hasPrefix("run:") }?.population.dropFirst(4))
+        return records.map { record in
+            [
+                record.releaseID.replacingOccurrences(of: runID, with: "RUN"), record.population.replacingOccurrences(of: runID, with: "RUN"),
+                record.mechanism, String(record.noiseMultiplier.bitPattern), record.mode, String(format: "%.12f", record.epsilonAfter),
+            ].joined(separator: " ")
+        }
+    }
+
+    @Test("simulate and the daemon run the same engine: the same releases, noise and ε after each, the start histogram included", arguments: ["local", "distributed"])
+    func sameReleases(mode: String) throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("same-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let data = base.appendingPathComponent("data")
+        #expect(try Executables.run("client-sim", ["generate", "--out", data.path, "--users", "1200", "--segments", "4", "--seed", "5"]).status == 0)
+        let common = [
+            "--data", data.path, "--clients", "4", "--k", "4", "--epsilon", "6", "--delta", "1e-6", "--privacy-mode", mode,
+            "--embedder", "hashing", "--no-cache", "--seed", "9",
+        ]
+        let state = base.appendingPathComponent("simulated")
+        let simulated = try Executables.run("client-sim", ["simulate", "--state-dir", state.path, "--total-epsilon", "16"] + common)
+        #expect(simulated.status == 0, "\(simulated.stderr)")
+
+        let coordinator = try RunningCoordinator(stateDirectory: base.appendingPathComponent("daemon"))
+        try coordinator.start()
+        let run = try Executables.run("client-sim", [
+            "run", "--coordinator", coordinator.url, "--admin-token-file", coordinator.adminTokenFile,
+            "--work-dir", base.appendingPathComponent("daemon-clients").path,
+        ] + common)
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(coordinator.stop() == 0)
+
+        let a = try Self.releases(state.appendingPathComponent("coordinator/coordinator.sqlite"))
+        let b = try Self.releases(coordinator.stateDirectory.appendingPathComponent("coordinator.sqlite"))
+        #expect(a.count == 8, "start histogram, two Lloyd rounds, recommendation; to the run and to all users: \(a)")
+        #expect(a.filter { $0.hasPrefix("RUN/round-1 ") }.allSatisfy { $0.contains("discrete_gaussian") }, "round 1 is the start histogram")
+        #expect(a == b, "simulate:\n\(a.joined(separator: "\n"))\ndaemon:\n\(b.joined(separator: "\n"))")
     }
 }
