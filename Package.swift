@@ -18,6 +18,7 @@ let metrics = Target.Dependency.product(name: "Metrics", package: "swift-metrics
 let prometheus = Target.Dependency.product(name: "Prometheus", package: "swift-prometheus")
 let toml = Target.Dependency.product(name: "TOMLKit", package: "TOMLKit")
 let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
+let nioHTTP1 = Target.Dependency.product(name: "NIOHTTP1", package: "swift-nio")
 let httpTypes = Target.Dependency.product(name: "HTTPTypes", package: "swift-http-types")
 let unixSignals = Target.Dependency.product(name: "UnixSignals", package: "swift-service-lifecycle")
 let coreMetrics = Target.Dependency.product(name: "CoreMetrics", package: "swift-metrics")
@@ -57,7 +58,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
     ],
     targets: [
-        // C layers. Only FedSegMath (BLAS, RNG stream) and FedSegCrypto import these.
+        // C layers. Only FedSegMath (BLAS, the OS CSPRNG and seeded stream) and FedSegCrypto (the rest of libsodium) import these.
         .systemLibrary(
             name: "CSodium",
             pkgConfig: "libsodium",
@@ -79,7 +80,7 @@ let package = Package(
         ),
         .target(
             name: "FedSegSecureAggregation",
-            dependencies: ["CSodium", "FedSegMath", "FedSegCrypto", "FedSegPrivacy", "FedSegClustering", "FedSegProtocol"],
+            dependencies: ["FedSegMath", "FedSegCrypto", "FedSegPrivacy", "FedSegClustering", "FedSegProtocol"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -89,7 +90,7 @@ let package = Package(
         ),
         .target(
             name: "FedSegRecommend",
-            dependencies: ["FedSegMath", "FedSegClustering", "FedSegPrivacy", "FedSegCrypto", "FedSegProtocol", swiftProtobuf],
+            dependencies: ["FedSegMath", "FedSegPrivacy", "FedSegCrypto", "FedSegProtocol", swiftProtobuf],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -97,15 +98,15 @@ let package = Package(
             dependencies: [
                 "FedSegMath", "FedSegEmbedding", "FedSegClustering", "FedSegPrivacy", "FedSegCrypto",
                 "FedSegSecureAggregation", "FedSegProtocol", "FedSegRecommend",
-                grdb, swiftProtobuf, hummingbird, serviceLifecycle, logging, metrics, prometheus, toml, nioCore, httpTypes, unixSignals, coreMetrics,
+                grdb, swiftProtobuf, hummingbird, serviceLifecycle, logging, prometheus, toml, nioCore, httpTypes, unixSignals, coreMetrics,
             ],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "FedSegClient",
             dependencies: [
-                "FedSegMath", "FedSegEmbedding", "FedSegClustering", "FedSegPrivacy", "FedSegCrypto",
-                "FedSegSecureAggregation", "FedSegProtocol", "FedSegRecommend", grdb, swiftProtobuf, httpClient, logging,
+                "FedSegMath", "FedSegClustering", "FedSegPrivacy", "FedSegCrypto",
+                "FedSegSecureAggregation", "FedSegProtocol", "FedSegRecommend", grdb, swiftProtobuf, httpClient, nioCore, nioHTTP1,
             ],
             swiftSettings: swiftSettings
         ),
@@ -119,7 +120,7 @@ let package = Package(
         ),
         .target(
             name: "FedSegTestSupport",
-            dependencies: ["FedSegMath"],
+            dependencies: [],
             swiftSettings: swiftSettings
         ),
 
@@ -146,46 +147,46 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
-        .testTarget(name: "FedSegMathTests", dependencies: ["FedSegMath", "FedSegTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "FedSegMathTests", dependencies: ["FedSegMath"], swiftSettings: swiftSettings),
         .testTarget(
             name: "FedSegEmbeddingTests",
-            dependencies: ["FedSegEmbedding", "FedSegTestSupport"],
+            dependencies: ["FedSegEmbedding", "FedSegMath", "FedSegTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "FedSegClusteringTests",
-            dependencies: ["FedSegClustering", "FedSegTestSupport"],
+            dependencies: ["FedSegClustering", "FedSegMath", "FedSegTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "FedSegPrivacyTests",
-            dependencies: ["FedSegPrivacy", "FedSegTestSupport", grdb],
+            dependencies: ["FedSegPrivacy", "FedSegClustering", "FedSegMath", "FedSegTestSupport", grdb],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "FedSegCryptoTests",
-            dependencies: ["FedSegCrypto", "FedSegTestSupport"],
+            dependencies: ["FedSegCrypto"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "FedSegSecureAggregationTests",
-            dependencies: ["FedSegSecureAggregation", "FedSegTestSupport", "FedSegClustering", "FedSegCrypto", "FedSegMath", "FedSegPrivacy"],
+            dependencies: ["FedSegSecureAggregation", "FedSegClustering", "FedSegCrypto", "FedSegMath", "FedSegPrivacy"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "FedSegProtocolTests",
-            dependencies: ["FedSegProtocol", "FedSegCrypto", "FedSegMath", "FedSegTestSupport", swiftProtobuf, grdb],
+            dependencies: ["FedSegProtocol", "FedSegCrypto", "FedSegMath", swiftProtobuf, grdb],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "FedSegRecommendTests",
-            dependencies: ["FedSegRecommend", "FedSegCrypto", "FedSegPrivacy", "FedSegMath", "FedSegTestSupport"],
+            dependencies: ["FedSegRecommend", "FedSegCrypto", "FedSegPrivacy", "FedSegMath"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "FedSegCoordinatorTests",
             dependencies: [
-                "FedSegCoordinator", "FedSegTestSupport", "FedSegClustering", "FedSegCrypto", "FedSegEmbedding", "FedSegMath", "FedSegPrivacy", "FedSegProtocol",
+                "FedSegCoordinator", "FedSegClustering", "FedSegCrypto", "FedSegEmbedding", "FedSegMath", "FedSegPrivacy", "FedSegProtocol",
                 "FedSegSecureAggregation",
                 grdb, logging, hummingbird, hummingbirdTesting, nioCore, httpTypes,
                 swiftProtobuf,
@@ -195,14 +196,14 @@ let package = Package(
         .testTarget(
             name: "FedSegClientTests",
             dependencies: [
-                "FedSegClient", "FedSegTestSupport", "FedSegCrypto", "FedSegMath", "FedSegPrivacy", "FedSegProtocol", "FedSegSecureAggregation",
+                "FedSegClient", "FedSegCrypto", "FedSegMath", "FedSegPrivacy", "FedSegProtocol", "FedSegSecureAggregation",
                 swiftProtobuf,
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "FedSegSimulationTests",
-            dependencies: ["FedSegSimulation", "FedSegClustering", "FedSegEmbedding", "FedSegTestSupport"],
+            dependencies: ["FedSegSimulation", "FedSegClustering", "FedSegEmbedding", "FedSegMath"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -172,29 +172,14 @@ extension ClientNode {
 
     /// The node's quantised statistics plus its discrete Gaussian noise share, as words mod 2^32.
     func secAggInput(_ plan: Fedseg_V1_RoundPlan) throws -> [UInt32] {
-        let k = Int(plan.k)
-        let d = Int(plan.dimension)
         var sampler = try DiscreteGaussianSampler(sigma: plan.secagg.clientSigma, generator: BufferedSecureRandom())
         switch plan.phase {
         case .clustering:
-            let noise = plan.distributedNoise
-            let statistics = data.points.rows > 0
-                ? LocalStatistics.compute(points: data.points, centroids: Matrix(rows: k, cols: d, storage: plan.centroids), clipNorm: Float(plan.clipNorm))
-                : LocalStatistics(k: k, dimension: d)
             var rounding = BufferedSecureRandom()
-            return noise.encode(statistics, rounding: &rounding, noise: &sampler)
+            return plan.distributedNoise.encode(clusteringStatistics(plan), rounding: &rounding, noise: &sampler)
         case .recommendation:
-            let catalog = ItemCatalog(ids: plan.catalogItems)
-            var histogram = SegmentHistogram(segments: k, items: catalog.count)
-            if data.points.rows > 0 {
-                let labels = KMeans.assign(data.points, to: Matrix(rows: k, cols: d, storage: plan.centroids))
-                var rng = SecureRandom()
-                for (u, items) in data.items.enumerated() {
-                    histogram.add(userItems: items, segment: Int(labels[u]), catalog: catalog, maxItemsPerUser: Int(plan.maxItemsPerUser), using: &rng)
-                }
-            }
             let noise = plan.distributedHistogramNoise(baseSensitivity: SegmentHistogram.sensitivity(maxItemsPerUser: Int(plan.maxItemsPerUser)))
-            return noise.encode(histogram.counts, noise: &sampler)
+            return noise.encode(recommendationHistogram(plan).counts, noise: &sampler)
         case .start:
             return plan.distributedHistogramNoise(baseSensitivity: 1).encode(candidateCounts(plan), noise: &sampler)
         default:

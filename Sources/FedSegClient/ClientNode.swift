@@ -235,17 +235,17 @@ public actor ClientNode {
             // The node charges the noise it adds itself, computed from the plan's numbers: a plan
             // with too little noise is refused by the budget, not trusted.
             let noise = SumCountNoise(clipNorm: plan.clipNorm, sumStd: plan.sumStd, countStd: plan.countStd)
-            mechanism = .init(kind: .gaussian, noiseMultiplier: noise.noiseMultiplier, mode: "local")
+            mechanism = .init(kind: .gaussian, noiseMultiplier: noise.noiseMultiplier, mode: .local)
             kind = .clientUpdate
             plaintext = try clusteringUpdate(plan).serializedBytes()
         case .recommendation:
             let m = Int(plan.maxItemsPerUser)
-            mechanism = .init(kind: .discreteGaussian, noiseMultiplier: plan.sumStd / SegmentHistogram.sensitivity(maxItemsPerUser: m), mode: "local")
+            mechanism = .init(kind: .discreteGaussian, noiseMultiplier: plan.sumStd / SegmentHistogram.sensitivity(maxItemsPerUser: m), mode: .local)
             kind = .recommendationUpdate
             plaintext = try recommendationUpdate(plan).serializedBytes()
         case .start:
             // Sensitivity 1: a user counts in one bin.
-            mechanism = .init(kind: .discreteGaussian, noiseMultiplier: plan.sumStd, mode: "local")
+            mechanism = .init(kind: .discreteGaussian, noiseMultiplier: plan.sumStd, mode: .local)
             kind = .startHistogram
             plaintext = try startHistogram(plan).serializedBytes()
         default:
@@ -318,12 +318,7 @@ public actor ClientNode {
     /// Clipped per-cluster sums and counts under the plan's centroids, plus Gaussian noise from
     /// the OS CSPRNG.
     func clusteringUpdate(_ plan: Fedseg_V1_RoundPlan) -> Fedseg_V1_ClientUpdate {
-        let k = Int(plan.k)
-        let d = Int(plan.dimension)
-        let centroids = Matrix(rows: k, cols: d, storage: plan.centroids)
-        var statistics = data.points.rows > 0
-            ? LocalStatistics.compute(points: data.points, centroids: centroids, clipNorm: Float(plan.clipNorm))
-            : LocalStatistics(k: k, dimension: d)
+        var statistics = clusteringStatistics(plan)
         var counts = statistics.counts.map(Double.init)
         var noise = GaussianSampler()
         noise.addNoise(to: &statistics.sums, standardDeviation: plan.sumStd)
@@ -338,16 +333,7 @@ public actor ClientNode {
 
     /// Each user's items (at most m, sampled) in their segment's row, plus discrete Gaussian noise.
     func recommendationUpdate(_ plan: Fedseg_V1_RoundPlan) throws -> Fedseg_V1_RecommendationUpdate {
-        let k = Int(plan.k)
-        let catalog = ItemCatalog(ids: plan.catalogItems)
-        var histogram = SegmentHistogram(segments: k, items: catalog.count)
-        if data.points.rows > 0 {
-            let labels = KMeans.assign(data.points, to: Matrix(rows: k, cols: Int(plan.dimension), storage: plan.centroids))
-            var rng = SecureRandom()
-            for (u, items) in data.items.enumerated() {
-                histogram.add(userItems: items, segment: Int(labels[u]), catalog: catalog, maxItemsPerUser: Int(plan.maxItemsPerUser), using: &rng)
-            }
-        }
+        var histogram = recommendationHistogram(plan)
         let m = Int(plan.maxItemsPerUser)
         try histogram.addNoise(noiseMultiplier: plan.sumStd / SegmentHistogram.sensitivity(maxItemsPerUser: m), maxItemsPerUser: m, generator: BufferedSecureRandom())
         return .with {
@@ -356,6 +342,32 @@ public actor ClientNode {
             $0.counts = histogram.counts.map { Int64($0) }
             $0.unknownItems = UInt32(min(histogram.unknownItems, Int(UInt32.max)))
         }
+    }
+
+    // What each release kind computes from the node's data before any noise: one function per
+    // kind, shared by local rounds (noise added here) and distributed ones (a noise share added
+    // after quantisation, `secAggInput`).
+
+    /// Clipped per-cluster sums and counts under the plan's centroids.
+    func clusteringStatistics(_ plan: Fedseg_V1_RoundPlan) -> LocalStatistics {
+        let k = Int(plan.k)
+        let d = Int(plan.dimension)
+        guard data.points.rows > 0 else { return LocalStatistics(k: k, dimension: d) }
+        return LocalStatistics.compute(points: data.points, centroids: Matrix(rows: k, cols: d, storage: plan.centroids), clipNorm: Float(plan.clipNorm))
+    }
+
+    /// Each user's items (at most m, sampled with the OS CSPRNG) in the row of their segment.
+    func recommendationHistogram(_ plan: Fedseg_V1_RoundPlan) -> SegmentHistogram {
+        let k = Int(plan.k)
+        let catalog = ItemCatalog(ids: plan.catalogItems)
+        var histogram = SegmentHistogram(segments: k, items: catalog.count)
+        guard data.points.rows > 0 else { return histogram }
+        let labels = KMeans.assign(data.points, to: Matrix(rows: k, cols: Int(plan.dimension), storage: plan.centroids))
+        var rng = SecureRandom()
+        for (u, items) in data.items.enumerated() {
+            histogram.add(userItems: items, segment: Int(labels[u]), catalog: catalog, maxItemsPerUser: Int(plan.maxItemsPerUser), using: &rng)
+        }
+        return histogram
     }
 
     /// How many of the node's users are nearest each public candidate (one count per user).

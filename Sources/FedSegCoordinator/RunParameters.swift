@@ -31,16 +31,23 @@ public struct RunPrivacyPlan: Sendable, Equatable {
     public var mode: PrivacyMode = .local
 
     /// The start histogram: sensitivity 1 (a user is in one bin), discrete Gaussian noise.
+    var ledgerMode: PrivacyLedger.Mechanism.Mode {
+        switch mode {
+        case .local: .local
+        case .distributed: .distributed
+        }
+    }
+
     public var startMechanism: PrivacyLedger.Mechanism? {
-        clustering.histogramNoiseMultiplier.map { .init(kind: .discreteGaussian, noiseMultiplier: $0, mode: mode.rawValue) }
+        clustering.histogramNoiseMultiplier.map { .init(kind: .discreteGaussian, noiseMultiplier: $0, mode: ledgerMode) }
     }
 
     public var clusteringMechanism: PrivacyLedger.Mechanism {
-        .init(kind: .gaussian, noiseMultiplier: clustering.noiseMultiplier, mode: mode.rawValue)
+        .init(kind: .gaussian, noiseMultiplier: clustering.noiseMultiplier, mode: ledgerMode)
     }
 
     public var recommendationMechanism: PrivacyLedger.Mechanism? {
-        recommendationNoiseMultiplier.map { .init(kind: .discreteGaussian, noiseMultiplier: $0, mode: mode.rawValue) }
+        recommendationNoiseMultiplier.map { .init(kind: .discreteGaussian, noiseMultiplier: $0, mode: ledgerMode) }
     }
 
     /// Everything the run may release, for checking budgets before it starts.

@@ -20,15 +20,20 @@ public final class PrivacyLedger: Sendable {
             case discreteGaussian = "discrete_gaussian"
         }
 
+        /// How the noise was added: by every client to its own statistics, once on the aggregate
+        /// (earlier in-process simulations), or in shares through secure aggregation.
+        public enum Mode: String, Sendable, Codable, CaseIterable {
+            case local, central, distributed
+        }
+
         public var kind: Kind
         public var noiseMultiplier: Double
         public var samplingRate: Double
         /// How many identical applications (rounds) this record charges.
         public var count: Int
-        /// local, central or distributed: how the noise was added.
-        public var mode: String
+        public var mode: Mode
 
-        public init(kind: Kind, noiseMultiplier: Double, samplingRate: Double = 1, count: Int = 1, mode: String = "local") {
+        public init(kind: Kind, noiseMultiplier: Double, samplingRate: Double = 1, count: Int = 1, mode: Mode = .local) {
             self.kind = kind
             self.noiseMultiplier = noiseMultiplier
             self.samplingRate = samplingRate
@@ -71,9 +76,9 @@ public final class PrivacyLedger: Sendable {
         }
 
         public var mechanismValue: Mechanism? {
-            Mechanism.Kind(rawValue: mechanism).map {
-                Mechanism(kind: $0, noiseMultiplier: noiseMultiplier, samplingRate: samplingRate, count: count, mode: mode)
-            }
+            // The mode does not change the cost: a record's ε never depends on reading it.
+            guard let kind = Mechanism.Kind(rawValue: mechanism) else { return nil }
+            return Mechanism(kind: kind, noiseMultiplier: noiseMultiplier, samplingRate: samplingRate, count: count, mode: Mechanism.Mode(rawValue: mode) ?? .local)
         }
 
         /// SHA-256 over every field but the hash, in a fixed, unambiguous layout.
@@ -241,7 +246,7 @@ public final class PrivacyLedger: Sendable {
             var record = Record(
                 sequence: (previous?.sequence ?? 0) + 1, releaseID: releaseID, round: round, population: population,
                 mechanism: mechanism.kind.rawValue, noiseMultiplier: mechanism.noiseMultiplier,
-                samplingRate: mechanism.samplingRate, count: mechanism.count, mode: mechanism.mode,
+                samplingRate: mechanism.samplingRate, count: mechanism.count, mode: mechanism.mode.rawValue,
                 delta: budget.delta, epsilonAfter: after, createdAt: timestamp,
                 previousHash: previous?.hash ?? Self.genesisHash, hash: ""
             )

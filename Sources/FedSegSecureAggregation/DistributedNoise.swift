@@ -119,7 +119,7 @@ public struct DistributedNoise: Sendable, Equatable {
 
     /// The ledger's record of the release: Gaussian, this z, distributed mode.
     public var mechanism: PrivacyLedger.Mechanism {
-        .init(kind: .gaussian, noiseMultiplier: sigma / sensitivity, mode: "distributed")
+        .init(kind: .gaussian, noiseMultiplier: sigma / sensitivity, mode: .distributed)
     }
 }
 
@@ -173,6 +173,6 @@ public struct DistributedIntegerNoise: Sendable, Equatable {
     public func decodedStd(survivors: Int) -> Double { clientSigma * Double(survivors).squareRoot() / Double(scale) }
 
     public var mechanism: PrivacyLedger.Mechanism {
-        .init(kind: .discreteGaussian, noiseMultiplier: noiseMultiplier, mode: "distributed")
+        .init(kind: .discreteGaussian, noiseMultiplier: noiseMultiplier, mode: .distributed)
     }
 }

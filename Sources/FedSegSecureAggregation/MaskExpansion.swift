@@ -1,4 +1,3 @@
-import CSodium
 import FedSegCrypto
 import FedSegMath
 import Foundation
@@ -16,19 +15,13 @@ public enum MaskExpansion {
     public static func apply(
         seed: borrowing SecureBytes, round: UInt64, purpose: Purpose, sign: Int, to vector: inout [UInt32]
     ) {
-        precondition(seed.count == Int(crypto_stream_chacha20_ietf_KEYBYTES), "a mask seed is 32 bytes")
-        var nonce = [UInt8](repeating: 0, count: Int(crypto_stream_chacha20_ietf_NONCEBYTES))
+        precondition(seed.count == KeyStream.keyBytes, "a mask seed is 32 bytes")
+        var nonce = [UInt8](repeating: 0, count: KeyStream.nonceBytes)
         withUnsafeBytes(of: round.littleEndian) { for i in 0..<8 { nonce[i] = $0[i] } }
         withUnsafeBytes(of: purpose.rawValue.littleEndian) { for i in 0..<4 { nonce[8 + i] = $0[i] } }
         let count = vector.count
         var stream = [UInt32](repeating: 0, count: count)
-        stream.withUnsafeMutableBytes { out in
-            seed.withUnsafeBytes { key in
-                _ = crypto_stream_chacha20_ietf(
-                    out.bindMemory(to: UInt8.self).baseAddress!, UInt64(out.count), nonce, key.bindMemory(to: UInt8.self).baseAddress!
-                )
-            }
-        }
+        stream.withUnsafeMutableBytes { KeyStream.chacha20(key: seed, nonce: nonce, into: $0) }
         vector.withUnsafeMutableBufferPointer { v in
             stream.withUnsafeBufferPointer { s in
                 if sign >= 0 {

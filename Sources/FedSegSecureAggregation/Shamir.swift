@@ -1,4 +1,4 @@
-import CSodium
+import FedSegCrypto
 import FedSegMath
 
 /// Shamir secret sharing over GF(2^8) (AES polynomial x⁸+x⁴+x³+x+1), byte by byte: any
@@ -53,7 +53,7 @@ public enum Shamir {
         guard threshold >= 1, threshold <= xs.count, !xs.contains(0), Set(xs).count == xs.count else { throw Failure.badThreshold }
         var coefficients = [UInt8](repeating: 0, count: (threshold - 1) * secret.count)
         coefficients.withUnsafeMutableBytes { SecureRandom.fill($0) }
-        defer { coefficients.withUnsafeMutableBytes { sodium_memzero($0.baseAddress, $0.count) } }
+        defer { coefficients.withUnsafeMutableBytes { Sodium.memzero($0) } }
         return xs.map { x in
             var bytes = secret
             // Horner from the highest coefficient: f(x) = s + a₁x + … + a_{t−1}x^{t−1}
