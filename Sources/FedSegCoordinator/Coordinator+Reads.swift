@@ -26,12 +26,7 @@ extension Coordinator {
             view.round = round
             view.stage = .secaggStageFinished
         }
-        let payload = try view.serializedData()
-        return try Fedseg_V1_SignedPublication.with {
-            $0.kind = .secaggStage
-            $0.payload = payload
-            $0.signature = Data(keys.identity.signing.signature(for: payload))
-        }.serializedBytes()
+        return try keys.publication(.secaggStage, payload: try view.serializedData())
     }
 
     public func summary(_ id: String? = nil) throws -> RunSummary {

@@ -335,12 +335,7 @@ public actor Coordinator {
             ),
             sign: { id in
                 plan.round = id
-                let payload = try plan.serializedData()
-                return try Fedseg_V1_SignedPublication.with {
-                    $0.kind = .roundPlan
-                    $0.payload = payload
-                    $0.signature = Data(keys.identity.signing.signature(for: payload))
-                }.serializedBytes()
+                return try keys.publication(.roundPlan, payload: try plan.serializedData())
             }
         )
         plan.round = id

@@ -1,5 +1,7 @@
 import FedSegCrypto
+import FedSegProtocol
 import Foundation
+import SwiftProtobuf
 
 /// The coordinator's long-term keys, shared read-only with request handlers so that envelopes
 /// are opened concurrently, outside the round state machine.
@@ -8,6 +10,15 @@ public final class CoordinatorKeys: Sendable {
 
     public init(identity: consuming NodeIdentity) {
         self.identity = identity
+    }
+
+    /// Everything the coordinator publishes: the payload and its Ed25519 signature, serialized.
+    func publication(_ kind: Fedseg_V1_SignedPublication.Kind, payload: Data) throws -> [UInt8] {
+        try Fedseg_V1_SignedPublication.with {
+            $0.kind = kind
+            $0.payload = payload
+            $0.signature = Data(identity.signing.signature(for: payload))
+        }.serializedBytes()
     }
 }
 

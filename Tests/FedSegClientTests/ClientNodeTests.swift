@@ -59,7 +59,7 @@ final class Fixture: Sendable {
             $0.countStd = countStd
             $0.privacyMode = .local
             $0.samplingRate = 1
-            $0.deadlineUnixMs = Int64((Date().timeIntervalSince1970 + 60) * 1000)
+            $0.deadlineUnixMs = Int64((Date().timeIntervalSince1970 + 3600) * 1000)
             $0.minParticipants = 1
             $0.embedderID = "hashing-v1-d4-s0"
             $0.delta = 1e-6
@@ -177,7 +177,7 @@ struct ClientNodeSecAggTests {
             $0.countStd = 1
             $0.privacyMode = .distributed
             $0.samplingRate = 1
-            $0.deadlineUnixMs = Int64((Date().timeIntervalSince1970 + 60) * 1000)
+            $0.deadlineUnixMs = Int64((Date().timeIntervalSince1970 + 3600) * 1000)
             $0.minParticipants = 3
             $0.embedderID = "hashing-v1-d4-s0"
             $0.delta = 1e-6

@@ -3,7 +3,7 @@ import FedSegTestSupport
 import Foundation
 import Testing
 
-@Suite("client-sim simulate")
+@Suite("client-sim simulate", .serialized)
 struct SimulateCLITests {
     @Test("runs a private segmentation in process, writes a report, and every ledger audits clean")
     func simulate() throws {

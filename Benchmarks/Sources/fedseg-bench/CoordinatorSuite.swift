@@ -72,7 +72,7 @@ struct CoordinatorSuite: AsyncParsableCommand {
         parameters.embedderID = "hashing-v1-d\(d)-s0"
         parameters.dimension = d
         parameters.rounds = 2
-        parameters.initialization = "random"
+        parameters.initialization = .random
         parameters.clusteringShare = 1
         parameters.minParticipants = clients
         parameters.roundDeadlineSeconds = 3600
@@ -116,11 +116,15 @@ struct CoordinatorSuite: AsyncParsableCommand {
             record.append(micros(t3 - t2))
             aggregate.append(micros(t4 - t3))
         }
-        // The whole intake path as the HTTP handler runs it (decrypt, validate, record, add).
+        // The whole intake path as the HTTP handler runs it: decrypt and validate outside the
+        // state machine, then record and add in one step.
         for envelope in sealed {
             let t0 = clock.now
-            let accepted = try coordinator.intake.accept(envelope, plan: first.plan, coordinator: coordinator.keys.identity.keyAgreement, keepEnvelope: true)
-            _ = try await coordinator.add(accepted.message, round: first.round)
+            let decoded = try coordinator.intake.decode(
+                envelope, plan: first.plan, coordinator: coordinator.keys.identity.keyAgreement, checkStatus: true, kinds: first.kinds
+            )
+            let outcome = try await coordinator.accept(decoded, envelope: envelope, round: first.round)
+            precondition(outcome == .added, "update: \(outcome)")
             intake.append(micros(clock.now - t0))
         }
 

@@ -49,6 +49,9 @@ func fuzz(_ bytes: [UInt8]) {
     if let recommendation = try? MessageCodec.decode(Fedseg_V1_RecommendationUpdate.self, from: bytes) {
         _ = try? recommendation.validate(against: Fixture.plan)
     }
+    if let histogram = try? MessageCodec.decode(Fedseg_V1_StartHistogram.self, from: bytes) {
+        _ = try? histogram.validate(against: Fixture.plan)
+    }
     if let enroll = try? MessageCodec.decode(Fedseg_V1_EnrollRequest.self, from: bytes) { _ = try? enroll.validate() }
     _ = try? MessageCodec.decode(Fedseg_V1_SignedPublication.self, from: bytes)
     _ = try? MessageCodec.decode(Fedseg_V1_SegmentModel.self, from: bytes)
