@@ -86,6 +86,9 @@ struct RunCommand: AsyncParsableCommand {
         @Option(name: .long, help: "File of public seed phrases, one per line (public start); without it, random directions.")
         var seedPhrases: String?
 
+        @Option(name: .long, help: "Public starts: share of the clustering budget for the start histogram (0 skips it).")
+        var startHistogramShare = 0.1
+
         @Option(name: .long, help: "File of catalogue item ids, one per line (enables the recommendation phase).")
         var catalog: String?
 
@@ -118,6 +121,7 @@ struct RunCommand: AsyncParsableCommand {
             parameters.seed = seed
             parameters.privacyMode = privacyMode
             parameters.maxUsers = maxUsers
+            parameters.startHistogramShare = startHistogramShare
             func lines(_ path: String) throws -> [String] {
                 try String(contentsOfFile: path, encoding: .utf8).split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
             }
