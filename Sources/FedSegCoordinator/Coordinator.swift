@@ -288,9 +288,12 @@ public actor Coordinator {
             guard current.participants >= active?.parameters.minParticipants ?? 1 else {
                 return try abandon(current, reason: "\(current.participants) of \(active?.parameters.minParticipants ?? 1) required updates")
             }
-            // Charged before anything of the aggregate is decoded (a no-op when already charged).
-            try store.charge(try charge(for: current))
-            current.charged = true
+            // Charged before anything of the aggregate is decoded (local rounds were charged with
+            // their first update).
+            if !current.charged {
+                try store.charge(try charge(for: current))
+                current.charged = true
+            }
             try close(current)
         }
     }

@@ -50,9 +50,11 @@ extension CoordinatorStore {
     }
 
     func isCharged(releaseID: String) throws -> Bool {
-        try database.read { db in
-            try PrivacyLedger.Record.filter(Column("release_id") == releaseID).fetchCount(db) > 0
-        }
+        try database.read { db in try Self.isCharged(db, releaseID: releaseID) }
+    }
+
+    static func isCharged(_ db: Database, releaseID: String) throws -> Bool {
+        try PrivacyLedger.Record.filter(Column("release_id") == releaseID).fetchCount(db) > 0
     }
 
     func latestModelVersion(runID: String) throws -> Int {
@@ -107,7 +109,7 @@ extension CoordinatorStore {
     }
 
     static func charge(_ db: Database, _ charge: Charge) throws {
-        guard try PrivacyLedger.Record.filter(Column("release_id") == charge.releaseID).fetchCount(db) == 0 else { return }
+        guard try !isCharged(db, releaseID: charge.releaseID) else { return }
         try PrivacyLedger.charge(
             db, releaseID: charge.releaseID, round: charge.round, mechanism: charge.mechanism, populations: charge.populations
         )

@@ -7,7 +7,7 @@ extension RunParameters {
     public func privacyPlan() throws -> RunPrivacyPlan {
         try validate()
         let clustering = try PrivateClusteringPlan.make(
-            epsilon: epsilon, delta: delta, k: k, dimension: dimension, mode: .local(shards: 1), clipNorm: clipNorm,
+            epsilon: epsilon, delta: delta, k: k, dimension: dimension, clipNorm: clipNorm,
             hasPublicStart: initialization == .public, rounds: rounds,
             histogramShare: initialization == .public ? startHistogramShare : 0, budgetShare: clusteringShare
         )

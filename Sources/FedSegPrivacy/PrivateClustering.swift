@@ -2,30 +2,6 @@ import FedSegClustering
 import FedSegMath
 import Foundation
 
-/// How the noise of a release is added.
-public enum NoiseMode: Sendable, Equatable, Codable, CustomStringConvertible {
-    /// One noise draw on the aggregate (a trusted aggregator, or secure aggregation with
-    /// distributed noise: the accounting is the same).
-    case central
-    /// Every one of `shards` clients adds the full noise to its own statistics, so the aggregate
-    /// carries `shards` times the variance.
-    case local(shards: Int)
-
-    var noiseCopies: Double {
-        switch self {
-        case .central: 1
-        case .local(let shards): Double(max(1, shards))
-        }
-    }
-
-    public var description: String {
-        switch self {
-        case .central: "central"
-        case .local(let shards): "local(\(shards) shards)"
-        }
-    }
-}
-
 /// The plan of a private clustering run: how many DP Lloyd rounds, the noise of each, and why.
 public struct PrivateClusteringPlan: Sendable, Codable, Equatable {
     public var epsilon: Double
@@ -36,7 +12,6 @@ public struct PrivateClusteringPlan: Sendable, Codable, Equatable {
     public var clipNorm: Double
     /// Share of each round's squared-sensitivity budget that goes to the counts.
     public var countShare: Double
-    public var mode: NoiseMode
     /// Noise multiplier of the histogram release that weights public candidates (nil: none).
     public var histogramNoiseMultiplier: Double?
     public var reason: String
@@ -56,7 +31,7 @@ public struct PrivateClusteringPlan: Sendable, Codable, Equatable {
     /// start and the second re-measures with settled assignments; without one, more rounds are
     /// needed to move the centroids at all.
     public static func make(
-        epsilon: Double, delta: Double, k: Int, dimension: Int, mode: NoiseMode, clipNorm: Double = 1,
+        epsilon: Double, delta: Double, k: Int, dimension: Int, clipNorm: Double = 1,
         hasPublicStart: Bool, rounds requested: Int? = nil, meanCentroidNormSquared: Double = 0.35,
         histogramShare: Double = defaultHistogramShare, budgetShare: Double = 1
     ) throws -> PrivateClusteringPlan {
@@ -77,11 +52,11 @@ public struct PrivateClusteringPlan: Sendable, Codable, Equatable {
             \(budgetShare < 1 ? "\(Int((budgetShare * 100).rounded()))% of the budget for clustering; " : "")\(rounds) round(s) (\(requested == nil ? (hasPublicStart ? "public start: one round to correct it, one to refine" : "no public start: several rounds to move centroids") : "requested")), \
             z = \(String(format: "%.3f", z)) per round for ε = \(epsilon), δ = \(delta) by RDP; \
             counts take \(String(format: "%.1f", share * 100))% of each round's sensitivity budget (‖c‖/(C√d) = \(String(format: "%.3f", ratio))); \
-            \(mode) noise\(histogram.map { "; public candidates weighted by a DP histogram (z = \(String(format: "%.3f", $0)), \(Int(histogramShare * 100))% of the budget)" } ?? "")
+            the same noise multipliers in local and distributed mode\(histogram.map { "; public candidates weighted by a DP histogram (z = \(String(format: "%.3f", $0)), \(Int(histogramShare * 100))% of the budget)" } ?? "")
             """
         return PrivateClusteringPlan(
             epsilon: epsilon, delta: delta, rounds: rounds, noiseMultiplier: z, clipNorm: clipNorm,
-            countShare: share, mode: mode, histogramNoiseMultiplier: histogram, reason: reason
+            countShare: share, histogramNoiseMultiplier: histogram, reason: reason
         )
     }
 }

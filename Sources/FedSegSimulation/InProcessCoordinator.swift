@@ -35,13 +35,15 @@ public enum InProcessCoordinator {
         let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
         return try await withThrowingTaskGroup(of: T?.self) { tasks in
             tasks.addTask {
+                // A server that stops before listening ends the wait for its port too.
+                defer { portSink.finish() }
                 try await group.run()
                 return nil
             }
             var iterator = ports.makeAsyncIterator()
             guard let port = await iterator.next() else {
-                await group.triggerGracefulShutdown()
-                throw SimulationError.runFailed("the in-process coordinator did not start listening")
+                try await tasks.waitForAll()
+                throw SimulationError.runFailed("the in-process coordinator stopped before it listened")
             }
             let result: T
             do {

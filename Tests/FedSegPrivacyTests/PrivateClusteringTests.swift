@@ -26,7 +26,7 @@ struct PrivateClusteringTests {
         for rounds in [1, 2, 4] {
             for share in [0.0, 0.1] {
                 let plan = try PrivateClusteringPlan.make(
-                    epsilon: epsilon, delta: 1e-6, k: 4, dimension: 24, mode: .central, hasPublicStart: true, rounds: rounds,
+                    epsilon: epsilon, delta: 1e-6, k: 4, dimension: 24, hasPublicStart: true, rounds: rounds,
                     histogramShare: share
                 )
                 var accountant = RDPAccountant()
