@@ -114,7 +114,7 @@ let package = Package(
             name: "FedSegSimulation",
             dependencies: [
                 "FedSegMath", "FedSegEmbedding", "FedSegClustering", "FedSegPrivacy", "FedSegProtocol", "FedSegRecommend", "FedSegClient",
-                "FedSegCoordinator", httpClient, logging, serviceLifecycle, swiftProtobuf,
+                "FedSegCoordinator", "FedSegSecureAggregation", httpClient, logging, serviceLifecycle, swiftProtobuf,
             ],
             swiftSettings: swiftSettings
         ),
@@ -142,7 +142,7 @@ let package = Package(
             name: "fedseg",
             dependencies: [
                 "FedSegMath", "FedSegCrypto", "FedSegEmbedding", "FedSegClustering", "FedSegPrivacy", "FedSegProtocol",
-                "FedSegCoordinator", "FedSegClient", argumentParser, httpClient,
+                "FedSegCoordinator", "FedSegClient", "FedSegSimulation", argumentParser, httpClient,
             ],
             swiftSettings: swiftSettings
         ),

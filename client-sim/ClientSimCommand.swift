@@ -198,6 +198,12 @@ struct SimulationOptions: ParsableArguments {
     @Option(name: .long, help: "Share of the clients whose update a round needs (distributed mode sizes each client's noise share for this many survivors).")
     var quorum = 0.5
 
+    @Option(name: .long, help: "Distributed mode: a public upper bound on the users in a sum (never the data's size); sizes the quantisation so the sum cannot wrap.")
+    var maxUsers = 1_000_000
+
+    @Option(name: .long, help: "Distributed mode: clients assumed to collude with the coordinator; noise shares are sized so the sum keeps its σ without theirs.")
+    var assumedColluders = 1
+
     @Option(name: .long, help: "Write the report as JSON to this file.")
     var report: String?
 
@@ -205,6 +211,8 @@ struct SimulationOptions: ParsableArguments {
         guard clients >= 1, k >= 1, rounds >= 1 else { throw ValidationError("--clients, --k and --rounds must be positive") }
         guard (0..<1).contains(dropout) else { throw ValidationError("--dropout must be in [0, 1)") }
         guard quorum > 0, quorum <= 1 else { throw ValidationError("--quorum must be in (0, 1]") }
+        guard (1...100_000_000).contains(maxUsers) else { throw ValidationError("--max-users must be in 1...10^8") }
+        guard assumedColluders >= 0 else { throw ValidationError("--assumed-colluders must not be negative") }
         guard EmbedderChoice(rawValue: embedder) != nil else { throw ValidationError("--embedder must be minilm or hashing") }
         guard epsilon > 0, delta > 0, delta < 1 else { throw ValidationError("need ε > 0 and δ in (0, 1)") }
         _ = try parsedStragglers()
@@ -242,6 +250,8 @@ struct SimulationOptions: ParsableArguments {
         configuration.dropout = dropout
         configuration.privacyMode = privacyMode
         configuration.quorum = quorum
+        configuration.maxUsers = maxUsers
+        configuration.assumedColluders = assumedColluders
         configuration.stragglers = try parsedStragglers()
         configuration.rounds = rounds
         configuration.epsilon = epsilon

@@ -27,10 +27,17 @@ struct CoordinatorCommand: AsyncParsableCommand {
         @Option(name: .long, help: "State directory to create.")
         var stateDir: String
 
+        @Option(name: .long, help: "Every user's lifetime ε across all runs, recorded in the ledger (change it later with `fedseg privacy budget set`).")
+        var totalEpsilon = Coordinator.defaultTotalEpsilon
+
+        @Option(name: .long, help: "δ of that budget (fixed once anything is charged).")
+        var totalDelta = Coordinator.defaultTotalDelta
+
         func run() throws {
             do {
-                let initialized = try CoordinatorDaemon.initialize(stateDirectory: stateDir)
+                let initialized = try CoordinatorDaemon.initialize(stateDirectory: stateDir, totalEpsilon: totalEpsilon, totalDelta: totalDelta)
                 print("initialised \(initialized.stateDirectory)")
+                print("lifetime budget: ε = \(totalEpsilon), δ = \(totalDelta) for every user (recorded in the ledger)")
                 print("coordinator signing key: \(initialized.signingKey)")
                 print("admin token: \(initialized.adminTokenFile) (owner-only)")
             } catch let error as CoordinatorError {
@@ -57,10 +64,10 @@ struct CoordinatorCommand: AsyncParsableCommand {
         @Option(name: .long, help: "Listen port, 0 for any free port (listen.port).")
         var port: Int?
 
-        @Option(name: .long, help: "Every user's ε across all runs (privacy.total_epsilon).")
+        @Option(name: .long, help: "Every user's ε across all runs (privacy.total_epsilon): must agree with the budget the ledger records; omit it to use that.")
         var totalEpsilon: Double?
 
-        @Option(name: .long, help: "δ of that budget (privacy.total_delta).")
+        @Option(name: .long, help: "δ of that budget (privacy.total_delta), likewise.")
         var totalDelta: Double?
 
         @Option(name: .long, help: "Largest request body accepted (limits.max_message_bytes).")

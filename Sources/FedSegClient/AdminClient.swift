@@ -70,6 +70,11 @@ public struct AdminClient: Sendable {
 
     public func segments() async throws -> SegmentsReport { try decode(SegmentsReport.self, try await call(.GET, "/admin/v1/segments")) }
 
+    /// Changes every user's lifetime budget (recorded in the ledger with `reason`).
+    public func setBudget(_ request: BudgetRequest) async throws -> BudgetRequest {
+        try decode(BudgetRequest.self, try await call(.POST, "/admin/v1/privacy/budget", json: try JSONEncoder().encode(request)))
+    }
+
     public func ledger() async throws -> LedgerAudit { try decode(LedgerAudit.self, try await call(.GET, "/admin/v1/ledger")) }
 
     /// The Prometheus text of `/metrics` (not behind the token).

@@ -16,6 +16,10 @@ struct SecAggParticipation {
     var plan: Fedseg_V1_RoundPlan
     var client: SecAggClient
     var directory: [Int: SecAgg.Advertisement] = [:]
+    /// The neighbours' enrolled signing keys, as verified at the share stage.
+    var peerKeys: [Int: Signing.PublicKey] = [:]
+    /// The survivor set this node signed at the consistency stage.
+    var signedSurvivors: [UInt32]?
     var sent: [Fedseg_V1_MessageKind: ClientNode.Answer] = [:]
 }
 
@@ -47,11 +51,16 @@ extension ClientNode {
         let graph = NeighborGraph(clients: parameters.clients, degree: parameters.degree, seed: parameters.graphSeed)
         let client = try SecAggClient(index: index, parameters: parameters, graph: graph)
         let keys = client.advertise()
+        let encryptionKey = Data(keys.encryptionKey.bytes)
+        let maskingKey = Data(keys.maskingKey.bytes)
+        // Signed with the enrolled identity key: neighbours refuse keys the coordinator made up.
+        let statement = SecAggSigning.advertisement(runID: plan.runID, round: plan.round, clientID: id, encryptionKey: encryptionKey, maskingKey: maskingKey)
         let message = Fedseg_V1_SecAggAdvertise.with {
             $0.runID = plan.runID
             $0.round = plan.round
-            $0.encryptionKey = Data(keys.encryptionKey.bytes)
-            $0.maskingKey = Data(keys.maskingKey.bytes)
+            $0.encryptionKey = encryptionKey
+            $0.maskingKey = maskingKey
+            $0.signature = Data(self.keys.identity.signing.signature(for: statement))
         }
         participation = SecAggParticipation(plan: plan, client: client)
         return try stage(message, kind: .secaggAdvertise, plan: plan, deadline: deadline)
@@ -76,19 +85,30 @@ extension ClientNode {
         case .secaggStageShare:
             if let sent = current.sent[.secaggShares] { return resent(sent) }
             var directory: [Int: SecAgg.Advertisement] = [:]
+            var peerKeys: [Int: Signing.PublicKey] = [:]
             for entry in view.directory {
                 let v = Int(entry.index)
                 guard client.neighbors.contains(v), directory[v] == nil else {
                     throw NodeError.secureAggregation("the directory names \(v), not a neighbour of \(client.index)")
                 }
+                let peer = plan.secagg.cohort[v]
+                let signingKey = try pinnedPeerKey(peer, offered: entry.signingKey)
+                let statement = SecAggSigning.advertisement(
+                    runID: plan.runID, round: plan.round, clientID: peer, encryptionKey: entry.encryptionKey, maskingKey: entry.maskingKey
+                )
+                guard signingKey.isValidSignature([UInt8](entry.signature), for: statement) else {
+                    throw NodeError.secureAggregation("the keys advertised for \(peer) are not signed by its identity key: not sharing")
+                }
                 directory[v] = SecAgg.Advertisement(
                     client: v, encryptionKey: try KeyAgreement.PublicKey(bytes: [UInt8](entry.encryptionKey)),
                     maskingKey: try KeyAgreement.PublicKey(bytes: [UInt8](entry.maskingKey))
                 )
+                peerKeys[v] = signingKey
             }
             guard !directory.isEmpty else { throw NodeError.secureAggregation("no neighbour advertised keys") }
             let shares = try client.shareKeys(directory)
             current.directory = directory
+            current.peerKeys = peerKeys
             participation = current
             let message = Fedseg_V1_SecAggShares.with {
                 $0.runID = plan.runID
@@ -120,16 +140,40 @@ extension ClientNode {
                 if case .budgetExceeded = failure { return nil }
                 throw failure
             }
+        case .secaggStageConsistency:
+            if let sent = current.sent[.secaggConsistency] { return resent(sent) }
+            guard current.sent[.secaggMaskedInput] != nil else { return nil }
+            try checkSurvivors(view.survivors, plan: plan, index: client.index)
+            // One signature per round, on the one set shown: what neighbours check before revealing.
+            let survivors = Array(Set(view.survivors)).sorted()
+            let statement = SecAggSigning.survivors(runID: plan.runID, round: plan.round, survivors: survivors)
+            current.signedSurvivors = survivors
+            participation = current
+            let message = Fedseg_V1_SecAggConsistency.with {
+                $0.runID = plan.runID
+                $0.round = plan.round
+                $0.signature = Data(self.keys.identity.signing.signature(for: statement))
+            }
+            return try stage(message, kind: .secaggConsistency, plan: plan, deadline: deadline)
         case .secaggStageUnmask:
             if let sent = current.sent[.secaggUnmask] { return resent(sent) }
-            guard current.sent[.secaggMaskedInput] != nil else { return nil }
-            // Revealing to a round that summed too few would let the coordinator unmask a small
-            // group's sum with less noise than planned.
-            guard view.survivors.count >= Int(plan.secagg.minSurvivors) else {
-                throw NodeError.secureAggregation("\(view.survivors.count) survivors, the plan requires \(plan.secagg.minSurvivors): not revealing")
+            guard current.sent[.secaggConsistency] != nil, let signed = current.signedSurvivors else { return nil }
+            try checkSurvivors(view.survivors, plan: plan, index: client.index)
+            // The survivor set must be the one this node signed, and at least t of its neighbours
+            // must have signed the same: with t > degree/2 no other set can gather t neighbours'
+            // signatures, so no two of them reveal different secrets of one client.
+            guard Array(Set(view.survivors)).sorted() == signed else {
+                throw NodeError.secureAggregation("the survivor set differs from the one this node signed: not revealing")
             }
-            guard view.survivors.contains(UInt32(client.index)) else {
-                throw NodeError.secureAggregation("this node's masked input is not among the survivors: not revealing")
+            let statement = SecAggSigning.survivors(runID: plan.runID, round: plan.round, survivors: signed)
+            var agreeing = Set<Int>()
+            for entry in view.survivorSignatures {
+                let v = Int(entry.index)
+                guard signed.contains(entry.index), let key = current.peerKeys[v], key.isValidSignature([UInt8](entry.signature), for: statement) else { continue }
+                agreeing.insert(v)
+            }
+            guard agreeing.count >= Int(plan.secagg.threshold) else {
+                throw NodeError.secureAggregation("\(agreeing.count) neighbours signed the survivor set, the threshold is \(plan.secagg.threshold): not revealing")
             }
             let reveals = try client.unmask(survivors: Set(view.survivors.map(Int.init)))
             let message = Fedseg_V1_SecAggUnmask.with {
@@ -148,6 +192,38 @@ extension ClientNode {
         default:
             return nil
         }
+    }
+
+    /// What any survivor set must meet before this node signs or reveals: at least the plan's
+    /// minimum (a smaller sum would carry less noise than planned) and this node among them.
+    func checkSurvivors(_ survivors: [UInt32], plan: Fedseg_V1_RoundPlan, index: Int) throws {
+        guard Set(survivors).count >= Int(plan.secagg.minSurvivors) else {
+            throw NodeError.secureAggregation("\(Set(survivors).count) survivors, the plan requires \(plan.secagg.minSurvivors): not revealing")
+        }
+        guard survivors.contains(UInt32(index)) else {
+            throw NodeError.secureAggregation("this node's masked input is not among the survivors: not revealing")
+        }
+        guard survivors.allSatisfy({ Int($0) < plan.secagg.cohort.count }) else {
+            throw NodeError.secureAggregation("the survivor set names clients outside the cohort")
+        }
+    }
+
+    /// A peer's enrolled signing key: the one pinned at first sight, which the coordinator
+    /// cannot change afterwards.
+    func pinnedPeerKey(_ peer: String, offered: Data) throws -> Signing.PublicKey {
+        guard offered.count == 32, let key = try? Signing.PublicKey(bytes: [UInt8](offered)) else {
+            throw NodeError.secureAggregation("no valid identity key for \(peer) in the directory")
+        }
+        try database.write { db in
+            if let pinned = try Data.fetchOne(db, sql: "SELECT signing_key FROM peer_keys WHERE client_id = ?", arguments: [peer]) {
+                guard pinned == offered else {
+                    throw NodeError.secureAggregation("the coordinator gave \(peer) a different identity key than before: not sharing")
+                }
+            } else {
+                try db.execute(sql: "INSERT INTO peer_keys (client_id, signing_key, first_seen) VALUES (?, ?, ?)", arguments: [peer, offered, Date().timeIntervalSince1970])
+            }
+        }
+        return key
     }
 
     /// Forgets the round's secrets (after the round, or to simulate a device that lost them).

@@ -4,6 +4,7 @@ import FedSegMath
 import FedSegPrivacy
 import FedSegProtocol
 import FedSegRecommend
+import FedSegSecureAggregation
 import Foundation
 import GRDB
 import SwiftProtobuf
@@ -92,6 +93,15 @@ public actor ClientNode {
                 t.column("envelope", .blob).notNull()
                 t.column("created_at", .double).notNull()
                 t.primaryKey(["round", "kind"])
+            }
+        }
+        // Distributed rounds: the enrolled signing key first seen for each peer, so a coordinator
+        // cannot swap a neighbour's identity key between rounds (trust on first use).
+        migrator.registerMigration("client-node-v3-peer-keys") { db in
+            try db.create(table: "peer_keys") { t in
+                t.column("client_id", .text).primaryKey()
+                t.column("signing_key", .blob).notNull()
+                t.column("first_seen", .double).notNull()
             }
         }
         try migrator.migrate(database)
@@ -232,10 +242,9 @@ public actor ClientNode {
         let plaintext: [UInt8]
         switch plan.phase {
         case .clustering:
-            // The node charges the noise it adds itself, computed from the plan's numbers: a plan
-            // with too little noise is refused by the budget, not trusted.
-            let noise = SumCountNoise(clipNorm: plan.clipNorm, sumStd: plan.sumStd, countStd: plan.countStd)
-            mechanism = .init(kind: .gaussian, noiseMultiplier: noise.noiseMultiplier, mode: .local)
+            // The node charges the noise it adds itself, computed from the plan's grid and σ: a
+            // plan with too little noise is refused by the budget, not trusted.
+            mechanism = plan.localNoise.mechanism(mode: .local)
             kind = .clientUpdate
             plaintext = try clusteringUpdate(plan).serializedBytes()
         case .recommendation:
@@ -272,6 +281,8 @@ public actor ClientNode {
     /// Why the node sits a round out before computing anything: it sampled itself out, or the
     /// plan names another embedder.
     func reasonToDecline(_ plan: Fedseg_V1_RoundPlan) -> String? {
+        // Checked before sampling or charging: a node with no users has nothing to release.
+        guard data.points.rows > 0 else { return "no_users" }
         if plan.samplingRate < 1 {
             var rng = SecureRandom()
             if Double.random(in: 0..<1, using: &rng) >= plan.samplingRate { return "not_sampled" }
@@ -315,19 +326,17 @@ public actor ClientNode {
         )
     }
 
-    /// Clipped per-cluster sums and counts under the plan's centroids, plus Gaussian noise from
-    /// the OS CSPRNG.
-    func clusteringUpdate(_ plan: Fedseg_V1_RoundPlan) -> Fedseg_V1_ClientUpdate {
-        var statistics = clusteringStatistics(plan)
-        var counts = statistics.counts.map(Double.init)
-        var noise = GaussianSampler()
-        noise.addNoise(to: &statistics.sums, standardDeviation: plan.sumStd)
-        noise.addNoise(to: &counts, standardDeviation: plan.countStd)
+    /// Clipped per-cluster sums and counts under the plan's centroids on the plan's fixed-point
+    /// grid, plus discrete Gaussian noise from the OS CSPRNG: nothing is noised in floating point.
+    func clusteringUpdate(_ plan: Fedseg_V1_RoundPlan) throws -> Fedseg_V1_ClientUpdate {
+        let noise = plan.localNoise
+        var sampler = try DiscreteGaussianSampler(sigma: noise.clientSigma, generator: BufferedSecureRandom())
+        var rounding = BufferedSecureRandom()
+        let words = noise.encodeIntegers(clusteringStatistics(plan), rounding: &rounding, noise: &sampler)
         return .with {
             $0.runID = plan.runID
             $0.round = plan.round
-            $0.sums = statistics.sums.map { Float($0) }
-            $0.counts = counts.map { Float($0) }
+            $0.words = words
         }
     }
 
@@ -340,7 +349,6 @@ public actor ClientNode {
             $0.runID = plan.runID
             $0.round = plan.round
             $0.counts = histogram.counts.map { Int64($0) }
-            $0.unknownItems = UInt32(min(histogram.unknownItems, Int(UInt32.max)))
         }
     }
 

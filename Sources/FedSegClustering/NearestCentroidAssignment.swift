@@ -118,16 +118,13 @@ private struct ChunkWork: @unchecked Sendable {
                 localInertia += Double(max(0, normSquared + bestValue))
                 labels?[i] = Int32(best)
                 counts[best] += 1
-                var scale: Float = 1
-                if let clipNorm, normSquared > clipNorm * clipNorm {
-                    scale = clipNorm / normSquared.squareRoot()
-                }
                 let sum = sums + best * d
-                if scale == 1 {
-                    for t in 0..<d { sum[t] += Double(x[t]) }
-                } else {
-                    let s = Double(scale)
+                if let clipNorm, normSquared > clipNorm * clipNorm * 0.999 {
+                    // Near or over the bound: the exact rule, norm in Double (`Clipping`).
+                    let s = Clipping.factor(normSquared: Clipping.normSquared(x, count: d), clipNorm: Double(clipNorm))
                     for t in 0..<d { sum[t] += s * Double(x[t]) }
+                } else {
+                    for t in 0..<d { sum[t] += Double(x[t]) }
                 }
             }
             start += workers * chunk

@@ -20,9 +20,11 @@ import SwiftProtobuf
 /// `SecAggRound` behind `RoundAggregation`.
 public actor Coordinator {
     public struct Settings: Sendable {
-        /// Total budget of every user across all runs this coordinator will ever release.
-        public var totalEpsilon: Double = 16
-        public var totalDelta: Double = 1e-5
+        /// Total budget of every user across all runs this coordinator will ever release, as the
+        /// configuration states it: nil takes the ledger's recorded budget; a value must agree
+        /// with it (`Coordinator.init` refuses otherwise). A first start records it (default 16, 10⁻⁵).
+        public var totalEpsilon: Double?
+        public var totalDelta: Double?
         public var limits = ProtocolLimits()
         /// Where embeddings of seed phrases are cached.
         public var embeddingCache: URL?
@@ -94,9 +96,49 @@ public actor Coordinator {
         self.metrics = metrics
         self.logger = logger
         self.intake = UpdateIntake(registry: store.registry, limits: settings.limits)
-        // The configured total is authoritative at every start: lowering it below what is spent
-        // refuses further runs; nothing already recorded changes.
-        try store.ledger.setBudget(.init(population: Self.allUsers, epsilon: settings.totalEpsilon, delta: settings.totalDelta))
+        try Self.establishBudget(store.ledger, settings: settings)
+    }
+
+    public static let defaultTotalEpsilon = 16.0
+    public static let defaultTotalDelta = 1e-5
+
+    /// The lifetime budget is the ledger's: recorded once (init or first start) and changed only
+    /// by `setLifetimeBudget`, itself a ledger record. A configuration that disagrees is refused,
+    /// so restarting with another file or flag can never change it silently.
+    static func establishBudget(_ ledger: PrivacyLedger, settings: Settings) throws {
+        guard let recorded = try ledger.budget(for: allUsers) else {
+            try ledger.setBudget(
+                .init(population: allUsers, epsilon: settings.totalEpsilon ?? defaultTotalEpsilon, delta: settings.totalDelta ?? defaultTotalDelta),
+                reason: "first start"
+            )
+            return
+        }
+        let epsilonDiffers = settings.totalEpsilon.map { $0 != recorded.epsilon } ?? false
+        let deltaDiffers = settings.totalDelta.map { $0 != recorded.delta } ?? false
+        guard !epsilonDiffers && !deltaDiffers else {
+            throw CoordinatorError.budget("""
+                the state directory's ledger records a lifetime budget of ε = \(recorded.epsilon), δ = \(recorded.delta); \
+                the configuration asks for ε = \(settings.totalEpsilon ?? recorded.epsilon), δ = \(settings.totalDelta ?? recorded.delta). \
+                The budget changes only through the ledger: start without privacy.total_epsilon/total_delta (or --total-epsilon/--total-delta), \
+                then run `fedseg privacy budget set --epsilon E --reason WHY` against the daemon
+                """)
+        }
+    }
+
+    /// Changes every user's lifetime budget: an authenticated admin action, recorded in the
+    /// ledger with its reason. Refused while a run is in progress (its releases were checked
+    /// against the budget it started under); δ is fixed once anything is charged.
+    public func setLifetimeBudget(epsilon: Double, delta: Double?, reason: String) throws -> PrivacyLedger.Budget {
+        if let active { throw CoordinatorError.runInProgress(active.id) }
+        guard let current = try store.ledger.budget(for: Self.allUsers) else { throw CoordinatorError.state("no all-users budget") }
+        let budget = PrivacyLedger.Budget(population: Self.allUsers, epsilon: epsilon, delta: delta ?? current.delta)
+        do {
+            try store.ledger.setBudget(budget, reason: "admin: \(reason)")
+        } catch let failure as PrivacyLedger.Failure {
+            throw CoordinatorError.budget(failure.description)
+        }
+        logger.notice("lifetime budget changed", metadata: ["epsilon": "\(budget.epsilon)", "delta": "\(budget.delta)", "reason": "\(reason)"])
+        return budget
     }
 
     var now: Double { settings.clock.now() }
@@ -157,10 +199,15 @@ public actor Coordinator {
         guard runEpsilon <= p.epsilon * (1 + 1e-9) else {
             throw CoordinatorError.budget(String(format: "planned releases compose to ε = %.4f, over the run's %.4f", runEpsilon, p.epsilon))
         }
+        // A run whose rounds cannot reach their quorum would charge its first releases for nothing.
+        let enrolled = try store.activeClientIDs().count
         if p.privacyMode == .distributed {
-            let active = try store.activeClientIDs().count
-            guard active >= max(2, p.minParticipants) else {
-                throw CoordinatorError.invalidParameters("distributed mode needs at least max(2, min_participants) = \(max(2, p.minParticipants)) active clients, \(active) are enrolled")
+            guard enrolled >= max(2, p.minParticipants) else {
+                throw CoordinatorError.invalidParameters("distributed mode needs at least max(2, min_participants) = \(max(2, p.minParticipants)) active clients, \(enrolled) are enrolled")
+            }
+        } else {
+            guard enrolled >= p.minParticipants else {
+                throw CoordinatorError.invalidParameters("min_participants = \(p.minParticipants) but \(enrolled) active clients are enrolled: enrol clients first (fedseg clients token), or lower min_participants")
             }
         }
         // A public start spends its planned share on the start histogram; nothing else does.

@@ -10,7 +10,10 @@ import TOMLKit
 /// host = "127.0.0.1"
 /// port = 7700            # 0: any free port (written to --port-file)
 /// [privacy]
-/// total_epsilon = 16.0   # every user, across all runs
+/// # Every user's lifetime budget across all runs. It lives in the ledger, recorded by
+/// # `coordinator init` (or the first start); a value here must agree with the recorded one, and
+/// # changes only through `fedseg privacy budget set`. Leave both out to use the recorded budget.
+/// total_epsilon = 16.0
 /// total_delta = 1e-5
 /// [limits]
 /// max_message_bytes = 16777216
@@ -21,8 +24,9 @@ public struct CoordinatorConfiguration: Sendable, Equatable {
     public var stateDirectory = "coordinator-state"
     public var host = "127.0.0.1"
     public var port = 7700
-    public var totalEpsilon = 16.0
-    public var totalDelta = 1e-5
+    /// nil: the budget recorded in the state directory's ledger (16, 1e-5 at a first start).
+    public var totalEpsilon: Double?
+    public var totalDelta: Double?
     public var maxMessageBytes = 16 << 20
     public var logLevel = "info"
     /// Where to write the bound port once listening (for scripts that ask for port 0).
@@ -106,8 +110,10 @@ public struct CoordinatorConfiguration: Sendable, Equatable {
 
     public func validate() throws {
         guard (0...65535).contains(port) else { throw CoordinatorError.invalidParameters("listen.port must be in 0...65535") }
-        guard totalEpsilon > 0, totalEpsilon.isFinite else { throw CoordinatorError.invalidParameters("privacy.total_epsilon must be positive") }
-        guard totalDelta > 0, totalDelta < 1 else { throw CoordinatorError.invalidParameters("privacy.total_delta must be in (0, 1)") }
+        if let totalEpsilon, !(totalEpsilon > 0 && totalEpsilon.isFinite) {
+            throw CoordinatorError.invalidParameters("privacy.total_epsilon must be positive")
+        }
+        if let totalDelta, !(totalDelta > 0 && totalDelta < 1) { throw CoordinatorError.invalidParameters("privacy.total_delta must be in (0, 1)") }
         guard (1024...(256 << 20)).contains(maxMessageBytes) else {
             throw CoordinatorError.invalidParameters("limits.max_message_bytes must be in 1 KiB...256 MiB")
         }

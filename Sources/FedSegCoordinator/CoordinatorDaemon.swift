@@ -21,8 +21,11 @@ public enum CoordinatorDaemon {
     }
 
     /// Creates a state directory (0700) with the coordinator's keys (0600), an admin token file
-    /// (0600) and the database. Refuses a directory that already holds keys.
-    public static func initialize(stateDirectory: String) throws -> Initialized {
+    /// (0600) and the database, whose ledger records every user's lifetime budget. Refuses a
+    /// directory that already holds keys.
+    public static func initialize(
+        stateDirectory: String, totalEpsilon: Double = Coordinator.defaultTotalEpsilon, totalDelta: Double = Coordinator.defaultTotalDelta
+    ) throws -> Initialized {
         let fm = FileManager.default
         let directory = URL(fileURLWithPath: stateDirectory, isDirectory: true)
         let keyPath = directory.appendingPathComponent(keyFile).path
@@ -36,7 +39,12 @@ public enum CoordinatorDaemon {
         guard fm.createFile(atPath: tokenPath, contents: Data((secret.hexString + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
             throw CoordinatorError.state("cannot write \(tokenPath)")
         }
-        _ = try CoordinatorStore(path: directory.appendingPathComponent(CoordinatorStore.fileName).path)
+        let store = try CoordinatorStore(path: directory.appendingPathComponent(CoordinatorStore.fileName).path)
+        do {
+            try store.ledger.setBudget(.init(population: Coordinator.allUsers, epsilon: totalEpsilon, delta: totalDelta), reason: "coordinator init")
+        } catch let failure as PrivacyLedger.Failure {
+            throw CoordinatorError.budget(failure.description)
+        }
         return Initialized(stateDirectory: stateDirectory, signingKey: identity.signing.publicKey.hex, adminTokenFile: tokenPath)
     }
 

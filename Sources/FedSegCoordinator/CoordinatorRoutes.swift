@@ -176,6 +176,22 @@ public enum CoordinatorRoutes {
         admin.get("ledger") { _, _ in
             try json(LedgerAudit.run(coordinator.store.ledger))
         }
+        admin.post("privacy/budget") { request, context in
+            let ask: BudgetRequest
+            do {
+                ask = try await request.decode(as: BudgetRequest.self, context: context)
+                try ask.validate()
+            } catch {
+                return errorResponse(.badRequest, .badRequest, "budget: \(error)")
+            }
+            do {
+                let budget = try await coordinator.setLifetimeBudget(epsilon: ask.epsilon, delta: ask.delta, reason: ask.reason)
+                return try json(BudgetRequest(epsilon: budget.epsilon, delta: budget.delta, reason: ask.reason))
+            } catch let error as CoordinatorError {
+                if case .runInProgress = error { return errorResponse(.conflict, .badRequest, error.description) }
+                return errorResponse(.unprocessableContent, .invalidField, error.description)
+            }
+        }
         return router
     }
 

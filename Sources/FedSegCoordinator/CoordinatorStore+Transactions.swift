@@ -76,7 +76,7 @@ extension CoordinatorStore {
     func create(_ run: Run, budget: PrivacyLedger.Budget) throws {
         try database.write { db in
             try run.insert(db)
-            try budget.save(db)
+            try PrivacyLedger.setBudget(db, budget, reason: "run \(run.id): its (ε, δ)")
         }
     }
 

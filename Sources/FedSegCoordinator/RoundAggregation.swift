@@ -57,6 +57,8 @@ struct LocalAggregation: RoundAggregation {
     let plan: Fedseg_V1_RoundPlan
     var sums: [Double]
     var counts: [Double]
+    /// Local clustering rounds: the exact sum of the clients' integer words.
+    var words: [Int64]
     var participants = 0
     var declined = 0
 
@@ -70,6 +72,7 @@ struct LocalAggregation: RoundAggregation {
         }
         sums = [Double](repeating: 0, count: width)
         counts = [Double](repeating: 0, count: k)
+        words = plan.phase == .clustering ? [Int64](repeating: 0, count: width + k) : []
     }
 
     var kinds: [Fedseg_V1_MessageKind] { UpdateIntake.acceptedKinds(for: plan.phase) }
@@ -95,10 +98,8 @@ struct LocalAggregation: RoundAggregation {
     mutating func add(_ message: UpdateIntake.Message, from clientID: String) throws {
         switch message {
         case .clientUpdate(let update):
-            update.sums.withUnsafeBufferPointer { source in
-                for i in 0..<source.count { sums[i] += Double(source[i]) }
-            }
-            for j in 0..<update.counts.count { counts[j] += Double(update.counts[j]) }
+            // Validated below 10^12 each: 10^6 clients' words cannot overflow Int64.
+            for i in 0..<update.words.count { words[i] &+= update.words[i] }
             participants += 1
         case .recommendationUpdate(let update):
             for i in 0..<update.counts.count { sums[i] += Double(update.counts[i]) }
@@ -108,7 +109,7 @@ struct LocalAggregation: RoundAggregation {
             participants += 1
         case .decline:
             declined += 1
-        case .secAggAdvertise, .secAggShares, .secAggMaskedInput, .secAggUnmask:
+        case .secAggAdvertise, .secAggShares, .secAggMaskedInput, .secAggConsistency, .secAggUnmask:
             throw CoordinatorError.state("a secure-aggregation message in a local round")
         }
     }
@@ -125,6 +126,9 @@ struct LocalAggregation: RoundAggregation {
 
     func result() -> AggregateResult {
         let copies = Double(participants)
+        var sums = sums
+        var counts = counts
+        if plan.phase == .clustering { (sums, counts) = plan.localNoise.decode(integers: words) }
         return AggregateResult(
             sums: sums, counts: counts, sumVariance: copies * plan.sumStd * plan.sumStd, countVariance: copies * plan.countStd * plan.countStd
         )
@@ -135,7 +139,7 @@ extension SecAggRound: RoundAggregation {
     var participants: Int { finishedSum.map { _ in server.survivors.count } ?? 0 }
     var declined: Int { declinedIndices.count }
     var kinds: [Fedseg_V1_MessageKind] { stage.kinds }
-    var allKinds: [Fedseg_V1_MessageKind] { [.decline, .secaggAdvertise, .secaggShares, .secaggMaskedInput, .secaggUnmask] }
+    var allKinds: [Fedseg_V1_MessageKind] { [.decline, .secaggAdvertise, .secaggShares, .secaggMaskedInput, .secaggConsistency, .secaggUnmask] }
 
     var check: UpdateIntake.Check? {
         let context = context
@@ -225,6 +229,7 @@ extension SecAggRound: RoundAggregation {
         case .secAggAdvertise: .secaggAdvertise
         case .secAggShares: .secaggShares
         case .secAggMaskedInput: .secaggMaskedInput
+        case .secAggConsistency: .secaggConsistency
         case .secAggUnmask: .secaggUnmask
         case .clientUpdate, .recommendationUpdate, .startHistogram: nil
         }
@@ -238,6 +243,7 @@ extension SecAggRound: RoundAggregation {
         case .secaggAdvertise: return state.advertised.contains(index)
         case .secaggShares: return state.shared.contains(index)
         case .secaggMaskedInput: return state.survivors.contains(index)
+        case .secaggConsistency: return state.signed?.contains(index) ?? false
         default: return !state.advertised.contains(index)
         }
     }

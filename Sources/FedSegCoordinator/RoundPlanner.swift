@@ -42,10 +42,17 @@ enum RoundPlanner {
             plan.candidateCount = UInt32(candidates.count)
             plan.candidates = candidates.centers
         case .clustering:
-            let noise = run.privacy.clustering.noise
+            // The fixed-point grid of a local round; a distributed round's is in its SecAgg plan.
+            let noise = FixedPointNoise.local(noise: run.privacy.clustering.noise, k: p.k, dimension: p.dimension)
             plan.noiseMultiplier = run.privacy.clustering.noiseMultiplier
-            plan.sumStd = noise.sumStd
-            plan.countStd = noise.countStd
+            if p.privacyMode == .local {
+                plan.sumScale = noise.sumScale
+                plan.countScale = noise.countScale
+                plan.integerSigma = noise.clientSigma
+            }
+            let decoded = noise.decodedStd(survivors: 1)
+            plan.sumStd = decoded.sums
+            plan.countStd = decoded.counts
         default:
             guard let z = run.privacy.recommendationNoiseMultiplier else { throw CoordinatorError.state("no recommendation phase") }
             plan.noiseMultiplier = z
@@ -57,51 +64,57 @@ enum RoundPlanner {
         }
         guard p.privacyMode == .distributed else { return plan }
         let minimum = max(2, p.minParticipants)
+        let colluders = p.assumedColluders
         guard cohort.count >= minimum else {
             throw Refusal(description: "distributed mode: \(cohort.count) active clients, secure aggregation needs at least \(minimum)")
         }
         do {
-            plan.secagg = try secAggPlan(plan: plan, run: run, cohort: cohort, minimum: minimum)
+            plan.secagg = try secAggPlan(plan: plan, run: run, cohort: cohort, minimum: minimum, colluders: colluders)
         } catch {
             throw Refusal(description: "distributed mode: \(error)")
         }
-        // What the fewest survivors' sum carries, in the units the coordinator decodes to.
+        // What the fewest honest survivors' shares carry, in the units the coordinator decodes to.
+        let honest = Double(minimum - colluders).squareRoot()
         let scale = phase == .clustering ? plan.secagg.sumScale : plan.secagg.countScale
-        plan.sumStd = plan.secagg.clientSigma * Double(minimum).squareRoot() / scale
-        plan.countStd = phase == .clustering ? plan.secagg.clientSigma * Double(minimum).squareRoot() / plan.secagg.countScale : plan.sumStd
+        plan.sumStd = plan.secagg.clientSigma * honest / scale
+        plan.countStd = phase == .clustering ? plan.secagg.clientSigma * honest / plan.secagg.countScale : plan.sumStd
         return plan
     }
 
     /// The secure-aggregation plan of a distributed round: the cohort in a fixed order, a fresh
     /// graph seed, and quantisation and noise shares sized so that any `minimum` survivors'
     /// sum carries the run's planned noise and the sum of all never wraps.
-    static func secAggPlan(plan: Fedseg_V1_RoundPlan, run: Coordinator.ActiveRun, cohort: [String], minimum: Int) throws -> Fedseg_V1_SecAggPlan {
+    static func secAggPlan(
+        plan: Fedseg_V1_RoundPlan, run: Coordinator.ActiveRun, cohort: [String], minimum: Int, colluders: Int
+    ) throws -> Fedseg_V1_SecAggPlan {
         let p = run.parameters
         var parameters = SecAgg.Parameters(clients: cohort.count, length: plan.secAggWidth, round: plan.round, graphSeed: 0, minimumSurvivors: minimum)
         parameters.degree = min(parameters.degree, 254)
-        parameters.threshold = max(1, (parameters.degree + 2) / 3)
+        // t > degree/2: see `Fedseg_V1_SecAggPlan.validate`.
+        parameters.threshold = parameters.degree / 2 + 1
         var secagg = Fedseg_V1_SecAggPlan()
         secagg.cohort = cohort
         secagg.degree = UInt32(parameters.degree)
         secagg.threshold = UInt32(parameters.threshold)
         secagg.minSurvivors = UInt32(minimum)
+        secagg.assumedColluders = UInt32(colluders)
         var random = SecureRandom()
         secagg.graphSeed = random.next()
         secagg.length = UInt32(plan.secAggWidth)
-        secagg.stageSeconds = p.roundDeadlineSeconds / 4
+        secagg.stageSeconds = p.roundDeadlineSeconds / 5
         switch plan.phase {
         case .start:
             let noise = try DistributedIntegerNoise.make(
                 noiseMultiplier: plan.noiseMultiplier, baseSensitivity: 1, length: plan.secAggWidth, minimumSurvivors: minimum,
-                clients: cohort.count, maxTotal: p.maxUsers
+                colluders: colluders, clients: cohort.count, maxTotal: p.maxUsers
             )
             secagg.sumScale = Double(noise.scale)
             secagg.countScale = Double(noise.scale)
             secagg.clientSigma = noise.clientSigma
         case .clustering:
-            let noise = try DistributedNoise.make(
-                noise: run.privacy.clustering.noise, k: p.k, dimension: p.dimension, minimumSurvivors: minimum, maxUsers: p.maxUsers,
-                clients: cohort.count
+            let noise = try FixedPointNoise.distributed(
+                noise: run.privacy.clustering.noise, k: p.k, dimension: p.dimension, minimumSurvivors: minimum, colluders: colluders,
+                maxUsers: p.maxUsers, clients: cohort.count
             )
             secagg.sumScale = noise.sumScale
             secagg.countScale = noise.countScale
@@ -110,7 +123,7 @@ enum RoundPlanner {
             guard let z = run.privacy.recommendationNoiseMultiplier else { throw CoordinatorError.state("no recommendation phase") }
             let noise = try DistributedIntegerNoise.make(
                 noiseMultiplier: z, baseSensitivity: SegmentHistogram.sensitivity(maxItemsPerUser: p.maxItemsPerUser), length: plan.secAggWidth,
-                minimumSurvivors: minimum, clients: cohort.count, maxTotal: p.maxUsers
+                minimumSurvivors: minimum, colluders: colluders, clients: cohort.count, maxTotal: p.maxUsers
             )
             secagg.sumScale = Double(noise.scale)
             secagg.countScale = Double(noise.scale)

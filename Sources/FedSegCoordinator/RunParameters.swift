@@ -43,7 +43,8 @@ public struct RunPrivacyPlan: Sendable, Equatable {
     }
 
     public var clusteringMechanism: PrivacyLedger.Mechanism {
-        .init(kind: .gaussian, noiseMultiplier: clustering.noiseMultiplier, mode: ledgerMode)
+        // Local rounds are discrete Gaussians on a fixed-point grid; distributed rounds sums of them.
+        .init(kind: mode == .local ? .discreteGaussian : .gaussian, noiseMultiplier: clustering.noiseMultiplier, mode: ledgerMode)
     }
 
     public var recommendationMechanism: PrivacyLedger.Mechanism? {

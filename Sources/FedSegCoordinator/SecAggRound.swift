@@ -31,13 +31,14 @@ public final class SecAggContext: Sendable {
     }
 }
 
-/// The coordinator's side of one distributed round: the four SecAgg+ stages, each open until
+/// The coordinator's side of one distributed round: the five SecAgg+ stages (advertise, share,
+/// mask, consistency, unmask), each open until
 /// every client still in the protocol has answered or its deadline passes. The coordinator only
 /// routes sealed shares and keeps the running sum of masked vectors (`SecAggServer`); the sum it
 /// unmasks is already noised by the clients' shares.
 struct SecAggRound {
     enum Stage: Int, Codable, Comparable {
-        case advertise = 1, share, mask, unmask
+        case advertise = 1, share, mask, consistency, unmask
 
         static func < (a: Stage, b: Stage) -> Bool { a.rawValue < b.rawValue }
 
@@ -46,6 +47,7 @@ struct SecAggRound {
             case .advertise: [.secaggAdvertise, .decline]
             case .share: [.secaggShares]
             case .mask: [.secaggMaskedInput]
+            case .consistency: [.secaggConsistency]
             case .unmask: [.secaggUnmask]
             }
         }
@@ -55,6 +57,7 @@ struct SecAggRound {
             case .secaggAdvertise, .decline: .advertise
             case .secaggShares: .share
             case .secaggMaskedInput: .mask
+            case .secaggConsistency: .consistency
             case .secaggUnmask: .unmask
             default: nil
             }
@@ -65,6 +68,7 @@ struct SecAggRound {
             case .advertise: .secaggStageAdvertise
             case .share: .secaggStageShare
             case .mask: .secaggStageMask
+            case .consistency: .secaggStageConsistency
             case .unmask: .secaggStageUnmask
             }
         }
@@ -79,6 +83,8 @@ struct SecAggRound {
         var advertised: [Int]
         var shared: [Int]
         var survivors: [Int]
+        /// Survivors whose signature on the survivor set the consistency stage had.
+        var signed: [Int]?
     }
 
     enum Outcome {
@@ -104,6 +110,11 @@ struct SecAggRound {
     var inbox: [Int: [SecAgg.SealedShare]] = [:]
     var reveals: [SecAgg.Reveal] = []
     var revealed: Set<Int> = []
+    /// Stage advertise: each client's enrolled signing key and its signature over its keys,
+    /// handed to its neighbours with the directory.
+    var advertisementSignatures: [Int: (signingKey: Data, signature: Data)] = [:]
+    /// Stage consistency: each survivor's signature over the survivor set, forwarded unread.
+    var survivorSignatures: [Int: Data] = [:]
 
     init(round: Fedseg_V1_RoundPlan, openedAt: Double, context: SecAggContext? = nil) {
         plan = round.secagg
@@ -122,7 +133,7 @@ struct SecAggRound {
     var persisted: Persisted {
         Persisted(
             stage: stage, stageDeadline: stageDeadline, advertised: server.directory.keys.sorted(), shared: server.shared.sorted(),
-            survivors: server.survivors.sorted()
+            survivors: server.survivors.sorted(), signed: survivorSignatures.keys.sorted()
         )
     }
 
@@ -133,6 +144,7 @@ struct SecAggRound {
         case .decline, .secAggAdvertise: stage == .advertise
         case .secAggShares: stage == .share && server.directory[index] != nil
         case .secAggMaskedInput: stage == .mask && server.shared.contains(index) && !server.survivors.contains(index)
+        case .secAggConsistency: stage == .consistency && server.survivors.contains(index) && survivorSignatures[index] == nil
         case .secAggUnmask: stage == .unmask && server.survivors.contains(index)
         case .clientUpdate, .recommendationUpdate, .startHistogram: false
         }
@@ -143,11 +155,14 @@ struct SecAggRound {
         switch message {
         case .decline:
             declinedIndices.insert(index)
-        case .secAggAdvertise(let advertise):
+        case .secAggAdvertise(let advertise, let signingKey):
             server.receive(SecAgg.Advertisement(
                 client: index, encryptionKey: try KeyAgreement.PublicKey(bytes: [UInt8](advertise.encryptionKey)),
                 maskingKey: try KeyAgreement.PublicKey(bytes: [UInt8](advertise.maskingKey))
             ))
+            advertisementSignatures[index] = (signingKey, advertise.signature)
+        case .secAggConsistency(let consistency):
+            survivorSignatures[index] = consistency.signature
         case .secAggShares(let message):
             // A share to a neighbour that never advertised cannot be opened by anyone: dropped.
             let batch = message.shares.filter { server.directory[Int($0.to)] != nil }.map {
@@ -176,6 +191,7 @@ struct SecAggRound {
         case .advertise: server.directory.count + declinedIndices.count >= plan.cohort.count
         case .share: server.shared.count >= server.directory.count
         case .mask: server.survivors.count >= server.shared.count
+        case .consistency: survivorSignatures.count >= server.survivors.count
         case .unmask: server.survivors.isSubset(of: revealed)
         }
     }
@@ -193,6 +209,11 @@ struct SecAggRound {
             stage = .mask
         case .mask:
             guard server.survivors.count >= minimum else { return .aborted("\(server.survivors.count) masked inputs, \(minimum) needed") }
+            stage = .consistency
+        case .consistency:
+            guard survivorSignatures.count >= minimum else {
+                return .aborted("\(survivorSignatures.count) survivors signed the survivor set, \(minimum) needed")
+            }
             stage = .unmask
         case .unmask:
             do {
@@ -216,6 +237,7 @@ struct SecAggRound {
         view.shared = UInt32(server.shared.count)
         view.masked = UInt32(server.survivors.count)
         view.revealed = UInt32(revealed.count)
+        view.signed = UInt32(survivorSignatures.count)
         guard let index else { return view }
         if stage >= .share {
             view.directory = context.graph.neighbors[index].compactMap { v in
@@ -224,6 +246,8 @@ struct SecAggRound {
                         $0.index = UInt32(v)
                         $0.encryptionKey = Data(advertisement.encryptionKey.bytes)
                         $0.maskingKey = Data(advertisement.maskingKey.bytes)
+                        $0.signingKey = advertisementSignatures[v]?.signingKey ?? Data()
+                        $0.signature = advertisementSignatures[v]?.signature ?? Data()
                     }
                 }
             }
@@ -237,7 +261,18 @@ struct SecAggRound {
                 }
             }
         }
-        if stage >= .unmask { view.survivors = server.survivors.sorted().map(UInt32.init) }
+        if stage >= .consistency { view.survivors = server.survivors.sorted().map(UInt32.init) }
+        if stage >= .unmask {
+            // The neighbours' signatures: what the client checks before revealing anything.
+            view.survivorSignatures = context.graph.neighbors[index].compactMap { v in
+                survivorSignatures[v].map { signature in
+                    Fedseg_V1_SecAggStage.SurvivorSignature.with {
+                        $0.index = UInt32(v)
+                        $0.signature = signature
+                    }
+                }
+            }
+        }
         return view
     }
 }

@@ -1,27 +1,3 @@
-/// Bounding one user's contribution, and calibrating noise to the sensitivity of a whole release.
-public enum Clipping {
-    /// Scales `vector` in place to L2 norm at most `clipNorm`; returns the factor applied (≤ 1).
-    @discardableResult
-    public static func clip(_ vector: inout [Float], to clipNorm: Float) -> Float {
-        precondition(clipNorm > 0 && clipNorm.isFinite, "clip norm must be positive and finite")
-        var squares: Double = 0
-        for value in vector { squares += Double(value) * Double(value) }
-        let norm = squares.squareRoot()
-        guard norm > Double(clipNorm) else { return 1 }
-        let scale = Float(Double(clipNorm) / norm)
-        for i in vector.indices { vector[i] *= scale }
-        // Float rounding can leave the norm a hair above the bound; shave it off.
-        var after: Double = 0
-        for value in vector { after += Double(value) * Double(value) }
-        if after.squareRoot() > Double(clipNorm) {
-            let fix = Float(Double(clipNorm) / after.squareRoot()).nextDown
-            for i in vector.indices { vector[i] *= fix }
-            return scale * fix
-        }
-        return scale
-    }
-}
-
 /// Noise for a release of per-cluster sums (sensitivity C: one user's clipped vector) and counts
 /// (sensitivity 1), each with its own standard deviation. As one Gaussian mechanism on the
 /// concatenation (sums/σ_s, counts/σ_c) its L2 sensitivity is √((C/σ_s)² + (1/σ_c)²), so the

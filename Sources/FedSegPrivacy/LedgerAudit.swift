@@ -32,6 +32,13 @@ public struct LedgerAudit: Sendable, Codable {
     public var verified: Bool
     public var problems: [Problem]
     public var populations: [Population]
+    /// Every setting of a budget, oldest first (its own hash chain).
+    public var budgetChanges: [PrivacyLedger.BudgetChange]
+
+    enum CodingKeys: String, CodingKey {
+        case records, verified, problems, populations
+        case budgetChanges = "budget_changes"
+    }
 
     public static func run(_ ledger: PrivacyLedger) throws -> LedgerAudit {
         let records = try ledger.records()
@@ -79,6 +86,25 @@ public struct LedgerAudit: Sendable, Codable {
                 sequence: record.sequence, round: record.round, releaseID: record.releaseID, mode: record.mode, epsilon: epsilon
             ))
         }
+        let changes = try ledger.budgetHistory()
+        var previousChange = PrivacyLedger.genesisHash
+        var latest: [String: PrivacyLedger.BudgetChange] = [:]
+        for (index, change) in changes.enumerated() {
+            if change.sequence != Int64(index + 1) || change.previousHash != previousChange || change.computeHash() != change.hash {
+                problems.append(Problem(sequence: nil, reason: "budget change \(change.sequence): its chain is broken or its fields were altered"))
+            }
+            previousChange = change.hash
+            latest[change.population] = change
+        }
+        for (name, budget) in budgets {
+            guard let recorded = latest[name] else {
+                problems.append(Problem(sequence: nil, reason: "the budget of \(name) was set outside the ledger (no budget record)"))
+                continue
+            }
+            if recorded.epsilon != budget.epsilon || recorded.delta != budget.delta {
+                problems.append(Problem(sequence: nil, reason: "the budget of \(name) (ε = \(budget.epsilon), δ = \(budget.delta)) differs from its last record (ε = \(recorded.epsilon), δ = \(recorded.delta)): changed outside the ledger"))
+            }
+        }
         let head = try ledger.head()
         if let last = records.last {
             if head?.sequence != last.sequence || head?.hash != last.hash {
@@ -97,7 +123,7 @@ public struct LedgerAudit: Sendable, Codable {
                 epsilonLeft: budget.map { max(0, $0.epsilon - spent) }, delta: budget?.delta, series: points
             )
         }
-        return LedgerAudit(records: records.count, verified: problems.isEmpty, problems: problems, populations: populations)
+        return LedgerAudit(records: records.count, verified: problems.isEmpty, problems: problems, populations: populations, budgetChanges: changes)
     }
 
     /// A line chart of ε after each release, one line per population (at most 12).

@@ -108,6 +108,37 @@ public final class PrivacyLedger: Sendable {
         }
     }
 
+    /// One setting of a population's lifetime budget: the budget lives in the ledger, hash-chained
+    /// like the charges (its own chain), so a change is a record the audit shows, not a file edit.
+    public struct BudgetChange: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
+        public static let databaseTableName = "privacy_budget_history"
+        public var sequence: Int64
+        public var population: String
+        public var epsilon: Double
+        public var delta: Double
+        /// Who or what set it: `coordinator init`, `first start`, `admin: <reason>`, `client node`.
+        public var reason: String
+        public var createdAt: String
+        public var previousHash: String
+        public var hash: String
+
+        enum CodingKeys: String, CodingKey {
+            case sequence, population, epsilon, delta, reason, hash
+            case createdAt = "created_at"
+            case previousHash = "previous_hash"
+        }
+
+        public func computeHash() -> String {
+            var text = "fedseg-budget-v1"
+            for field in [
+                String(sequence), population, epsilon.bitPattern.description, delta.bitPattern.description, reason, createdAt, previousHash,
+            ] {
+                text += "\u{1F}\(field.utf8.count):\(field)"
+            }
+            return SHA256.hash(Data(text.utf8)).hex
+        }
+    }
+
     public enum Failure: Error, Equatable, CustomStringConvertible {
         case noBudget(population: String)
         case budgetExceeded(population: String, budget: Double, spent: Double, requested: Double, wouldBe: Double)
@@ -171,16 +202,64 @@ public final class PrivacyLedger: Sendable {
                 t.column("hash", .text).notNull()
             }
         }
+        // Budgets are ledger records: every setting is chained, and budgets set before this
+        // version are recorded as found.
+        migrator.registerMigration("privacy-ledger-v2-budget-history") { db in
+            try db.create(table: BudgetChange.databaseTableName) { t in
+                t.column("sequence", .integer).primaryKey()
+                t.column("population", .text).notNull()
+                t.column("epsilon", .double).notNull()
+                t.column("delta", .double).notNull()
+                t.column("reason", .text).notNull()
+                t.column("created_at", .text).notNull()
+                t.column("previous_hash", .text).notNull()
+                t.column("hash", .text).notNull()
+            }
+            for budget in try Budget.fetchAll(db) {
+                try Self.recordBudget(db, budget, reason: "recorded as found by ledger v2", now: Date())
+            }
+        }
         try migrator.migrate(database)
     }
 
-    /// Sets (or raises) a population's budget. Lowering it below what is spent is allowed; further
-    /// charges are then refused.
-    public func setBudget(_ budget: Budget) throws {
-        guard budget.epsilon > 0, budget.delta > 0, budget.delta < 1 else {
+    /// Sets a population's budget, recording the change in the ledger in the same transaction.
+    /// Lowering it below what is spent is allowed (further charges are then refused); δ is fixed
+    /// once the population has been charged, since every recorded ε is at that δ. Setting the
+    /// budget it already has records nothing.
+    public func setBudget(_ budget: Budget, reason: String = "set") throws {
+        guard budget.epsilon > 0, budget.epsilon.isFinite, budget.delta > 0, budget.delta < 1 else {
             throw Failure.invalid("a budget needs ε > 0 and δ in (0, 1)")
         }
-        try database.write { db in try budget.save(db) }
+        try database.write { db in try Self.setBudget(db, budget, reason: reason) }
+    }
+
+    /// The same inside a transaction the caller owns (a run and its budget are created together).
+    public static func setBudget(_ db: Database, _ budget: Budget, reason: String) throws {
+        guard budget.epsilon > 0, budget.epsilon.isFinite, budget.delta > 0, budget.delta < 1 else {
+            throw Failure.invalid("a budget needs ε > 0 and δ in (0, 1)")
+        }
+        let current = try Budget.fetchOne(db, key: budget.population)
+        guard current != budget else { return }
+        if let current, current.delta != budget.delta, try records(db, population: budget.population).isEmpty == false {
+            throw Failure.invalid("δ of \(budget.population) is fixed at \(current.delta) once releases are charged at it")
+        }
+        try budget.save(db)
+        try recordBudget(db, budget, reason: reason, now: Date())
+    }
+
+    static func recordBudget(_ db: Database, _ budget: Budget, reason: String, now: Date) throws {
+        let previous = try BudgetChange.order(Column("sequence").desc).fetchOne(db)
+        var change = BudgetChange(
+            sequence: (previous?.sequence ?? 0) + 1, population: budget.population, epsilon: budget.epsilon, delta: budget.delta,
+            reason: reason, createdAt: ISO8601DateFormatter().string(from: now), previousHash: previous?.hash ?? genesisHash, hash: ""
+        )
+        change.hash = change.computeHash()
+        try change.insert(db)
+    }
+
+    /// Every budget setting, oldest first.
+    public func budgetHistory() throws -> [BudgetChange] {
+        try database.read { db in try BudgetChange.order(Column("sequence")).fetchAll(db) }
     }
 
     public func budget(for population: String) throws -> Budget? {

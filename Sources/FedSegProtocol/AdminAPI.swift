@@ -27,6 +27,10 @@ public struct RunParameters: Codable, Sendable, Equatable {
     /// Distributed mode: an upper bound on the users the federation holds, which sizes the
     /// quantisation so that the integer sum never wraps mod 2^32.
     public var maxUsers: Int = 1_000_000
+    /// Distributed mode: clients assumed to collude with the coordinator (each can subtract its
+    /// own noise share). Shares are sized so that the fewest survivors minus these still carry
+    /// the planned noise.
+    public var assumedColluders: Int = 1
     /// A round is aggregated with at least this many updates, abandoned with fewer.
     public var minParticipants: Int = 1
     /// Seconds a round stays open.
@@ -70,6 +74,7 @@ public struct RunParameters: Codable, Sendable, Equatable {
         case maxItemsPerUser = "max_items_per_user"
         case maxAbandonedRounds = "max_abandoned_rounds"
         case maxUsers = "max_users"
+        case assumedColluders = "assumed_colluders"
         case startHistogramShare = "start_histogram_share"
     }
 
@@ -96,6 +101,7 @@ public struct RunParameters: Codable, Sendable, Equatable {
         try take(.maxItemsPerUser, \.maxItemsPerUser)
         try take(.maxAbandonedRounds, \.maxAbandonedRounds)
         try take(.maxUsers, \.maxUsers)
+        try take(.assumedColluders, \.assumedColluders)
         try take(.startHistogramShare, \.startHistogramShare)
         self = p
     }
@@ -116,6 +122,10 @@ public struct RunParameters: Codable, Sendable, Equatable {
         try require(privacyMode == .local || minParticipants >= 2, "min_participants", "must be at least 2 in distributed mode (secure aggregation sums at least two clients)")
         try require((1...100_000_000).contains(maxUsers), "max_users", "must be in 1...10^8")
         try require(minParticipants >= 1, "min_participants", "must be at least 1")
+        try require(
+            assumedColluders >= 0 && (privacyMode == .local || assumedColluders < max(2, minParticipants)), "assumed_colluders",
+            "must be at least 0 and below max(2, min_participants): secure aggregation needs one honest noise share among the fewest survivors"
+        )
         try require(roundDeadlineSeconds > 0 && roundDeadlineSeconds <= 86_400, "round_deadline_seconds", "must be in (0, 86400]")
         try require(samplingRate > 0 && samplingRate <= 1, "sampling_rate", "must be in (0, 1]")
         try require(convergenceTolerance >= 0, "convergence_tolerance", "must not be negative")
@@ -343,5 +353,28 @@ public struct ClientEntry: Codable, Sendable {
         case id
         case status
         case enrolledAt = "enrolled_at"
+    }
+}
+
+/// `POST /admin/v1/privacy/budget`: every user's new lifetime budget and why (recorded in the
+/// ledger); the response echoes the budget now in force.
+public struct BudgetRequest: Codable, Sendable, Equatable {
+    public var epsilon: Double
+    /// nil: keep the recorded δ (it cannot change once anything is charged).
+    public var delta: Double?
+    public var reason: String
+
+    public init(epsilon: Double, delta: Double?, reason: String) {
+        self.epsilon = epsilon
+        self.delta = delta
+        self.reason = reason
+    }
+
+    public func validate() throws {
+        guard epsilon.isFinite, epsilon > 0 else { throw ProtocolError.invalidField("epsilon", "must be positive and finite") }
+        if let delta, !(delta > 0 && delta < 1) { throw ProtocolError.invalidField("delta", "must be in (0, 1)") }
+        guard !reason.trimmingCharacters(in: .whitespaces).isEmpty, reason.utf8.count <= 512 else {
+            throw ProtocolError.invalidField("reason", "must say why, in 1 to 512 bytes")
+        }
     }
 }

@@ -71,10 +71,12 @@ public struct UpdateIntake: Sendable {
         case recommendationUpdate(Fedseg_V1_RecommendationUpdate)
         case startHistogram(Fedseg_V1_StartHistogram)
         case decline(Fedseg_V1_Decline)
-        case secAggAdvertise(Fedseg_V1_SecAggAdvertise)
+        /// With the sender's enrolled signing key, which verified the advertisement's signature.
+        case secAggAdvertise(Fedseg_V1_SecAggAdvertise, signingKey: Data)
         case secAggShares(Fedseg_V1_SecAggShares)
         case secAggMaskedInput(Fedseg_V1_SecAggMaskedInput)
         case secAggUnmask(Fedseg_V1_SecAggUnmask)
+        case secAggConsistency(Fedseg_V1_SecAggConsistency)
     }
 
     /// A message opened and validated against its round's plan, not yet recorded.
@@ -140,7 +142,8 @@ public struct UpdateIntake: Sendable {
         guard let messageKind = Fedseg_V1_MessageKind(rawValue: Int(kind)), kinds.contains(messageKind) else {
             throw Rejection.wrongKind(expected: expected, found: kind)
         }
-        let (clientID, plaintext) = try open(envelope, round: plan.round, kind: kind, coordinator: coordinator, checkStatus: checkStatus)
+        let (client, plaintext) = try open(envelope, round: plan.round, kind: kind, coordinator: coordinator, checkStatus: checkStatus)
+        let clientID = client.id
         do {
             let message: Message
             switch messageKind {
@@ -159,7 +162,14 @@ public struct UpdateIntake: Sendable {
             case .secaggAdvertise:
                 let advertise = try MessageCodec.decode(Fedseg_V1_SecAggAdvertise.self, from: plaintext, limits: limits)
                 try advertise.validate(against: plan)
-                message = .secAggAdvertise(advertise)
+                // Signed with the sender's enrolled key: what neighbours verify before using them.
+                let statement = SecAggSigning.advertisement(
+                    runID: plan.runID, round: plan.round, clientID: clientID, encryptionKey: advertise.encryptionKey, maskingKey: advertise.maskingKey
+                )
+                guard let key = try? Signing.PublicKey(bytes: [UInt8](client.signingKey)), advertise.signature.count == 64,
+                    key.isValidSignature([UInt8](advertise.signature), for: statement)
+                else { throw ProtocolError.invalidField("signature", "does not verify with the sender's enrolled signing key") }
+                message = .secAggAdvertise(advertise, signingKey: client.signingKey)
             case .secaggShares:
                 // Neighbour rules need the round's graph: the caller's check.
                 let shares = try MessageCodec.decode(Fedseg_V1_SecAggShares.self, from: plaintext, limits: limits)
@@ -175,6 +185,10 @@ public struct UpdateIntake: Sendable {
                 guard unmask.runID == plan.runID else { throw ProtocolError.wrongRun(expected: plan.runID, found: unmask.runID) }
                 guard unmask.round == plan.round else { throw ProtocolError.wrongRound(expected: plan.round, found: unmask.round) }
                 message = .secAggUnmask(unmask)
+            case .secaggConsistency:
+                let consistency = try MessageCodec.decode(Fedseg_V1_SecAggConsistency.self, from: plaintext, limits: limits)
+                try consistency.validate(against: plan)
+                message = .secAggConsistency(consistency)
             default:
                 let decline = try MessageCodec.decode(Fedseg_V1_Decline.self, from: plaintext, limits: limits)
                 try decline.validate(against: plan)
@@ -215,7 +229,7 @@ public struct UpdateIntake: Sendable {
 
     func open(
         _ envelope: [UInt8], round: UInt64, kind: UInt8, coordinator: borrowing KeyAgreement.PrivateKey, checkStatus: Bool = true
-    ) throws -> (String, [UInt8]) {
+    ) throws -> (ClientRegistry.Client, [UInt8]) {
         let (header, client) = try identify(envelope, checkStatus: checkStatus)
         guard header.round == round else { throw Rejection.wrongRound(expected: round, found: header.round) }
         guard header.kind == kind else { throw Rejection.wrongKind(expected: kind, found: header.kind) }
@@ -226,7 +240,7 @@ public struct UpdateIntake: Sendable {
             throw Rejection.unknownSender(header.clientID)
         }
         do {
-            return (header.clientID, try Envelope.open(envelope, recipient: coordinator, senderPublicKey: senderKey, limit: limits.maximumMessageBytes).plaintext)
+            return (client, try Envelope.open(envelope, recipient: coordinator, senderPublicKey: senderKey, limit: limits.maximumMessageBytes).plaintext)
         } catch {
             throw Rejection.tampered
         }

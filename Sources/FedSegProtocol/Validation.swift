@@ -2,7 +2,7 @@ import Foundation
 import SwiftProtobuf
 
 /// The protocol version this build speaks.
-public let fedsegProtocolVersion: UInt32 = 1
+public let fedsegProtocolVersion: UInt32 = 2
 
 /// Why a decoded message was refused. One case per rule, so rejections can be counted by reason.
 public enum ProtocolError: Error, Equatable, CustomStringConvertible {
@@ -107,6 +107,12 @@ extension Fedseg_V1_RoundPlan {
             }
             guard candidates.allSatisfy(\.isFinite) else { throw ProtocolError.invalidField("candidates", "must be finite") }
         }
+        if phase == .clustering && privacyMode == .local {
+            for (name, value) in [("sum_scale", sumScale), ("count_scale", countScale), ("integer_sigma", integerSigma)] {
+                guard value.isFinite, value > 0 else { throw ProtocolError.invalidField(name, "must be positive and finite in a local clustering round") }
+            }
+            guard sumScale <= 1_048_576, countScale <= 1e12 else { throw ProtocolError.invalidField("sum_scale", "the grid is finer than any release needs") }
+        }
         if privacyMode == .distributed {
             guard hasSecagg else { throw ProtocolError.invalidField("secagg", "a distributed round needs its secure-aggregation plan") }
             try secagg.validate(width: secAggWidth)
@@ -134,6 +140,13 @@ extension Fedseg_V1_SecAggPlan {
         guard degree >= 1, Int(degree) <= min(n - 1, 254) else { throw ProtocolError.invalidField("secagg.degree", "must be in 1...min(n - 1, 254)") }
         guard threshold >= 1, threshold <= degree else { throw ProtocolError.invalidField("secagg.threshold", "must be in 1...degree") }
         guard minSurvivors >= 2, Int(minSurvivors) <= n else { throw ProtocolError.invalidField("secagg.min_survivors", "must be in 2...cohort size") }
+        // A client's seeds are rebuilt from t of its neighbours' shares; with t > degree/2 no two
+        // disjoint groups of t neighbours exist, so no coordinator can collect both of a client's
+        // secrets from neighbours that each reveal once.
+        guard 2 * threshold > degree else { throw ProtocolError.invalidField("secagg.threshold", "must exceed degree / 2") }
+        guard assumedColluders < minSurvivors else {
+            throw ProtocolError.invalidField("secagg.assumed_colluders", "must leave at least one honest share among min_survivors")
+        }
         guard Int(length) == width else { throw ProtocolError.invalidField("secagg.length", "is \(length), the round's statistics have \(width) words") }
         for (name, value) in [("secagg.sum_scale", sumScale), ("secagg.count_scale", countScale), ("secagg.stage_seconds", stageSeconds)] {
             guard value.isFinite, value > 0 else { throw ProtocolError.invalidField(name, "must be positive and finite") }
@@ -203,14 +216,12 @@ extension Fedseg_V1_ClientUpdate {
         guard runID == plan.runID else { throw ProtocolError.wrongRun(expected: plan.runID, found: runID) }
         guard round == plan.round else { throw ProtocolError.wrongRound(expected: plan.round, found: round) }
         guard plan.phase == .clustering else { throw ProtocolError.invalidField("phase", "the round is not a clustering round") }
-        guard sums.count == Int(plan.k) * Int(plan.dimension) else {
-            throw ProtocolError.invalidField("sums", "has \(sums.count) values, expected \(Int(plan.k) * Int(plan.dimension))")
+        let width = Int(plan.k) * Int(plan.dimension) + Int(plan.k)
+        guard words.count == width else {
+            throw ProtocolError.invalidField("words", "has \(words.count) values, expected k x dimension + k = \(width)")
         }
-        guard counts.count == Int(plan.k) else { throw ProtocolError.invalidField("counts", "has \(counts.count) values, expected \(plan.k)") }
-        for (name, values) in [("sums", sums), ("counts", counts)] {
-            guard values.allSatisfy({ $0.isFinite && abs(Double($0)) <= limits.maximumMagnitude }) else {
-                throw ProtocolError.invalidField(name, "must be finite and below \(limits.maximumMagnitude) in magnitude")
-            }
+        guard words.allSatisfy({ abs(Double($0)) <= limits.maximumMagnitude }) else {
+            throw ProtocolError.invalidField("words", "must be below \(limits.maximumMagnitude) in magnitude")
         }
     }
 }

@@ -24,8 +24,6 @@ public struct SegmentHistogram: Sendable, Equatable {
     public let items: Int
     /// Row-major segments x items.
     public var counts: [Double]
-    /// Interactions with items outside the catalogue, dropped.
-    public var unknownItems: Int = 0
 
     public init(segments: Int, items: Int) {
         self.segments = segments
@@ -44,10 +42,8 @@ public struct SegmentHistogram: Sendable, Equatable {
         var known: [Int] = []
         var seen = Set<Int>()
         for id in userItems {
-            guard let i = catalog.index[id] else {
-                unknownItems += 1
-                continue
-            }
+            // Items outside the catalogue are dropped; how many is never counted (no bound on it).
+            guard let i = catalog.index[id] else { continue }
             if seen.insert(i).inserted { known.append(i) }
         }
         if known.count > m {
@@ -60,7 +56,6 @@ public struct SegmentHistogram: Sendable, Equatable {
     public mutating func merge(_ other: SegmentHistogram) {
         precondition(other.segments == segments && other.items == items, "histograms of different shapes")
         for i in counts.indices { counts[i] += other.counts[i] }
-        unknownItems += other.unknownItems
     }
 
     /// Adds discrete Gaussian noise N_Z(0, σ²) with σ = z·√m to every count: exact integer noise

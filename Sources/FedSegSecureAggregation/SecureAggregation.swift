@@ -16,9 +16,10 @@ import Foundation
 /// key share, never both. Too few survivors, or any secret with fewer than t shares: the round
 /// aborts and the sum is never formed.
 ///
-/// Threat model: an honest-but-curious server and up to t − 1 colluding clients per neighbourhood.
-/// (Against a server that lies about who dropped, SecAgg's consistency round and t > degree/2
-/// would be needed; not implemented.)
+/// Threat model (docs/PROTOCOL.md, "Threat model"): t > degree/2, so no server can collect both
+/// secrets of a client from neighbours that each reveal once; the consistency stage
+/// (`ClientNode`) makes every revealing client check that at least t of its neighbours signed the
+/// survivor set it was shown; advertised keys are signed with enrolled identity keys.
 public enum SecAgg {
     public struct Parameters: Sendable, Equatable {
         public var clients: Int
@@ -31,8 +32,8 @@ public enum SecAgg {
         /// Fewer clients than this sending their vector aborts the round.
         public var minimumSurvivors: Int
 
-        /// Degree 4⌈log₂ n⌉ + 4 and threshold ⌈degree/3⌉: with up to 30% dropout a secret lacks
-        /// t shares with probability below 10⁻⁶ per client at n ≥ 100.
+        /// Degree 4⌈log₂ n⌉ + 4 and threshold ⌊degree/2⌋ + 1 (more than half the neighbours):
+        /// a secret is lost only when half of a client's neighbours drop.
         public init(clients: Int, length: Int, round: UInt64, graphSeed: UInt64, minimumSurvivors: Int? = nil) {
             self.clients = clients
             self.length = length
@@ -40,7 +41,7 @@ public enum SecAgg {
             self.graphSeed = graphSeed
             let log = clients > 1 ? Int(ceil(log2(Double(clients)))) : 0
             degree = min(clients - 1, 4 * log + 4)
-            threshold = max(1, (degree + 2) / 3)
+            threshold = degree / 2 + 1
             self.minimumSurvivors = minimumSurvivors ?? max(1, clients / 2)
         }
     }

@@ -7,7 +7,7 @@ import ServiceLifecycle
 /// this process on a free loopback port for as long as `body` runs: `client-sim simulate` is
 /// `client-sim run` against it, so what the simulator measures is what operators deploy.
 public enum InProcessCoordinator {
-    /// Initialises `stateDirectory` if it is new, serves it on 127.0.0.1, and hands `body` the
+    /// Initialises `stateDirectory` if it is new (recording the lifetime budget), serves it on 127.0.0.1, and hands `body` the
     /// base URL and the admin token; stops the server gracefully afterwards, error or not.
     public static func with<T: Sendable>(
         stateDirectory: URL, totalEpsilon: Double, totalDelta: Double, embeddingCache: URL?, logLevel: Logger.Level = .warning,
@@ -15,14 +15,12 @@ public enum InProcessCoordinator {
     ) async throws -> T {
         let keyPath = stateDirectory.appendingPathComponent(CoordinatorDaemon.keyFile).path
         if !FileManager.default.fileExists(atPath: keyPath) {
-            _ = try CoordinatorDaemon.initialize(stateDirectory: stateDirectory.path)
+            _ = try CoordinatorDaemon.initialize(stateDirectory: stateDirectory.path, totalEpsilon: totalEpsilon, totalDelta: totalDelta)
         }
         var configuration = CoordinatorConfiguration()
         configuration.stateDirectory = stateDirectory.path
         configuration.host = "127.0.0.1"
         configuration.port = 0
-        configuration.totalEpsilon = totalEpsilon
-        configuration.totalDelta = totalDelta
         configuration.embeddingCache = embeddingCache?.path
         var logger = Logger(label: "fedseg.coordinator")
         logger.logLevel = logLevel

@@ -38,6 +38,10 @@ public struct NetworkedSimulation: Sendable {
         public var quorum = 0.5
         /// `local`, or `distributed` (secure aggregation, a noise share per client).
         public var privacyMode: PrivacyMode = .local
+        /// Distributed mode: the public bound on users in a sum (`max_users`), and the clients
+        /// assumed to collude with the coordinator.
+        public var maxUsers = 1_000_000
+        public var assumedColluders = 1
         /// Clients working at once.
         public var concurrency = 32
         public var showProgress = false
@@ -145,6 +149,48 @@ public struct NetworkedSimulation: Sendable {
         case failed(String)
     }
 
+    /// What the data must hold for the run to work, checked before the first charge: users, at
+    /// least k of them with training data, a user for every client, and a catalogue.
+    static func preflight(dataset: Dataset, configuration c: Configuration, participants: Int?) throws {
+        guard !dataset.users.isEmpty else {
+            throw SimulationError.invalid("the dataset holds no users (users.jsonl is empty): nothing to segment, nothing was charged")
+        }
+        guard !dataset.items.isEmpty else { throw SimulationError.invalid("the dataset holds no items (items.jsonl is empty): no catalogue to recommend from") }
+        guard dataset.users.count >= c.k else {
+            throw SimulationError.invalid("k = \(c.k) segments need at least \(c.k) users; the dataset has \(dataset.users.count): lower --k")
+        }
+        guard let participants else { return }
+        guard participants >= c.k else {
+            throw SimulationError.invalid("k = \(c.k) segments need at least \(c.k) users with training data; \(participants) of \(dataset.users.count) have some (the rest are held out as new users): lower --k or add users")
+        }
+        guard participants >= c.clients else {
+            throw SimulationError.invalid("--clients \(c.clients) but only \(participants) users hold training data: every client needs a user; use --clients \(participants) or fewer")
+        }
+    }
+
+    /// The run the simulator starts: from the command line and public data only (seed phrases,
+    /// catalogue); nothing in it is computed from the users' data.
+    static func runParameters(_ c: Configuration, embedderID: String, dimension: Int, seedPhrases: [String], catalog: [String]) -> RunParameters {
+        var parameters = RunParameters(k: c.k, epsilon: c.epsilon, delta: c.delta)
+        parameters.embedderID = embedderID
+        parameters.dimension = dimension
+        parameters.rounds = c.rounds
+        parameters.clusteringShare = c.clusteringShare
+        parameters.minParticipants = max(c.privacyMode == .distributed ? 2 : 1, Int((Double(c.clients) * c.quorum).rounded(.down)))
+        parameters.privacyMode = c.privacyMode
+        // A public bound the operator chooses (never the dataset's size): distributed mode sizes
+        // its quantisation so that this many users' sum never wraps.
+        parameters.maxUsers = c.maxUsers
+        parameters.assumedColluders = c.assumedColluders
+        parameters.roundDeadlineSeconds = c.roundDeadlineSeconds
+        parameters.seed = c.seed
+        parameters.maxItemsPerUser = c.maxItemsPerUser
+        parameters.seedPhrases = seedPhrases
+        if seedPhrases.count < c.k { parameters.initialization = .random }
+        parameters.catalog = catalog
+        return parameters
+    }
+
     public func run(dataset: Dataset, log: @escaping @Sendable (String) -> Void = { _ in }) async throws -> Report {
         let c = configuration
         let clock = ContinuousClock()
@@ -154,6 +200,8 @@ public struct NetworkedSimulation: Sendable {
             guard c.clients >= 2 else { throw SimulationError.invalid("distributed mode needs at least 2 clients") }
             guard c.misbehave == nil else { throw SimulationError.invalid("--misbehave is only simulated in local mode") }
         }
+        // Every check that can fail runs here, before the run starts and anything is charged.
+        try Self.preflight(dataset: dataset, configuration: c, participants: nil)
         let (base, warning) = c.embedder.make()
         if let warning { log("warning: \(warning)") }
         let embedder: any Embedder = try c.cacheDirectory.map { try CachingEmbedder(base: base, directory: $0) } ?? base
@@ -162,6 +210,7 @@ public struct NetworkedSimulation: Sendable {
 
         // Shards: cold-start users hold no training data and do not take part.
         let participants = dataset.users.indices.filter { !prepared.coldStart[$0] }
+        try Self.preflight(dataset: dataset, configuration: c, participants: participants.count)
         let owner = c.partition.assign(users: participants, dataset: dataset, clients: c.clients, seed: c.seed)
         var members = [[Int]](repeating: [], count: c.clients)
         for (position, u) in participants.enumerated() { members[owner[position]].append(u) }
@@ -241,23 +290,12 @@ public struct NetworkedSimulation: Sendable {
         let misbehaving = chosen
 
         // The run: parameters from the command line; seed phrases and catalogue are public.
-        var parameters = RunParameters(k: c.k, epsilon: c.epsilon, delta: c.delta)
-        parameters.embedderID = prepared.embedderID
-        parameters.dimension = prepared.points.cols
-        parameters.rounds = c.rounds
-        parameters.clusteringShare = c.clusteringShare
-        parameters.minParticipants = max(c.privacyMode == .distributed ? 2 : 1, Int((Double(c.clients) * c.quorum).rounded(.down)))
-        parameters.privacyMode = c.privacyMode
-        // Distributed mode sizes its quantisation for at most this many users in the sum.
-        parameters.maxUsers = max(1, dataset.users.count)
-        parameters.roundDeadlineSeconds = c.roundDeadlineSeconds
-        parameters.seed = c.seed
-        parameters.maxItemsPerUser = c.maxItemsPerUser
         var phraseOrder = Array(prepared.itemTexts.indices)
         phraseOrder.shuffle(using: &rng)
-        parameters.seedPhrases = phraseOrder.prefix(c.maxSeedPhrases).map { prepared.itemTexts[$0] }
-        if parameters.seedPhrases.count < c.k { parameters.initialization = .random }
-        parameters.catalog = dataset.items.map(\.item)
+        let parameters = Self.runParameters(
+            c, embedderID: prepared.embedderID, dimension: prepared.points.cols,
+            seedPhrases: phraseOrder.prefix(c.maxSeedPhrases).map { prepared.itemTexts[$0] }, catalog: dataset.items.map(\.item)
+        )
         let rejectedBefore = AdminClient.rejectedUpdates(fromMetrics: try await admin.metricsText())
         let started_ = try await admin.startRun(parameters)
         let runID = started_.id
@@ -417,16 +455,15 @@ public struct NetworkedSimulation: Sendable {
                 await attempts.add("oversize")
                 _ = try? await transport.submit(round: answer.round, envelope: [UInt8](repeating: 0x46, count: (16 << 20) + 1))
             case .nan?:
-                // A well-sealed message whose contents break the plan: NaN sums, or (in the
-                // histogram rounds, whose counts are integers) the wrong number of counts.
+                // A well-sealed message whose contents break the plan: words far out of range
+                // (the wire carries integers, so no NaN), or the wrong number of counts.
                 let bytes: [UInt8]?
                 let kind: Fedseg_V1_MessageKind
                 if plan.phase == .clustering {
                     var update = Fedseg_V1_ClientUpdate()
                     update.runID = plan.runID
                     update.round = plan.round
-                    update.sums = [Float](repeating: .nan, count: Int(plan.k) * Int(plan.dimension))
-                    update.counts = [Float](repeating: 1, count: Int(plan.k))
+                    update.words = [Int64](repeating: .max, count: Int(plan.k) * Int(plan.dimension) + Int(plan.k))
                     (bytes, kind) = (try? update.serializedBytes(), .clientUpdate)
                 } else if plan.phase == .start {
                     var histogram = Fedseg_V1_StartHistogram()
@@ -461,7 +498,7 @@ public struct NetworkedSimulation: Sendable {
 
     /// A distributed round, stage by stage: every node still in the protocol answers the open
     /// stage (at most `concurrency` at once), then the simulator waits for the coordinator to open
-    /// the next. A node that drops out vanishes before one of the four stages, chosen at random.
+    /// the next. A node that drops out vanishes before one of the five stages, chosen at random.
     func playSecAggRound(
         publication: [UInt8], plan: Fedseg_V1_RoundPlan, nodes: [ClientNode], transport: HTTPCoordinatorTransport, seed: UInt64,
         suspendIdle: Bool, clock: ContinuousClock
@@ -471,15 +508,15 @@ public struct NetworkedSimulation: Sendable {
         var straggle = [Double?](repeating: nil, count: nodes.count)
         for index in nodes.indices {
             var chance = SeededRandom(seed: seed, stream: UInt64(index))
-            if chance.nextUniform() < c.dropout { dropAt[index] = Int(chance.next() % 4) }
+            if chance.nextUniform() < c.dropout { dropAt[index] = Int(chance.next() % 5) }
             straggle[index] = c.stragglers.flatMap { chance.nextUniform() < $0.probability ? $0.seconds : nil }
         }
         let phase = RunPhase(wire: plan.phase)?.rawValue ?? "unknown"
-        let names = ["advertise", "share", "mask", "unmask"]
+        let names = ["advertise", "share", "mask", "consistency", "unmask"]
         var live = Array(nodes.indices)
         let dropping = dropAt
         let delays = straggle
-        for stage in 0..<4 {
+        for stage in 0..<names.count {
             if stage > 0 {
                 guard try await waitForStage(stage + 1, round: plan.round, transport: transport, clock: clock) else { break }
             }

@@ -24,13 +24,15 @@ public final class RunningCoordinator: @unchecked Sendable {
     }
 
     /// Initialises a fresh state directory (unless it is already initialised) and picks a free port.
-    public init(stateDirectory: URL? = nil, port: Int? = nil) throws {
+    /// `totalEpsilon`: the lifetime budget `coordinator init` records (default: its own).
+    public init(stateDirectory: URL? = nil, port: Int? = nil, totalEpsilon: Double? = nil) throws {
         let directory = stateDirectory
             ?? FileManager.default.temporaryDirectory.appendingPathComponent("fedseg-coordinator-\(UUID().uuidString)", isDirectory: true)
         self.stateDirectory = directory
         self.port = try port ?? Self.freePort()
         if !FileManager.default.fileExists(atPath: directory.appendingPathComponent("coordinator.key").path) {
-            let result = try Executables.run("coordinator", ["init", "--state-dir", directory.path])
+            let budget = totalEpsilon.map { ["--total-epsilon", "\($0)"] } ?? []
+            let result = try Executables.run("coordinator", ["init", "--state-dir", directory.path] + budget)
             guard result.status == 0 else { throw Failure.didNotStart(result.stderr) }
         }
     }

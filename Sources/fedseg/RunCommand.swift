@@ -101,6 +101,9 @@ struct RunCommand: AsyncParsableCommand {
         @Option(name: .long, help: "Distributed mode: at most this many users in the federation (sizes the quantisation so sums never wrap).")
         var maxUsers = 1_000_000
 
+        @Option(name: .long, help: "Distributed mode: clients assumed to collude with the coordinator (noise shares are sized so the sum keeps its σ without theirs).")
+        var assumedColluders = 1
+
         @Option(name: .long, help: "Seed for the start.")
         var seed: UInt64 = 1
 
@@ -121,6 +124,7 @@ struct RunCommand: AsyncParsableCommand {
             parameters.seed = seed
             parameters.privacyMode = privacyMode
             parameters.maxUsers = maxUsers
+            parameters.assumedColluders = assumedColluders
             parameters.startHistogramShare = startHistogramShare
             func lines(_ path: String) throws -> [String] {
                 try String(contentsOfFile: path, encoding: .utf8).split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }

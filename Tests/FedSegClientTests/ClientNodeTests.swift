@@ -45,7 +45,11 @@ final class Fixture: Sendable {
     }
 
     func plan(round: UInt64, sumStd: Double = 2, countStd: Double = 2, forged: Bool = false) throws -> [UInt8] {
+        let grid = FixedPointNoise.local(noise: SumCountNoise(clipNorm: 1, sumStd: sumStd, countStd: countStd), k: 2, dimension: 4)
         let plan = Fedseg_V1_RoundPlan.with {
+            $0.sumScale = grid.sumScale
+            $0.countScale = grid.countScale
+            $0.integerSigma = grid.clientSigma
             $0.protocolVersion = fedsegProtocolVersion
             $0.runID = "run-test"
             $0.round = round
@@ -74,6 +78,13 @@ final class Fixture: Sendable {
     }
 }
 
+/// A peer's enrolled identity, held by reference (the key itself is not copyable).
+final class PeerIdentity: Sendable {
+    let identity = NodeIdentity()
+    var signingKey: Data { Data(identity.signing.publicKey.bytes) }
+    func sign(_ statement: [UInt8]) -> Data { Data(identity.signing.signature(for: statement)) }
+}
+
 @Suite("Client node")
 struct ClientNodeTests {
     @Test("a round is charged once and answered with the same bytes however often it is asked, across restarts")
@@ -89,10 +100,16 @@ struct ClientNodeTests {
         // The coordinator can open it, and the statistics carry the plan's shape.
         let opened = try Envelope.open(first.envelope, recipient: fixture.coordinator.keyAgreement, senderPublicKey: node.keys.identity.keyAgreement.publicKey)
         let update = try Fedseg_V1_ClientUpdate(serializedBytes: opened.plaintext)
-        #expect(update.sums.count == 8 && update.counts.count == 2 && update.round == 7)
-        // The ledger charges the z the node computes from the plan's own numbers.
+        #expect(update.words.count == 8 + 2 && update.round == 7)
+        // The ledger charges the z the node computes from the plan's grid and σ: a discrete
+        // Gaussian (no float noise), at the planned z to within the grid's rounding term.
         let record = try #require(try await node.ledger().records().first)
-        #expect(abs(record.noiseMultiplier - SumCountNoise(clipNorm: 1, sumStd: 2, countStd: 2).noiseMultiplier) < 1e-12)
+        #expect(record.mechanism == "discrete_gaussian")
+        let planned = SumCountNoise(clipNorm: 1, sumStd: 2, countStd: 2).noiseMultiplier
+        #expect(abs(record.noiseMultiplier - planned) < 1e-9 * planned)
+        // The counts decode to the node's 30 users plus noise of the plan's size.
+        let decoded = FixedPointNoise.local(noise: SumCountNoise(clipNorm: 1, sumStd: 2, countStd: 2), k: 2, dimension: 4).decode(integers: update.words)
+        #expect(abs(decoded.counts.reduce(0, +) - 30) < 6 * 2 * 2.0.squareRoot())
 
         // A restarted node (same directory) still answers with the stored bytes.
         try await node.suspend()
@@ -120,6 +137,17 @@ struct ClientNodeTests {
         #expect(try await node.ledger().records().isEmpty)
         let opened = try Envelope.open(answer.envelope, recipient: fixture.coordinator.keyAgreement, senderPublicKey: node.keys.identity.keyAgreement.publicKey)
         #expect(try Fedseg_V1_Decline(serializedBytes: opened.plaintext).reason == "budget")
+    }
+
+    @Test("a node with no users declines before sampling or charging anything")
+    func noUsers() async throws {
+        let fixture = try Fixture()
+        let data = ClientData(userIDs: [], points: Matrix(rows: 0, cols: 4), items: [])
+        let node = try ClientNode(directory: fixture.directory, id: "client-1", embedderID: "hashing-v1-d4-s0", data: data, epsilonBudget: 8, delta: 1e-6)
+        await node.pin(signing: fixture.coordinator.signing.publicKey, kx: fixture.coordinator.keyAgreement.publicKey)
+        let answer = try await node.answer(try fixture.plan(round: 4))
+        #expect(answer.kind == .decline && answer.declineReason == "no_users")
+        #expect(try await node.ledger().records().isEmpty)
     }
 
     @Test("a plan for another embedder is declined")
@@ -184,8 +212,9 @@ struct ClientNodeSecAggTests {
             $0.secagg = .with {
                 $0.cohort = cohort
                 $0.degree = 2
-                $0.threshold = 1
+                $0.threshold = 2
                 $0.minSurvivors = 3
+                $0.assumedColluders = 1
                 $0.graphSeed = 9
                 $0.length = 10
                 $0.sumScale = 4096
@@ -206,7 +235,7 @@ struct ClientNodeSecAggTests {
         return view
     }
 
-    @Test("a node advertises, shares with its neighbours only, charges its masked input once, and refuses to reveal to too few survivors")
+    @Test("a node signs its keys, shares only with neighbours whose keys their identity signed, charges its masked input once, signs one survivor set, and reveals only when t neighbours signed the same")
     func stages() async throws {
         let fixture = try Fixture()
         let node = try await fixture.node()
@@ -218,17 +247,31 @@ struct ClientNodeSecAggTests {
         #expect(advertise.kind == .secaggAdvertise)
         #expect(try await node.secAggAdvertise(publication).envelope == advertise.envelope, "asked again, the same bytes")
         #expect(try await node.ledger().records().isEmpty, "advertising keys releases nothing")
+        // The advertisement carries a signature by the node's enrolled key over its keys.
+        let opened = try Envelope.open(advertise.envelope, recipient: fixture.coordinator.keyAgreement, senderPublicKey: node.keys.identity.keyAgreement.publicKey)
+        let advertised = try Fedseg_V1_SecAggAdvertise(serializedBytes: opened.plaintext)
+        let statement = SecAggSigning.advertisement(
+            runID: plan.runID, round: 7, clientID: "client-1", encryptionKey: advertised.encryptionKey, maskingKey: advertised.maskingKey
+        )
+        #expect(node.keys.identity.signing.publicKey.isValidSignature([UInt8](advertised.signature), for: statement))
 
-        // The neighbours' keys as the coordinator would route them.
+        // The neighbours, each with an enrolled identity that signs its per-round keys.
         let me = 1
         let graph = NeighborGraph(clients: cohort.count, degree: 2, seed: 9)
         let neighbours = graph.neighbors[me]
+        let identities = Dictionary(uniqueKeysWithValues: neighbours.map { ($0, PeerIdentity()) })
         let peers = neighbours.map { _ in (KeyAgreement.PrivateKey().publicKey, KeyAgreement.PrivateKey().publicKey) }
-        func entry(_ index: Int, _ keys: (KeyAgreement.PublicKey, KeyAgreement.PublicKey)) -> Fedseg_V1_SecAggStage.Advertisement {
-            .with {
+        func entry(_ index: Int, _ keys: (KeyAgreement.PublicKey, KeyAgreement.PublicKey), signer: PeerIdentity? = nil) -> Fedseg_V1_SecAggStage.Advertisement {
+            let identity = signer ?? identities[index] ?? PeerIdentity()
+            let statement = SecAggSigning.advertisement(
+                runID: plan.runID, round: plan.round, clientID: cohort[index], encryptionKey: Data(keys.0.bytes), maskingKey: Data(keys.1.bytes)
+            )
+            return .with {
                 $0.index = UInt32(index)
                 $0.encryptionKey = Data(keys.0.bytes)
                 $0.maskingKey = Data(keys.1.bytes)
+                $0.signingKey = (identities[index] ?? identity).signingKey
+                $0.signature = identity.sign(statement)
             }
         }
         let outsider = try #require(Set(0..<cohort.count).subtracting(neighbours + [me]).first)
@@ -239,6 +282,15 @@ struct ClientNodeSecAggTests {
         let stranger = NodeIdentity()
         let unsigned = try signed(view(plan, stage: .secaggStageShare), kind: .secaggStage, by: stranger)
         await #expect(throws: ClientNode.NodeError.badSignature) { _ = try await node.secAggStep(unsigned) }
+        let impostor = PeerIdentity()
+        // Keys the coordinator substituted (signed by someone else than the neighbour's identity).
+        let substituted = view(plan, stage: .secaggStageShare) { v in
+            v.directory = zip(neighbours, peers).map { entry($0, $1) }
+            v.directory[0] = entry(neighbours[0], (KeyAgreement.PrivateKey().publicKey, KeyAgreement.PrivateKey().publicKey), signer: impostor)
+        }
+        await #expect(throws: ClientNode.NodeError.self, "keys not signed by the neighbour's identity are refused") {
+            _ = try await node.secAggStep(try self.signed(substituted, kind: .secaggStage, by: fixture.coordinator))
+        }
 
         let directory = view(plan, stage: .secaggStageShare) { v in v.directory = zip(neighbours, peers).map { entry($0, $1) } }
         let shares = try #require(try await node.secAggStep(try signed(directory, kind: .secaggStage, by: fixture.coordinator)))
@@ -251,16 +303,64 @@ struct ClientNodeSecAggTests {
         #expect(try await node.secAggStep(mask)?.envelope == masked.envelope)
         let records = try await node.ledger().records()
         #expect(records.count == 1 && records[0].mode == "distributed" && records[0].releaseID == "run-test/round-7")
-        // σ_total = 6000·√3, Δ = √(4096² + 4096²) + √10.
-        let z = 6000 * 3.0.squareRoot() / ((2 * 4096.0 * 4096).squareRoot() + 10.0.squareRoot())
+        // One assumed colluder of 3 minimum survivors: σ_total = 6000·√2, Δ = √(4096² + 4096²) + √10.
+        let z = 6000 * 2.0.squareRoot() / ((2 * 4096.0 * 4096).squareRoot() + 10.0.squareRoot())
         #expect(abs(records[0].noiseMultiplier - z) < 1e-9)
 
-        // Unmask: two survivors are fewer than the plan's minimum of three.
-        let few = try signed(view(plan, stage: .secaggStageUnmask) { $0.survivors = [UInt32(me), UInt32(neighbours[0])] }, kind: .secaggStage, by: fixture.coordinator)
+        // Consistency: two survivors are fewer than the plan's minimum of three; then one set signed.
+        let few = try signed(view(plan, stage: .secaggStageConsistency) { $0.survivors = [UInt32(me), UInt32(neighbours[0])] }, kind: .secaggStage, by: fixture.coordinator)
         await #expect(throws: ClientNode.NodeError.self) { _ = try await node.secAggStep(few) }
-        let enough = try signed(view(plan, stage: .secaggStageUnmask) { $0.survivors = [0, 1, 2, 3] }, kind: .secaggStage, by: fixture.coordinator)
+        // This node and both its neighbours: the minimum of three, and t = 2 neighbours can sign.
+        let survivors = (neighbours + [me]).sorted().map(UInt32.init)
+        let consistency = try #require(try await node.secAggStep(try signed(view(plan, stage: .secaggStageConsistency) { $0.survivors = survivors }, kind: .secaggStage, by: fixture.coordinator)))
+        #expect(consistency.kind == .secaggConsistency)
+        let signedSet = try Fedseg_V1_SecAggConsistency(serializedBytes: try Envelope.open(consistency.envelope, recipient: fixture.coordinator.keyAgreement, senderPublicKey: node.keys.identity.keyAgreement.publicKey).plaintext)
+        let survivorStatement = SecAggSigning.survivors(runID: plan.runID, round: 7, survivors: survivors)
+        #expect(node.keys.identity.signing.publicKey.isValidSignature([UInt8](signedSet.signature), for: survivorStatement))
+
+        // Unmask. A coordinator that lies about who survived: another set than the one signed.
+        func signatures(_ of: [Int], over set: [UInt32]) -> [Fedseg_V1_SecAggStage.SurvivorSignature] {
+            of.map { v in
+                .with {
+                    $0.index = UInt32(v)
+                    $0.signature = identities[v]!.sign(SecAggSigning.survivors(runID: plan.runID, round: 7, survivors: set))
+                }
+            }
+        }
+        let inSet = neighbours.filter { survivors.contains(UInt32($0)) }
+        let otherSet: [UInt32] = [0, 1, 2, 3, 4]
+        let lie = try signed(view(plan, stage: .secaggStageUnmask) { $0.survivors = otherSet; $0.survivorSignatures = signatures(inSet, over: otherSet) }, kind: .secaggStage, by: fixture.coordinator)
+        await #expect(throws: ClientNode.NodeError.self, "a survivor set other than the signed one") { _ = try await node.secAggStep(lie) }
+        // Fewer than t = 2 neighbours' signatures on the set (one, and one forged): no reveal.
+        let forgedSignature = Fedseg_V1_SecAggStage.SurvivorSignature.with {
+            $0.index = UInt32(inSet[1])
+            $0.signature = impostor.sign(survivorStatement)
+        }
+        let short = try signed(view(plan, stage: .secaggStageUnmask) { $0.survivors = survivors; $0.survivorSignatures = signatures([inSet[0]], over: survivors) + [forgedSignature] }, kind: .secaggStage, by: fixture.coordinator)
+        await #expect(throws: ClientNode.NodeError.self, "one valid neighbour signature is below t") { _ = try await node.secAggStep(short) }
+        let enough = try signed(view(plan, stage: .secaggStageUnmask) { $0.survivors = survivors; $0.survivorSignatures = signatures(inSet, over: survivors) }, kind: .secaggStage, by: fixture.coordinator)
         let reveals = try #require(try await node.secAggStep(enough))
         #expect(reveals.kind == .secaggUnmask)
+
+        // Next round, the coordinator hands a neighbour a different identity key: refused.
+        await node.endSecAgg()
+        let next = self.plan(round: 8, cohort: cohort)
+        _ = try await node.secAggAdvertise(try signed(next, kind: .roundPlan, by: fixture.coordinator))
+        let swapped = view(next, stage: .secaggStageShare) { v in
+            v.directory = zip(neighbours, peers).map { index, keys in
+                let statement = SecAggSigning.advertisement(runID: next.runID, round: 8, clientID: cohort[index], encryptionKey: Data(keys.0.bytes), maskingKey: Data(keys.1.bytes))
+                return .with {
+                    $0.index = UInt32(index)
+                    $0.encryptionKey = Data(keys.0.bytes)
+                    $0.maskingKey = Data(keys.1.bytes)
+                    $0.signingKey = impostor.signingKey
+                    $0.signature = impostor.sign(statement)
+                }
+            }
+        }
+        await #expect(throws: ClientNode.NodeError.self, "an identity key other than the one pinned") {
+            _ = try await node.secAggStep(try self.signed(swapped, kind: .secaggStage, by: fixture.coordinator))
+        }
     }
 
     @Test("a distributed plan that breaks the protocol's rules is refused")
@@ -279,6 +379,12 @@ struct ClientNodeSecAggTests {
         var duplicate = good
         duplicate.secagg.cohort = ["a", "a", "c", "d"]
         #expect(throws: ProtocolError.self) { try duplicate.validate() }
+        var lowThreshold = good
+        lowThreshold.secagg.threshold = 1
+        #expect(throws: ProtocolError.invalidField("secagg.threshold", "must exceed degree / 2")) { try lowThreshold.validate() }
+        var allColluding = good
+        allColluding.secagg.assumedColluders = 3
+        #expect(throws: ProtocolError.self) { try allColluding.validate() }
         var missing = good
         missing.clearSecagg()
         #expect(throws: ProtocolError.self) { try missing.validate() }

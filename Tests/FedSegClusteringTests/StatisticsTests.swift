@@ -84,3 +84,27 @@ struct StatisticsTests {
         #expect(abs(stats.inertia - direct) / direct < 1e-4)
     }
 }
+
+@Suite("Clipped statistics")
+struct ClippedStatisticsTests {
+    @Test("property: one user's clipped contribution to the Double sums has norm ≤ C exactly (the norm is taken in Double)")
+    func contributionWithinBound() {
+        var rng = SeededRandom(seed: 77)
+        let d = 384
+        var above = 0
+        for trial in 0..<500 {
+            let clip: Float = [1, 0.8, 2.5][trial % 3]
+            var row = (0..<d).map { _ in Float(rng.nextUniform() * 2 - 1) }
+            let rowNorm = row.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot()
+            // Right at and just above the bound, where Float norms disagree with Double ones.
+            let target = Double(clip) * (1 + rng.nextUniform() * 1e-4)
+            row = row.map { Float(Double($0) * target / rowNorm) }
+            let statistics = LocalStatistics.compute(
+                points: Matrix(rows: 1, cols: d, storage: row), centroids: Matrix(rows: 1, cols: d), clipNorm: clip
+            )
+            let sumNorm = statistics.sums.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            if sumNorm > Double(clip) { above += 1 }
+        }
+        #expect(above == 0, "\(above) of 500 contributions ended above C")
+    }
+}

@@ -13,6 +13,31 @@ import Testing
 @testable import FedSegCoordinator
 
 /// A simulated client for driving the state machine directly: its keys and a way to seal.
+extension TestClient {
+    /// Per-round keys advertised as a node does: signed with the enrolled identity key.
+    func advertisement(_ plan: Fedseg_V1_RoundPlan, encryptionKey: KeyAgreement.PublicKey, maskingKey: KeyAgreement.PublicKey) -> Fedseg_V1_SecAggAdvertise {
+        let statement = SecAggSigning.advertisement(
+            runID: plan.runID, round: plan.round, clientID: id, encryptionKey: Data(encryptionKey.bytes), maskingKey: Data(maskingKey.bytes)
+        )
+        return .with {
+            $0.runID = plan.runID
+            $0.round = plan.round
+            $0.encryptionKey = Data(encryptionKey.bytes)
+            $0.maskingKey = Data(maskingKey.bytes)
+            $0.signature = Data(keys.signing.signature(for: statement))
+        }
+    }
+
+    /// A survivor's consistency message: its signature on the survivor set.
+    func consistency(_ plan: Fedseg_V1_RoundPlan, survivors: [UInt32]) -> Fedseg_V1_SecAggConsistency {
+        .with {
+            $0.runID = plan.runID
+            $0.round = plan.round
+            $0.signature = Data(keys.signing.signature(for: SecAggSigning.survivors(runID: plan.runID, round: plan.round, survivors: survivors)))
+        }
+    }
+}
+
 final class TestClient: Sendable {
     let id: String
     let keys: NodeIdentity
@@ -79,15 +104,20 @@ func offer(
     return try await coordinator.accept(decoded, envelope: sealed, round: plan.round)
 }
 
+/// A local clustering update with these (already "noised") values on the plan's fixed-point
+/// grid, rounded to the nearest step: what a client sends, without its noise.
+func gridUpdate(_ plan: Fedseg_V1_RoundPlan, sums: [Float], counts: [Float]) -> Fedseg_V1_ClientUpdate {
+    .with {
+        $0.runID = plan.runID
+        $0.round = plan.round
+        $0.words = sums.map { Int64((Double($0) * plan.sumScale).rounded()) } + counts.map { Int64((Double($0) * plan.countScale).rounded()) }
+    }
+}
+
 @Suite("Coordinator state machine")
 struct CoordinatorStateTests {
     func update(_ plan: Fedseg_V1_RoundPlan, sums: [Float], counts: [Float]) -> Fedseg_V1_ClientUpdate {
-        .with {
-            $0.runID = plan.runID
-            $0.round = plan.round
-            $0.sums = sums
-            $0.counts = counts
-        }
+        gridUpdate(plan, sums: sums, counts: counts)
     }
 
     func enroll(_ count: Int, in coordinator: Coordinator, prefix: String = "c") throws -> [TestClient] {
@@ -132,7 +162,9 @@ struct CoordinatorStateTests {
         }
         let rounds = try coordinator.store.rounds(run: first.plan.runID)
         #expect(rounds.first?.status == .committed)
-        #expect(rounds.first.flatMap { $0.counts.map(Packing.unpackDoubles) } == [9, 12.5])
+        // Exact to the grid: each client's count is rounded to one step of 1/count_scale.
+        let released = try #require(rounds.first.flatMap { $0.counts.map(Packing.unpackDoubles) })
+        #expect(zip(released, [9, 12.5]).allSatisfy { abs($0 - $1) <= 3 / first.plan.countScale })
         #expect(try coordinator.store.ledger.records().count == 2, "the commit does not charge again")
         // A late update for the closed round (from a client enrolled since) is refused and leaves
         // no record, so its retry is refused the same way rather than taken for delivered; a
@@ -230,6 +262,7 @@ struct CoordinatorStateTests {
     @Test("the last clustering round, its charge and the switch to recommendation commit together or not at all")
     func phaseSwitchIsOneTransaction() async throws {
         let coordinator = try makeCoordinator(try temporaryDirectory(), clock: ManualWallClock())
+        _ = try enroll(1, in: coordinator)
         var parameters = smallRun(rounds: 1, minParticipants: 1)
         parameters.catalog = ["a", "b", "c"]
         parameters.clusteringShare = 0.7
@@ -299,6 +332,61 @@ struct CoordinatorStateTests {
         await #expect(throws: CoordinatorError.self) { try await coordinator.start(try RunStart.prepare(smallRun(), settings: coordinator.settings)) }
         #expect(await coordinator.snapshot() == nil)
         #expect(try coordinator.store.runs().isEmpty)
+    }
+
+    @Test("the lifetime budget is durable: a restart with another total is refused, no total takes the recorded one, a change is an admin ledger record")
+    func durableBudget() async throws {
+        let directory = try temporaryDirectory()
+        let first = try makeCoordinator(directory, totalEpsilon: 16)
+        #expect(try first.store.ledger.budget(for: Coordinator.allUsers)?.epsilon == 16)
+        // A second process (or a restart) configured with another total: refused, saying how to change it.
+        var settings = first.settings
+        settings.totalEpsilon = 100
+        do {
+            _ = try Coordinator(store: first.store, keys: first.keys, settings: settings, metrics: CoordinatorMetrics(), logger: Logger(label: "test"))
+            Issue.record("a start that disagrees with the recorded budget must be refused")
+        } catch let error as CoordinatorError {
+            #expect(error.description.contains("records a lifetime budget of ε = 16.0") && error.description.contains("fedseg privacy budget set"))
+        }
+        #expect(try first.store.ledger.budget(for: Coordinator.allUsers)?.epsilon == 16, "nothing changed")
+        // No total configured: the recorded budget stands.
+        settings.totalEpsilon = nil
+        let restarted = try Coordinator(store: first.store, keys: first.keys, settings: settings, metrics: CoordinatorMetrics(), logger: Logger(label: "test"))
+        #expect(try restarted.store.ledger.budget(for: Coordinator.allUsers)?.epsilon == 16)
+        // The admin action: recorded with its reason, shown by the audit; refused during a run.
+        let budget = try await restarted.setLifetimeBudget(epsilon: 24, delta: nil, reason: "board approved 2027 runs")
+        #expect(budget.epsilon == 24 && budget.delta == 1e-5)
+        let audit = try LedgerAudit.run(restarted.store.ledger)
+        #expect(audit.verified && audit.budgetChanges.map(\.reason) == ["first start", "admin: board approved 2027 runs"])
+        _ = try enroll(1, in: restarted)
+        _ = try await restarted.start(try RunStart.prepare(smallRun(minParticipants: 1), settings: restarted.settings))
+        await #expect(throws: CoordinatorError.self) { _ = try await restarted.setLifetimeBudget(epsilon: 30, delta: nil, reason: "mid-run") }
+    }
+
+    @Test("the daemon refuses to serve a state directory whose recorded budget its configuration contradicts")
+    func daemonBudgetMismatch() async throws {
+        let state = try temporaryDirectory().appendingPathComponent("state").path
+        _ = try CoordinatorDaemon.initialize(stateDirectory: state, totalEpsilon: 4, totalDelta: 1e-6)
+        var configuration = CoordinatorConfiguration()
+        configuration.stateDirectory = state
+        configuration.port = 0
+        configuration.totalEpsilon = 100
+        await #expect(throws: CoordinatorError.self) { _ = try await CoordinatorDaemon.buildCoordinator(configuration, logger: Logger(label: "test")) }
+        configuration.totalEpsilon = nil
+        _ = try await CoordinatorDaemon.buildCoordinator(configuration, logger: Logger(label: "test"))
+        let ledger = try PrivacyLedger(path: URL(fileURLWithPath: state).appendingPathComponent(CoordinatorStore.fileName).path)
+        #expect(try ledger.budget(for: Coordinator.allUsers) == .init(population: Coordinator.allUsers, epsilon: 4, delta: 1e-6))
+        #expect(try ledger.budgetHistory().map(\.reason) == ["coordinator init"])
+    }
+
+    @Test("a run whose quorum cannot be met by the enrolled clients is refused before anything is charged")
+    func quorumBeforeCharge() async throws {
+        let coordinator = try makeCoordinator(try temporaryDirectory(), clock: ManualWallClock())
+        _ = try enroll(1, in: coordinator)
+        await #expect(throws: CoordinatorError.self) {
+            _ = try await coordinator.start(try RunStart.prepare(smallRun(minParticipants: 2), settings: coordinator.settings))
+        }
+        #expect(try coordinator.store.runs().isEmpty && coordinator.store.ledger.records().isEmpty)
     }
 
     @Test("a run's planned releases compose to its ε; a catalogue adds the recommendation release")
@@ -382,7 +470,7 @@ struct ConfigurationTests {
     func sample() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let c = try CoordinatorConfiguration.load(path: root.appendingPathComponent("coordinator/coordinator.toml").path)
-        #expect(c.port == 7700 && c.host == "127.0.0.1" && c.totalEpsilon == 16)
+        #expect(c.port == 7700 && c.host == "127.0.0.1" && c.totalEpsilon == nil, "the budget is the ledger's")
     }
 
     @Test("unknown keys and bad values are refused with the key named")

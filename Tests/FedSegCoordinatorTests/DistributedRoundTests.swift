@@ -57,14 +57,21 @@ struct DistributedRoundTests {
         }
 
         // Stage 1: every client advertises; a share sent now is "not yet" (refused by kind).
+        // An advertisement not signed by the sender's enrolled key is refused before it is recorded.
+        let unsigned = Fedseg_V1_SecAggAdvertise.with {
+            $0.runID = plan.runID
+            $0.round = plan.round
+            $0.encryptionKey = Data(KeyAgreement.PrivateKey().publicKey.bytes)
+            $0.maskingKey = Data(KeyAgreement.PrivateKey().publicKey.bytes)
+            $0.signature = Data(Signing.PrivateKey().signature(for: [1, 2, 3]))
+        }
+        await #expect(throws: UpdateIntake.Rejection.invalid(.invalidField("signature", "does not verify with the sender's enrolled signing key"))) {
+            _ = try await sealAndSubmit(unsigned, kind: .secaggAdvertise, index: 0)
+        }
         for (i, client) in clients.enumerated() {
             let keys = client.advertise()
-            let outcome = try await sealAndSubmit(Fedseg_V1_SecAggAdvertise.with {
-                $0.runID = plan.runID
-                $0.round = plan.round
-                $0.encryptionKey = Data(keys.encryptionKey.bytes)
-                $0.maskingKey = Data(keys.maskingKey.bytes)
-            }, kind: .secaggAdvertise, index: i)
+            let message = identities[a.cohort[i]]!.advertisement(plan, encryptionKey: keys.encryptionKey, maskingKey: keys.maskingKey)
+            let outcome = try await sealAndSubmit(message, kind: .secaggAdvertise, index: i)
             #expect(outcome == .added)
         }
         // Stage 2: each client's view lists exactly its neighbours; everyone shares.
@@ -72,6 +79,13 @@ struct DistributedRoundTests {
             let stage = try await view(coordinator, round: plan.round, client: a.cohort[i])
             #expect(stage.stage == .secaggStageShare)
             #expect(Set(stage.directory.map { Int($0.index) }) == Set(graph.neighbors[i]))
+            // Each entry carries the neighbour's enrolled key and its signature over its keys.
+            for entry in stage.directory {
+                let peer = a.cohort[Int(entry.index)]
+                #expect(entry.signingKey == Data(identities[peer]!.keys.signing.publicKey.bytes))
+                let statement = SecAggSigning.advertisement(runID: plan.runID, round: plan.round, clientID: peer, encryptionKey: entry.encryptionKey, maskingKey: entry.maskingKey)
+                #expect(try Signing.PublicKey(bytes: [UInt8](entry.signingKey)).isValidSignature([UInt8](entry.signature), for: statement))
+            }
             let directory = Dictionary(uniqueKeysWithValues: try stage.directory.map {
                 (Int($0.index), SecAgg.Advertisement(client: Int($0.index), encryptionKey: try KeyAgreement.PublicKey(bytes: [UInt8]($0.encryptionKey)), maskingKey: try KeyAgreement.PublicKey(bytes: [UInt8]($0.maskingKey))))
             })
@@ -116,15 +130,29 @@ struct DistributedRoundTests {
         #expect(try await view(coordinator, round: plan.round, client: nil).stage == .secaggStageMask)
         clock.advance(by: plan.secagg.stageSeconds + 0.1)
         try await coordinator.tick()
+        let consistencyView = try await view(coordinator, round: plan.round, client: a.cohort[1])
+        #expect(consistencyView.stage == .secaggStageConsistency)
+        #expect(Set(consistencyView.survivors.map(Int.init)) == Set(0..<n).subtracting(dropped))
+        // Stage 4: every survivor signs the survivor set it was shown.
+        for i in 0..<n where !dropped.contains(i) {
+            let message = identities[a.cohort[i]]!.consistency(plan, survivors: consistencyView.survivors)
+            #expect(try await sealAndSubmit(message, kind: .secaggConsistency, index: i) == .added)
+        }
         let unmaskView = try await view(coordinator, round: plan.round, client: a.cohort[1])
         #expect(unmaskView.stage == .secaggStageUnmask)
-        #expect(Set(unmaskView.survivors.map(Int.init)) == Set(0..<n).subtracting(dropped))
+        #expect(unmaskView.survivors == consistencyView.survivors)
+        // The view forwards the neighbours' signatures, which verify over that set.
+        let survivorStatement = SecAggSigning.survivors(runID: plan.runID, round: plan.round, survivors: unmaskView.survivors)
+        #expect(Set(unmaskView.survivorSignatures.map(\.index)) == Set(graph.neighbors[1].filter { !dropped.contains($0) }.map(UInt32.init)))
+        for entry in unmaskView.survivorSignatures {
+            #expect(identities[a.cohort[Int(entry.index)]]!.keys.signing.publicKey.isValidSignature([UInt8](entry.signature), for: survivorStatement))
+        }
         // A masked input now is late.
         let lateMask = UpdateIntake.Decoded(clientID: a.cohort[0], kind: UInt8(Fedseg_V1_MessageKind.secaggMaskedInput.rawValue), message: .secAggMaskedInput(.init()))
         #expect(try await coordinator.accept(lateMask, envelope: [], round: plan.round) == .late("round \(plan.round) no longer takes this message from \(a.cohort[0])"))
         #expect(try !coordinator.store.registry.wasAccepted(clientID: a.cohort[0], round: plan.round, kind: lateMask.kind), "a late message leaves no record")
 
-        // Stage 4: survivors reveal; the round commits with the exact sum of the survivors' counts.
+        // Stage 5: survivors reveal; the round commits with the exact sum of the survivors' counts.
         for (i, client) in clients.enumerated() where !dropped.contains(i) {
             let reveals = try client.unmask(survivors: Set(unmaskView.survivors.map(Int.init)))
             _ = try await sealAndSubmit(Fedseg_V1_SecAggUnmask.with {
@@ -146,7 +174,10 @@ struct DistributedRoundTests {
         #expect(released == countSum.map { Double(Int32(bitPattern: $0)) / a.countScale })
         let records = try coordinator.store.ledger.records()
         #expect(records.count == 2 && records.allSatisfy { $0.mode == "distributed" })
-        let z = DistributedNoise(clipNorm: plan.clipNorm, k: 2, dimension: 4, minimumSurvivors: 5, sumScale: a.sumScale, countScale: a.countScale, clientSigma: a.clientSigma).noiseMultiplier
+        let z = FixedPointNoise(
+            clipNorm: plan.clipNorm, k: 2, dimension: 4, minimumSurvivors: 5, assumedColluders: Int(a.assumedColluders), sumScale: a.sumScale,
+            countScale: a.countScale, clientSigma: a.clientSigma
+        ).noiseMultiplier
         #expect(records.allSatisfy { abs($0.noiseMultiplier - z) < 1e-9 * z }, "the charge is the z the clients' shares add up to")
     }
 
@@ -168,24 +199,17 @@ struct DistributedRoundTests {
         let plan = try #require(await coordinator.snapshot()).plan
         // Only two of four advertise; the stage closes at its deadline below the minimum of 3.
         for id in plan.secagg.cohort.prefix(2) {
-            let keys = (KeyAgreement.PrivateKey().publicKey, KeyAgreement.PrivateKey().publicKey)
-            _ = try await submitAs(identities[id]!, Fedseg_V1_SecAggAdvertise.with {
-                $0.runID = plan.runID
-                $0.round = plan.round
-                $0.encryptionKey = Data(keys.0.bytes)
-                $0.maskingKey = Data(keys.1.bytes)
-            }, kind: .secaggAdvertise, coordinator: coordinator)
+            let message = identities[id]!.advertisement(plan, encryptionKey: KeyAgreement.PrivateKey().publicKey, maskingKey: KeyAgreement.PrivateKey().publicKey)
+            _ = try await submitAs(identities[id]!, message, kind: .secaggAdvertise, coordinator: coordinator)
         }
         // A message from outside the cohort is refused before it is recorded.
         let outsider = TestClient(id: "outsider")
         try coordinator.store.registry.add(id: "outsider", signingKey: outsider.keys.signing.publicKey, kxKey: outsider.keys.keyAgreement.publicKey)
         await #expect(throws: UpdateIntake.Rejection.self) {
-            try await self.submitAs(outsider, Fedseg_V1_SecAggAdvertise.with {
-                $0.runID = plan.runID
-                $0.round = plan.round
-                $0.encryptionKey = Data(KeyAgreement.PrivateKey().publicKey.bytes)
-                $0.maskingKey = Data(KeyAgreement.PrivateKey().publicKey.bytes)
-            }, kind: .secaggAdvertise, coordinator: coordinator)
+            try await self.submitAs(
+                outsider, outsider.advertisement(plan, encryptionKey: KeyAgreement.PrivateKey().publicKey, maskingKey: KeyAgreement.PrivateKey().publicKey),
+                kind: .secaggAdvertise, coordinator: coordinator
+            )
         }
         clock.advance(by: plan.secagg.stageSeconds + 0.1)
         try await coordinator.tick()

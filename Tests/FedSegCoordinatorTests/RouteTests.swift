@@ -61,12 +61,7 @@ struct RouteTests {
     }
 
     func update(_ plan: Fedseg_V1_RoundPlan, sums: Float = 0.1) -> Fedseg_V1_ClientUpdate {
-        .with {
-            $0.runID = plan.runID
-            $0.round = plan.round
-            $0.sums = [Float](repeating: sums, count: Int(plan.k * plan.dimension))
-            $0.counts = [Float](repeating: 1, count: Int(plan.k))
-        }
+        gridUpdate(plan, sums: [Float](repeating: sums, count: Int(plan.k * plan.dimension)), counts: [Float](repeating: 1, count: Int(plan.k)))
     }
 
     @Test("health, metrics, enrollment, the open round, models and the admin API, each with its errors")
@@ -161,6 +156,18 @@ struct RouteTests {
             #expect(try await client.execute(uri: "/admin/v1/segments", method: .get, headers: admin).status == .ok)
             let ledger = try await client.execute(uri: "/admin/v1/ledger", method: .get, headers: admin)
             #expect(ledger.status == .ok && String(buffer: ledger.body).contains(summary.id))
+            // The lifetime budget: changed only with the token and a reason; recorded and audited.
+            let change = ByteBuffer(string: #"{"epsilon": 20, "reason": "approved"}"#)
+            try expectError(try await client.execute(uri: "/admin/v1/privacy/budget", method: .post, body: change), .unauthorized, .unauthorized)
+            try expectError(
+                try await client.execute(uri: "/admin/v1/privacy/budget", method: .post, headers: admin, body: ByteBuffer(string: #"{"epsilon": 20, "reason": ""}"#)),
+                .badRequest, .badRequest
+            )
+            let changed = try await client.execute(uri: "/admin/v1/privacy/budget", method: .post, headers: admin, body: change)
+            #expect(changed.status == .ok)
+            #expect(try JSONDecoder().decode(BudgetRequest.self, from: Data([UInt8](buffer: changed.body))) == BudgetRequest(epsilon: 20, delta: 1e-5, reason: "approved"))
+            let audited = try await client.execute(uri: "/admin/v1/ledger", method: .get, headers: admin)
+            #expect(String(buffer: audited.body).contains("admin: approved"))
             #expect(try await client.execute(uri: "/admin/v1/clients/bob/revoke", method: .post, headers: admin).status == .ok)
         }
     }
@@ -195,7 +202,7 @@ struct RouteTests {
             var tampered = good
             tampered[tampered.count - 1] ^= 1
             try expectError(try await post(tampered), .badRequest, .tampered)
-            try expectError(try await post(try members[0].seal(update(plan, sums: .nan), kind: .clientUpdate, round: plan.round, to: key)), .unprocessableContent, .invalidField)
+            try expectError(try await post(try members[0].seal(update(plan, sums: 1e10), kind: .clientUpdate, round: plan.round, to: key)), .unprocessableContent, .invalidField)
             // Nothing refused so far was recorded: the good update is accepted once, then a replay.
             #expect(try await post(good).status == .accepted)
             try expectError(try await post(good), .conflict, .replay)
@@ -249,12 +256,7 @@ struct RouteTests {
             // Nobody advertises; at the stage deadline the round aborts and a later advertisement is late.
             (coordinator.settings.clock as! ManualWallClock).advance(by: plan.secagg.stageSeconds + 1)
             try await coordinator.tick()
-            let advertise = Fedseg_V1_SecAggAdvertise.with {
-                $0.runID = plan.runID
-                $0.round = plan.round
-                $0.encryptionKey = Data(KeyAgreement.PrivateKey().publicKey.bytes)
-                $0.maskingKey = Data(KeyAgreement.PrivateKey().publicKey.bytes)
-            }
+            let advertise = members[1].advertisement(plan, encryptionKey: KeyAgreement.PrivateKey().publicKey, maskingKey: KeyAgreement.PrivateKey().publicKey)
             let late = try members[1].seal(advertise, kind: .secaggAdvertise, round: plan.round, to: key)
             let response = try await client.execute(uri: path, method: .post, body: ByteBuffer(bytes: late))
             let code = try error(response).code

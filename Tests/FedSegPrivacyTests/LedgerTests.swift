@@ -143,4 +143,27 @@ struct LedgerTests {
         #expect(try ledger.spent(by: "users") <= budget)
         #expect(try LedgerAudit.run(ledger).verified)
     }
+
+    @Test("a budget is a ledger record: changes are chained and listed, an edit outside the ledger fails the audit, δ is fixed once charged")
+    func budgetRecords() throws {
+        let (ledger, dir) = try populated()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var history = try ledger.budgetHistory()
+        #expect(history.map(\.population) == ["users", "shard-1"] && history.map(\.sequence) == [1, 2])
+        try ledger.setBudget(.init(population: "users", epsilon: 8, delta: 1e-6), reason: "same again")
+        #expect(try ledger.budgetHistory().count == 2, "setting the budget it has records nothing")
+        try ledger.setBudget(.init(population: "users", epsilon: 12, delta: 1e-6), reason: "admin: more runs approved")
+        history = try ledger.budgetHistory()
+        #expect(history.count == 3 && history[2].epsilon == 12 && history[2].reason == "admin: more runs approved")
+        #expect(history[2].previousHash == history[1].hash)
+        var audit = try LedgerAudit.run(ledger)
+        #expect(audit.verified && audit.budgetChanges.count == 3, "\(audit.problems)")
+        #expect(throws: PrivacyLedger.Failure.self, "δ cannot change under recorded charges") {
+            try ledger.setBudget(.init(population: "users", epsilon: 12, delta: 1e-5))
+        }
+        // Raising a budget behind the ledger's back (a direct write) is caught.
+        try ledger.database.write { db in try db.execute(sql: "UPDATE privacy_budget SET epsilon = 100 WHERE population = 'users'") }
+        audit = try LedgerAudit.run(ledger)
+        #expect(!audit.verified && audit.problems.contains { $0.reason.contains("changed outside the ledger") })
+    }
 }

@@ -82,9 +82,9 @@ struct IntakeTests {
         #expect(rejection(try seal(sampleUpdate(for: plan), from: stranger.keyAgreement, id: "bob")) == "tampered")
         #expect(rejection(try seal(sampleUpdate(for: plan), from: bob.keyAgreement, id: "bob", round: 6)) == "wrong_round")
         #expect(rejection(try seal(sampleUpdate(for: plan), from: bob.keyAgreement, id: "bob", kind: 2)) == "wrong_kind")
-        var nonFinite = sampleUpdate(for: plan)
-        nonFinite.sums[0] = .nan
-        #expect(rejection(try seal(nonFinite, from: bob.keyAgreement, id: "bob")) == "invalid")
+        var outOfRange = sampleUpdate(for: plan)
+        outOfRange.words[0] = .max
+        #expect(rejection(try seal(outOfRange, from: bob.keyAgreement, id: "bob")) == "invalid")
         var tampered = try seal(sampleUpdate(for: plan), from: bob.keyAgreement, id: "bob")
         tampered[tampered.count - 3] ^= 0x40
         #expect(rejection(tampered) == "tampered")

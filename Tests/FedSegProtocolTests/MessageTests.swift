@@ -27,6 +27,9 @@ func samplePlan(k: UInt32 = 3, d: UInt32 = 4, phase: Fedseg_V1_Phase = .clusteri
     plan.maxItemsPerUser = 20
     plan.catalogSize = 50
     plan.catalogItems = phase == .recommendation ? (0..<50).map { "item-\($0)" } : []
+    plan.sumScale = 65536
+    plan.countScale = 4096
+    plan.integerSigma = 80_000
     return plan
 }
 
@@ -34,8 +37,7 @@ func sampleUpdate(for plan: Fedseg_V1_RoundPlan) -> Fedseg_V1_ClientUpdate {
     var update = Fedseg_V1_ClientUpdate()
     update.runID = plan.runID
     update.round = plan.round
-    update.sums = (0..<Int(plan.k * plan.dimension)).map { Float($0) - 3.5 }
-    update.counts = (0..<Int(plan.k)).map { Float($0) * 10 }
+    update.words = (0..<Int(plan.k * plan.dimension + plan.k)).map { Int64($0) * 70_000 - 200_000 }
     return update
 }
 
@@ -68,7 +70,6 @@ struct MessageTests {
         recommendation.runID = "run-1"
         recommendation.round = 9
         recommendation.counts = [-3, 0, 7, 1 << 40]
-        recommendation.unknownItems = 2
         #expect(try MessageCodec.decode(Fedseg_V1_RecommendationUpdate.self, from: MessageCodec.encode(recommendation)) == recommendation)
         var model = Fedseg_V1_SegmentModel()
         model.runID = "run-1"
@@ -87,6 +88,17 @@ struct MessageTests {
         #expect(try MessageCodec.decode(Fedseg_V1_ErrorResponse.self, from: MessageCodec.encode(error)) == error)
     }
 
+    @Test("a recommendation update has no unknown-items count: an unbounded exact count has no place on the wire")
+    func noUnknownItems() throws {
+        // Field 4 (the former unknown_items, varint 2): a decoder today keeps it as unknown bytes.
+        let bytes: [UInt8] = [0x0A, 0x01, 0x72, 0x10, 0x01, 0x20, 0x02]
+        let decoded = try Fedseg_V1_RecommendationUpdate(serializedBytes: bytes)
+        #expect(decoded.runID == "r" && decoded.round == 1)
+        #expect(!decoded.unknownFields.data.isEmpty, "field 4 is not part of RecommendationUpdate")
+        let descriptor = String(describing: Fedseg_V1_RecommendationUpdate._protobuf_nameMap)
+        #expect(!descriptor.contains("unknown_items"))
+    }
+
     @Test("a valid plan and update pass validation")
     func valid() throws {
         let plan = samplePlan()
@@ -98,8 +110,12 @@ struct MessageTests {
     @Test("bad plans are refused with the field named")
     func badPlans() {
         var plan = samplePlan()
-        plan.protocolVersion = 2
-        #expect(throws: ProtocolError.unsupportedVersion(2)) { try plan.validate() }
+        plan.protocolVersion = 1
+        #expect(throws: ProtocolError.unsupportedVersion(1)) { try plan.validate() }
+        // A local clustering round without its fixed-point grid: nothing to noise with.
+        plan = samplePlan()
+        plan.integerSigma = 0
+        #expect(throws: ProtocolError.invalidField("integer_sigma", "must be positive and finite in a local clustering round")) { try plan.validate() }
         plan = samplePlan()
         plan.centroids.removeLast()
         #expect(throws: ProtocolError.self) { try plan.validate() }
@@ -130,16 +146,10 @@ struct MessageTests {
         update.runID = "other"
         #expect(throws: ProtocolError.wrongRun(expected: "run-1", found: "other")) { try update.validate(against: plan) }
         update = sampleUpdate(for: plan)
-        update.sums.append(1)
-        #expect(throws: ProtocolError.self) { try update.validate(against: plan) }
+        update.words.append(1)
+        #expect(throws: ProtocolError.invalidField("words", "has 16 values, expected k x dimension + k = 15")) { try update.validate(against: plan) }
         update = sampleUpdate(for: plan)
-        update.counts[1] = .infinity
-        #expect(throws: ProtocolError.self) { try update.validate(against: plan) }
-        update = sampleUpdate(for: plan)
-        update.sums[0] = .nan
-        #expect(throws: ProtocolError.self) { try update.validate(against: plan) }
-        update = sampleUpdate(for: plan)
-        update.sums[0] = 1e30
+        update.words[0] = 1 << 50
         #expect(throws: ProtocolError.self) { try update.validate(against: plan) }
         #expect(throws: ProtocolError.self) { try sampleUpdate(for: plan).validate(against: samplePlan(phase: .recommendation)) }
     }

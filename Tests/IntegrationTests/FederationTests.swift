@@ -93,8 +93,8 @@ struct FederationTests {
     @Test("distributed mode (secure aggregation) with 10% dropout beside local mode on the same data and ε: exact, charged as distributed, less noise")
     func distributedBesideLocal() throws {
         let data = try Self.generate(users: 4_000, seed: 5)
-        let coordinator = try RunningCoordinator()
-        try coordinator.start(arguments: ["--total-epsilon", "100"])
+        let coordinator = try RunningCoordinator(totalEpsilon: 100)
+        try coordinator.start()
         let (_, distributed) = try Self.simulate(
             coordinator, data: data, clients: 40, epsilon: 4, extra: ["--privacy-mode", "distributed", "--dropout", "0.1", "--round-deadline", "24"]
         )
@@ -176,8 +176,8 @@ struct FederationTests {
     @Test("20% dropout and misbehaving clients: every misbehaviour is refused and counted, and the run completes")
     func misbehaviour() throws {
         let data = try Self.generate(users: 4000, seed: 5)
-        let coordinator = try RunningCoordinator()
-        try coordinator.start(arguments: ["--total-epsilon", "100"])
+        let coordinator = try RunningCoordinator(totalEpsilon: 100)
+        try coordinator.start()
         let expected: [(mode: String, reason: String, extra: [String])] = [
             ("tamper", "tampered", ["--dropout", "0.2", "--round-deadline", "4"]),
             ("replay", "replay", []),

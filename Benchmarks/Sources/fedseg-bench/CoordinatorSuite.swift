@@ -86,8 +86,9 @@ struct CoordinatorSuite: AsyncParsableCommand {
                 let update = Fedseg_V1_ClientUpdate.with {
                     $0.runID = plan.runID
                     $0.round = plan.round
-                    $0.sums = (0..<(k * d)).map { _ in Float(rng.nextStandardNormal()) }
-                    $0.counts = (0..<k).map { _ in Float(rng.nextUniform() * 10) }
+                    // Noised words on the plan's grid, as a client sends them.
+                    $0.words = (0..<(k * d)).map { _ in Int64((rng.nextStandardNormal() * plan.sumScale).rounded()) }
+                        + (0..<k).map { _ in Int64((rng.nextUniform() * 10 * plan.countScale).rounded()) }
                 }
                 return try Envelope.seal(
                     try update.serializedBytes(), header: .init(kind: 1, round: plan.round, clientID: "c\(i)"), sender: client.key,
@@ -99,7 +100,7 @@ struct CoordinatorSuite: AsyncParsableCommand {
         let clock = ContinuousClock()
         func micros(_ duration: Duration) -> Double { Double(duration.components.seconds) * 1e6 + Double(duration.components.attoseconds) * 1e-12 }
         var decrypt: [Double] = [], validate: [Double] = [], record: [Double] = [], aggregate: [Double] = [], intake: [Double] = []
-        var sums = [Double](repeating: 0, count: k * d)
+        var words = [Int64](repeating: 0, count: k * d + k)
         for (i, envelope) in sealed.enumerated() {
             let t0 = clock.now
             let opened = try Envelope.open(envelope, recipient: coordinator.keys.identity.keyAgreement, senderPublicKey: clientKeys[i].key.publicKey)
@@ -109,7 +110,7 @@ struct CoordinatorSuite: AsyncParsableCommand {
             let t2 = clock.now
             try Self.record(envelope, index: i, store: store)
             let t3 = clock.now
-            update.sums.withUnsafeBufferPointer { source in for j in 0..<source.count { sums[j] += Double(source[j]) } }
+            update.words.withUnsafeBufferPointer { source in for j in 0..<source.count { words[j] &+= source[j] } }
             let t4 = clock.now
             decrypt.append(micros(t1 - t0))
             validate.append(micros(t2 - t1))

@@ -24,6 +24,9 @@ private enum Fixture {
         plan.samplingRate = 1
         plan.delta = 1e-6
         plan.minParticipants = 1
+        plan.sumScale = 65_536
+        plan.countScale = 65_536
+        plan.integerSigma = 100_000
         return plan
     }()
 }

@@ -45,6 +45,9 @@ public nonisolated enum Fedseg_V1_MessageKind: SwiftProtobuf.Enum, Swift.CaseIte
 
   /// The start phase: a client's noised histogram of its users' nearest public candidates.
   case startHistogram // = 8
+
+  /// Distributed mode: a client's signature on the survivor set it was shown (consistency stage).
+  case secaggConsistency // = 9
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -62,6 +65,7 @@ public nonisolated enum Fedseg_V1_MessageKind: SwiftProtobuf.Enum, Swift.CaseIte
     case 6: self = .secaggMaskedInput
     case 7: self = .secaggUnmask
     case 8: self = .startHistogram
+    case 9: self = .secaggConsistency
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -77,6 +81,7 @@ public nonisolated enum Fedseg_V1_MessageKind: SwiftProtobuf.Enum, Swift.CaseIte
     case .secaggMaskedInput: return 6
     case .secaggUnmask: return 7
     case .startHistogram: return 8
+    case .secaggConsistency: return 9
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -92,6 +97,7 @@ public nonisolated enum Fedseg_V1_MessageKind: SwiftProtobuf.Enum, Swift.CaseIte
     .secaggMaskedInput,
     .secaggUnmask,
     .startHistogram,
+    .secaggConsistency,
   ]
 
 }
@@ -182,13 +188,18 @@ public nonisolated enum Fedseg_V1_PrivacyMode: SwiftProtobuf.Enum, Swift.CaseIte
 public nonisolated enum Fedseg_V1_SecAggStageKind: SwiftProtobuf.Enum, Swift.CaseIterable {
   public typealias RawValue = Int
   case secaggStageUnspecified // = 0
+
+  /// In order (protocol version 2 numbers them so): a later stage has a larger number.
   case secaggStageAdvertise // = 1
   case secaggStageShare // = 2
   case secaggStageMask // = 3
-  case secaggStageUnmask // = 4
+
+  /// Survivors sign the survivor set before anyone reveals.
+  case secaggStageConsistency // = 4
+  case secaggStageUnmask // = 5
 
   /// committed or abandoned: nothing more to send
-  case secaggStageFinished // = 5
+  case secaggStageFinished // = 6
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -201,8 +212,9 @@ public nonisolated enum Fedseg_V1_SecAggStageKind: SwiftProtobuf.Enum, Swift.Cas
     case 1: self = .secaggStageAdvertise
     case 2: self = .secaggStageShare
     case 3: self = .secaggStageMask
-    case 4: self = .secaggStageUnmask
-    case 5: self = .secaggStageFinished
+    case 4: self = .secaggStageConsistency
+    case 5: self = .secaggStageUnmask
+    case 6: self = .secaggStageFinished
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -213,8 +225,9 @@ public nonisolated enum Fedseg_V1_SecAggStageKind: SwiftProtobuf.Enum, Swift.Cas
     case .secaggStageAdvertise: return 1
     case .secaggStageShare: return 2
     case .secaggStageMask: return 3
-    case .secaggStageUnmask: return 4
-    case .secaggStageFinished: return 5
+    case .secaggStageConsistency: return 4
+    case .secaggStageUnmask: return 5
+    case .secaggStageFinished: return 6
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -225,6 +238,7 @@ public nonisolated enum Fedseg_V1_SecAggStageKind: SwiftProtobuf.Enum, Swift.Cas
     .secaggStageAdvertise,
     .secaggStageShare,
     .secaggStageMask,
+    .secaggStageConsistency,
     .secaggStageUnmask,
     .secaggStageFinished,
   ]
@@ -410,6 +424,24 @@ public nonisolated struct Fedseg_V1_RoundPlan: @unchecked Sendable {
     set {_uniqueStorage()._candidates = newValue}
   }
 
+  /// Local clustering rounds: the fixed-point grid. A client scales its clipped sums by
+  /// sum_scale and its counts by count_scale, rounds stochastically to integers and adds discrete
+  /// Gaussian noise of standard deviation integer_sigma (ClientUpdate.words).
+  public var sumScale: Double {
+    get {_storage._sumScale}
+    set {_uniqueStorage()._sumScale = newValue}
+  }
+
+  public var countScale: Double {
+    get {_storage._countScale}
+    set {_uniqueStorage()._countScale = newValue}
+  }
+
+  public var integerSigma: Double {
+    get {_storage._integerSigma}
+    set {_uniqueStorage()._integerSigma = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -449,8 +481,12 @@ public nonisolated struct Fedseg_V1_SecAggPlan: Sendable {
   /// Each client's discrete Gaussian share, in the integer domain.
   public var clientSigma: Double = 0
 
-  /// Seconds each of the four stages stays open at most.
+  /// Seconds each of the five stages stays open at most.
   public var stageSeconds: Double = 0
+
+  /// Clients that may collude with the coordinator and subtract their own noise shares: each
+  /// share is sized so that min_survivors - assumed_colluders shares alone carry the planned σ.
+  public var assumedColluders: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -472,6 +508,10 @@ public nonisolated struct Fedseg_V1_SecAggAdvertise: Sendable {
 
   /// X25519, for pairwise masks
   public var maskingKey: Data = Data()
+
+  /// Ed25519 signature by the client's enrolled signing key over the advertisement
+  /// (docs/PROTOCOL.md, "Signed keys"): the coordinator cannot substitute keys.
+  public var signature: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -529,7 +569,24 @@ public nonisolated struct Fedseg_V1_SecAggMaskedInput: Sendable {
   public init() {}
 }
 
-/// Stage 4: one share per neighbour held: its self-mask share if it survived, its masking-key
+/// Stage 4 (consistency): the client's Ed25519 signature over the survivor set it was shown.
+public nonisolated struct Fedseg_V1_SecAggConsistency: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var runID: String = String()
+
+  public var round: UInt64 = 0
+
+  public var signature: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Stage 5: one share per neighbour held: its self-mask share if it survived, its masking-key
 /// share if it did not.
 public nonisolated struct Fedseg_V1_SecAggUnmask: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -624,7 +681,7 @@ public nonisolated struct Fedseg_V1_SecAggStage: Sendable {
   /// Stage mask and later: the shares sealed to this client.
   public var inbox: [Fedseg_V1_SealedShare] = []
 
-  /// Stage unmask: the clients whose masked input the coordinator summed.
+  /// Stages consistency and unmask: the clients whose masked input the coordinator summed.
   public var survivors: [UInt32] = []
 
   /// Public progress: how many clients completed each stage so far.
@@ -635,6 +692,11 @@ public nonisolated struct Fedseg_V1_SecAggStage: Sendable {
   public var masked: UInt32 = 0
 
   public var revealed: UInt32 = 0
+
+  /// Stage unmask: the survivors' signatures over the survivor set, as they sent them.
+  public var survivorSignatures: [Fedseg_V1_SecAggStage.SurvivorSignature] = []
+
+  public var signed: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -648,6 +710,25 @@ public nonisolated struct Fedseg_V1_SecAggStage: Sendable {
     public var encryptionKey: Data = Data()
 
     public var maskingKey: Data = Data()
+
+    /// The neighbour's enrolled Ed25519 key and its signature over the advertisement.
+    public var signingKey: Data = Data()
+
+    public var signature: Data = Data()
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
+
+  public nonisolated struct SurvivorSignature: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var index: UInt32 = 0
+
+    public var signature: Data = Data()
 
     public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -667,11 +748,9 @@ public nonisolated struct Fedseg_V1_ClientUpdate: Sendable {
 
   public var round: UInt64 = 0
 
-  /// k x dimension
-  public var sums: [Float] = []
-
-  /// k
-  public var counts: [Float] = []
+  /// k x dimension scaled sums, then k scaled counts, each plus discrete Gaussian noise, on the
+  /// plan's fixed-point grid (sum_scale, count_scale, integer_sigma).
+  public var words: [Int64] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -707,8 +786,6 @@ public nonisolated struct Fedseg_V1_RecommendationUpdate: Sendable {
 
   /// k x catalog_size
   public var counts: [Int64] = []
-
-  public var unknownItems: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -969,7 +1046,7 @@ public nonisolated struct Fedseg_V1_ErrorResponse: Sendable {
 fileprivate nonisolated let _protobuf_package = "fedseg.v1"
 
 nonisolated extension Fedseg_V1_MessageKind: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MESSAGE_KIND_UNSPECIFIED\0\u{1}MESSAGE_KIND_CLIENT_UPDATE\0\u{1}MESSAGE_KIND_RECOMMENDATION_UPDATE\0\u{1}MESSAGE_KIND_DECLINE\0\u{1}MESSAGE_KIND_SECAGG_ADVERTISE\0\u{1}MESSAGE_KIND_SECAGG_SHARES\0\u{1}MESSAGE_KIND_SECAGG_MASKED_INPUT\0\u{1}MESSAGE_KIND_SECAGG_UNMASK\0\u{1}MESSAGE_KIND_START_HISTOGRAM\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MESSAGE_KIND_UNSPECIFIED\0\u{1}MESSAGE_KIND_CLIENT_UPDATE\0\u{1}MESSAGE_KIND_RECOMMENDATION_UPDATE\0\u{1}MESSAGE_KIND_DECLINE\0\u{1}MESSAGE_KIND_SECAGG_ADVERTISE\0\u{1}MESSAGE_KIND_SECAGG_SHARES\0\u{1}MESSAGE_KIND_SECAGG_MASKED_INPUT\0\u{1}MESSAGE_KIND_SECAGG_UNMASK\0\u{1}MESSAGE_KIND_START_HISTOGRAM\0\u{1}MESSAGE_KIND_SECAGG_CONSISTENCY\0")
 }
 
 nonisolated extension Fedseg_V1_Phase: SwiftProtobuf._ProtoNameProviding {
@@ -981,7 +1058,7 @@ nonisolated extension Fedseg_V1_PrivacyMode: SwiftProtobuf._ProtoNameProviding {
 }
 
 nonisolated extension Fedseg_V1_SecAggStageKind: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0SECAGG_STAGE_UNSPECIFIED\0\u{1}SECAGG_STAGE_ADVERTISE\0\u{1}SECAGG_STAGE_SHARE\0\u{1}SECAGG_STAGE_MASK\0\u{1}SECAGG_STAGE_UNMASK\0\u{1}SECAGG_STAGE_FINISHED\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0SECAGG_STAGE_UNSPECIFIED\0\u{1}SECAGG_STAGE_ADVERTISE\0\u{1}SECAGG_STAGE_SHARE\0\u{1}SECAGG_STAGE_MASK\0\u{1}SECAGG_STAGE_CONSISTENCY\0\u{1}SECAGG_STAGE_UNMASK\0\u{1}SECAGG_STAGE_FINISHED\0")
 }
 
 nonisolated extension Fedseg_V1_EnrollRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -1076,7 +1153,7 @@ nonisolated extension Fedseg_V1_EnrollResponse: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RoundPlan"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}run_id\0\u{1}round\0\u{1}phase\0\u{1}k\0\u{1}dimension\0\u{1}centroids\0\u{3}clip_norm\0\u{3}noise_multiplier\0\u{3}sum_std\0\u{3}count_std\0\u{3}privacy_mode\0\u{3}sampling_rate\0\u{3}deadline_unix_ms\0\u{3}min_participants\0\u{3}embedder_id\0\u{1}delta\0\u{3}max_items_per_user\0\u{3}catalog_size\0\u{3}catalog_items\0\u{3}expected_participants\0\u{1}secagg\0\u{3}candidate_count\0\u{1}candidates\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}run_id\0\u{1}round\0\u{1}phase\0\u{1}k\0\u{1}dimension\0\u{1}centroids\0\u{3}clip_norm\0\u{3}noise_multiplier\0\u{3}sum_std\0\u{3}count_std\0\u{3}privacy_mode\0\u{3}sampling_rate\0\u{3}deadline_unix_ms\0\u{3}min_participants\0\u{3}embedder_id\0\u{1}delta\0\u{3}max_items_per_user\0\u{3}catalog_size\0\u{3}catalog_items\0\u{3}expected_participants\0\u{1}secagg\0\u{3}candidate_count\0\u{1}candidates\0\u{3}sum_scale\0\u{3}count_scale\0\u{3}integer_sigma\0")
 
   fileprivate class _StorageClass {
     var _protocolVersion: UInt32 = 0
@@ -1103,6 +1180,9 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
     var _secagg: Fedseg_V1_SecAggPlan? = nil
     var _candidateCount: UInt32 = 0
     var _candidates: [Float] = []
+    var _sumScale: Double = 0
+    var _countScale: Double = 0
+    var _integerSigma: Double = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1137,6 +1217,9 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
       _secagg = source._secagg
       _candidateCount = source._candidateCount
       _candidates = source._candidates
+      _sumScale = source._sumScale
+      _countScale = source._countScale
+      _integerSigma = source._integerSigma
     }
   }
 
@@ -1179,6 +1262,9 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
         case 22: try { try decoder.decodeSingularMessageField(value: &_storage._secagg) }()
         case 23: try { try decoder.decodeSingularUInt32Field(value: &_storage._candidateCount) }()
         case 24: try { try decoder.decodeRepeatedFloatField(value: &_storage._candidates) }()
+        case 25: try { try decoder.decodeSingularDoubleField(value: &_storage._sumScale) }()
+        case 26: try { try decoder.decodeSingularDoubleField(value: &_storage._countScale) }()
+        case 27: try { try decoder.decodeSingularDoubleField(value: &_storage._integerSigma) }()
         default: break
         }
       }
@@ -1263,6 +1349,15 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
       if !_storage._candidates.isEmpty {
         try visitor.visitPackedFloatField(value: _storage._candidates, fieldNumber: 24)
       }
+      if _storage._sumScale.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._sumScale, fieldNumber: 25)
+      }
+      if _storage._countScale.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._countScale, fieldNumber: 26)
+      }
+      if _storage._integerSigma.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._integerSigma, fieldNumber: 27)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1296,6 +1391,9 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
         if _storage._secagg != rhs_storage._secagg {return false}
         if _storage._candidateCount != rhs_storage._candidateCount {return false}
         if _storage._candidates != rhs_storage._candidates {return false}
+        if _storage._sumScale != rhs_storage._sumScale {return false}
+        if _storage._countScale != rhs_storage._countScale {return false}
+        if _storage._integerSigma != rhs_storage._integerSigma {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1307,7 +1405,7 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Fedseg_V1_SecAggPlan: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SecAggPlan"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cohort\0\u{1}degree\0\u{1}threshold\0\u{3}min_survivors\0\u{3}graph_seed\0\u{1}length\0\u{3}sum_scale\0\u{3}count_scale\0\u{3}client_sigma\0\u{3}stage_seconds\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cohort\0\u{1}degree\0\u{1}threshold\0\u{3}min_survivors\0\u{3}graph_seed\0\u{1}length\0\u{3}sum_scale\0\u{3}count_scale\0\u{3}client_sigma\0\u{3}stage_seconds\0\u{3}assumed_colluders\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1325,6 +1423,7 @@ nonisolated extension Fedseg_V1_SecAggPlan: SwiftProtobuf.Message, SwiftProtobuf
       case 8: try { try decoder.decodeSingularDoubleField(value: &self.countScale) }()
       case 9: try { try decoder.decodeSingularDoubleField(value: &self.clientSigma) }()
       case 10: try { try decoder.decodeSingularDoubleField(value: &self.stageSeconds) }()
+      case 11: try { try decoder.decodeSingularUInt32Field(value: &self.assumedColluders) }()
       default: break
       }
     }
@@ -1361,6 +1460,9 @@ nonisolated extension Fedseg_V1_SecAggPlan: SwiftProtobuf.Message, SwiftProtobuf
     if self.stageSeconds.bitPattern != 0 {
       try visitor.visitSingularDoubleField(value: self.stageSeconds, fieldNumber: 10)
     }
+    if self.assumedColluders != 0 {
+      try visitor.visitSingularUInt32Field(value: self.assumedColluders, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1375,6 +1477,7 @@ nonisolated extension Fedseg_V1_SecAggPlan: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.countScale != rhs.countScale {return false}
     if lhs.clientSigma != rhs.clientSigma {return false}
     if lhs.stageSeconds != rhs.stageSeconds {return false}
+    if lhs.assumedColluders != rhs.assumedColluders {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1382,7 +1485,7 @@ nonisolated extension Fedseg_V1_SecAggPlan: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Fedseg_V1_SecAggAdvertise: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SecAggAdvertise"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{1}round\0\u{3}encryption_key\0\u{3}masking_key\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{1}round\0\u{3}encryption_key\0\u{3}masking_key\0\u{1}signature\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1394,6 +1497,7 @@ nonisolated extension Fedseg_V1_SecAggAdvertise: SwiftProtobuf.Message, SwiftPro
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.round) }()
       case 3: try { try decoder.decodeSingularBytesField(value: &self.encryptionKey) }()
       case 4: try { try decoder.decodeSingularBytesField(value: &self.maskingKey) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
       default: break
       }
     }
@@ -1412,6 +1516,9 @@ nonisolated extension Fedseg_V1_SecAggAdvertise: SwiftProtobuf.Message, SwiftPro
     if !self.maskingKey.isEmpty {
       try visitor.visitSingularBytesField(value: self.maskingKey, fieldNumber: 4)
     }
+    if !self.signature.isEmpty {
+      try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1420,6 +1527,7 @@ nonisolated extension Fedseg_V1_SecAggAdvertise: SwiftProtobuf.Message, SwiftPro
     if lhs.round != rhs.round {return false}
     if lhs.encryptionKey != rhs.encryptionKey {return false}
     if lhs.maskingKey != rhs.maskingKey {return false}
+    if lhs.signature != rhs.signature {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1545,6 +1653,46 @@ nonisolated extension Fedseg_V1_SecAggMaskedInput: SwiftProtobuf.Message, SwiftP
   }
 }
 
+nonisolated extension Fedseg_V1_SecAggConsistency: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SecAggConsistency"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{1}round\0\u{1}signature\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.runID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.round) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.runID.isEmpty {
+      try visitor.visitSingularStringField(value: self.runID, fieldNumber: 1)
+    }
+    if self.round != 0 {
+      try visitor.visitSingularUInt64Field(value: self.round, fieldNumber: 2)
+    }
+    if !self.signature.isEmpty {
+      try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Fedseg_V1_SecAggConsistency, rhs: Fedseg_V1_SecAggConsistency) -> Bool {
+    if lhs.runID != rhs.runID {return false}
+    if lhs.round != rhs.round {return false}
+    if lhs.signature != rhs.signature {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Fedseg_V1_SecAggUnmask: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SecAggUnmask"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{1}round\0\u{1}reveals\0")
@@ -1636,7 +1784,7 @@ nonisolated extension Fedseg_V1_Reveal.Kind: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Fedseg_V1_SecAggStage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SecAggStage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{1}round\0\u{1}stage\0\u{3}stage_deadline_unix_ms\0\u{1}directory\0\u{1}inbox\0\u{1}survivors\0\u{1}advertised\0\u{1}shared\0\u{1}masked\0\u{1}revealed\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{1}round\0\u{1}stage\0\u{3}stage_deadline_unix_ms\0\u{1}directory\0\u{1}inbox\0\u{1}survivors\0\u{1}advertised\0\u{1}shared\0\u{1}masked\0\u{1}revealed\0\u{3}survivor_signatures\0\u{1}signed\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1655,6 +1803,8 @@ nonisolated extension Fedseg_V1_SecAggStage: SwiftProtobuf.Message, SwiftProtobu
       case 9: try { try decoder.decodeSingularUInt32Field(value: &self.shared) }()
       case 10: try { try decoder.decodeSingularUInt32Field(value: &self.masked) }()
       case 11: try { try decoder.decodeSingularUInt32Field(value: &self.revealed) }()
+      case 12: try { try decoder.decodeRepeatedMessageField(value: &self.survivorSignatures) }()
+      case 13: try { try decoder.decodeSingularUInt32Field(value: &self.signed) }()
       default: break
       }
     }
@@ -1694,6 +1844,12 @@ nonisolated extension Fedseg_V1_SecAggStage: SwiftProtobuf.Message, SwiftProtobu
     if self.revealed != 0 {
       try visitor.visitSingularUInt32Field(value: self.revealed, fieldNumber: 11)
     }
+    if !self.survivorSignatures.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.survivorSignatures, fieldNumber: 12)
+    }
+    if self.signed != 0 {
+      try visitor.visitSingularUInt32Field(value: self.signed, fieldNumber: 13)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1709,6 +1865,8 @@ nonisolated extension Fedseg_V1_SecAggStage: SwiftProtobuf.Message, SwiftProtobu
     if lhs.shared != rhs.shared {return false}
     if lhs.masked != rhs.masked {return false}
     if lhs.revealed != rhs.revealed {return false}
+    if lhs.survivorSignatures != rhs.survivorSignatures {return false}
+    if lhs.signed != rhs.signed {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1716,7 +1874,7 @@ nonisolated extension Fedseg_V1_SecAggStage: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Fedseg_V1_SecAggStage.Advertisement: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = Fedseg_V1_SecAggStage.protoMessageName + ".Advertisement"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}index\0\u{3}encryption_key\0\u{3}masking_key\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}index\0\u{3}encryption_key\0\u{3}masking_key\0\u{3}signing_key\0\u{1}signature\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1727,6 +1885,8 @@ nonisolated extension Fedseg_V1_SecAggStage.Advertisement: SwiftProtobuf.Message
       case 1: try { try decoder.decodeSingularUInt32Field(value: &self.index) }()
       case 2: try { try decoder.decodeSingularBytesField(value: &self.encryptionKey) }()
       case 3: try { try decoder.decodeSingularBytesField(value: &self.maskingKey) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.signingKey) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
       default: break
       }
     }
@@ -1742,6 +1902,12 @@ nonisolated extension Fedseg_V1_SecAggStage.Advertisement: SwiftProtobuf.Message
     if !self.maskingKey.isEmpty {
       try visitor.visitSingularBytesField(value: self.maskingKey, fieldNumber: 3)
     }
+    if !self.signingKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.signingKey, fieldNumber: 4)
+    }
+    if !self.signature.isEmpty {
+      try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1749,6 +1915,43 @@ nonisolated extension Fedseg_V1_SecAggStage.Advertisement: SwiftProtobuf.Message
     if lhs.index != rhs.index {return false}
     if lhs.encryptionKey != rhs.encryptionKey {return false}
     if lhs.maskingKey != rhs.maskingKey {return false}
+    if lhs.signingKey != rhs.signingKey {return false}
+    if lhs.signature != rhs.signature {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Fedseg_V1_SecAggStage.SurvivorSignature: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Fedseg_V1_SecAggStage.protoMessageName + ".SurvivorSignature"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}index\0\u{1}signature\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.index) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.index != 0 {
+      try visitor.visitSingularUInt32Field(value: self.index, fieldNumber: 1)
+    }
+    if !self.signature.isEmpty {
+      try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Fedseg_V1_SecAggStage.SurvivorSignature, rhs: Fedseg_V1_SecAggStage.SurvivorSignature) -> Bool {
+    if lhs.index != rhs.index {return false}
+    if lhs.signature != rhs.signature {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1756,7 +1959,7 @@ nonisolated extension Fedseg_V1_SecAggStage.Advertisement: SwiftProtobuf.Message
 
 nonisolated extension Fedseg_V1_ClientUpdate: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClientUpdate"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{1}round\0\u{1}sums\0\u{1}counts\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{1}round\0\u{2}\u{3}words\0\u{c}\u{3}\u{1}\u{c}\u{4}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1766,8 +1969,7 @@ nonisolated extension Fedseg_V1_ClientUpdate: SwiftProtobuf.Message, SwiftProtob
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.runID) }()
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.round) }()
-      case 3: try { try decoder.decodeRepeatedFloatField(value: &self.sums) }()
-      case 4: try { try decoder.decodeRepeatedFloatField(value: &self.counts) }()
+      case 5: try { try decoder.decodeRepeatedSInt64Field(value: &self.words) }()
       default: break
       }
     }
@@ -1780,11 +1982,8 @@ nonisolated extension Fedseg_V1_ClientUpdate: SwiftProtobuf.Message, SwiftProtob
     if self.round != 0 {
       try visitor.visitSingularUInt64Field(value: self.round, fieldNumber: 2)
     }
-    if !self.sums.isEmpty {
-      try visitor.visitPackedFloatField(value: self.sums, fieldNumber: 3)
-    }
-    if !self.counts.isEmpty {
-      try visitor.visitPackedFloatField(value: self.counts, fieldNumber: 4)
+    if !self.words.isEmpty {
+      try visitor.visitPackedSInt64Field(value: self.words, fieldNumber: 5)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1792,8 +1991,7 @@ nonisolated extension Fedseg_V1_ClientUpdate: SwiftProtobuf.Message, SwiftProtob
   public static func ==(lhs: Fedseg_V1_ClientUpdate, rhs: Fedseg_V1_ClientUpdate) -> Bool {
     if lhs.runID != rhs.runID {return false}
     if lhs.round != rhs.round {return false}
-    if lhs.sums != rhs.sums {return false}
-    if lhs.counts != rhs.counts {return false}
+    if lhs.words != rhs.words {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1841,7 +2039,7 @@ nonisolated extension Fedseg_V1_Decline: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Fedseg_V1_RecommendationUpdate: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RecommendationUpdate"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{1}round\0\u{1}counts\0\u{3}unknown_items\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{1}round\0\u{1}counts\0\u{c}\u{4}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1852,7 +2050,6 @@ nonisolated extension Fedseg_V1_RecommendationUpdate: SwiftProtobuf.Message, Swi
       case 1: try { try decoder.decodeSingularStringField(value: &self.runID) }()
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.round) }()
       case 3: try { try decoder.decodeRepeatedSInt64Field(value: &self.counts) }()
-      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.unknownItems) }()
       default: break
       }
     }
@@ -1868,9 +2065,6 @@ nonisolated extension Fedseg_V1_RecommendationUpdate: SwiftProtobuf.Message, Swi
     if !self.counts.isEmpty {
       try visitor.visitPackedSInt64Field(value: self.counts, fieldNumber: 3)
     }
-    if self.unknownItems != 0 {
-      try visitor.visitSingularUInt32Field(value: self.unknownItems, fieldNumber: 4)
-    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1878,7 +2072,6 @@ nonisolated extension Fedseg_V1_RecommendationUpdate: SwiftProtobuf.Message, Swi
     if lhs.runID != rhs.runID {return false}
     if lhs.round != rhs.round {return false}
     if lhs.counts != rhs.counts {return false}
-    if lhs.unknownItems != rhs.unknownItems {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
