@@ -230,9 +230,22 @@ extension ClientNode {
     public func endSecAgg() { participation = nil }
 
     /// Fetches this node's view of the open stage and answers it.
-    public func secAggStep(round: UInt64, transport: any CoordinatorTransport) async throws -> Answer? {
-        guard let view = try await transport.secAggStage(round: round, client: id) else { return nil }
-        return try secAggStep(view)
+    /// Network errors (a coordinator restarting mid-stage) are retried with backoff and jitter
+    /// until the round's deadline, so a restart does not drop the node from the round.
+    public func secAggStep(round: UInt64, transport: any CoordinatorTransport, backoff: (first: Double, longest: Double) = (0.2, 5)) async throws -> Answer? {
+        let deadline = participation.map { Date(timeIntervalSince1970: Double($0.plan.deadlineUnixMs) / 1000) } ?? Date().addingTimeInterval(60)
+        var delay = backoff.first
+        while true {
+            do {
+                guard let view = try await transport.secAggStage(round: round, client: id) else { return nil }
+                return try secAggStep(view)
+            } catch let error as TransportError where error.isRetryable {
+                let wait = Double.random(in: delay / 2...delay)
+                guard Date().addingTimeInterval(wait) < deadline else { throw error }
+                try await Task.sleep(for: .seconds(wait))
+                delay = min(delay * 2, backoff.longest)
+            }
+        }
     }
 
     /// What the node charges for its masked input, computed from the plan's own numbers: the

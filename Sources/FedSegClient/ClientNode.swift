@@ -408,12 +408,18 @@ public actor ClientNode {
         case gaveUp(String)
     }
 
-    /// Sends an answer, retrying network errors with exponential backoff until the round's
-    /// deadline; always the same bytes.
-    public func send(_ answer: Answer, transport: any CoordinatorTransport, maxAttempts: Int = 8) async -> SendOutcome {
-        var delay = 0.2
+    /// Sends an answer, retrying network errors and 5xx answers with exponential backoff and
+    /// jitter until the round's deadline (however many attempts that takes); always the same bytes.
+    /// `maxAttempts` caps the attempts; nil retries until the deadline. `backoff` is the first
+    /// and the longest wait in seconds.
+    public func send(
+        _ answer: Answer, transport: any CoordinatorTransport, maxAttempts: Int? = nil, backoff: (first: Double, longest: Double) = (0.2, 5)
+    ) async -> SendOutcome {
+        var delay = backoff.first
         var lastError = ""
-        for attempt in 0..<maxAttempts {
+        var attempt = 0
+        while true {
+            attempt += 1
             do {
                 let result = try await transport.submit(round: answer.round, envelope: answer.envelope)
                 let outcome: SendOutcome
@@ -427,12 +433,15 @@ public actor ClientNode {
             } catch {
                 lastError = "\(error)"
                 if let transportError = error as? TransportError, !transportError.isRetryable { return .gaveUp(lastError) }
-                if attempt + 1 == maxAttempts || Date().addingTimeInterval(delay) > answer.deadline { break }
-                try? await Task.sleep(for: .seconds(delay))
-                delay = min(delay * 2, 5)
+                // Full jitter: many nodes retrying after one coordinator restart do not arrive together.
+                let wait = Double.random(in: delay / 2...delay)
+                if let maxAttempts, attempt >= maxAttempts { break }
+                if Date().addingTimeInterval(wait) > answer.deadline { break }
+                try? await Task.sleep(for: .seconds(wait))
+                delay = min(delay * 2, backoff.longest)
             }
         }
-        return .gaveUp(lastError)
+        return .gaveUp("no answer before the round's deadline: \(lastError)")
     }
 
     func record(_ outcome: SendOutcome, round: UInt64) throws {

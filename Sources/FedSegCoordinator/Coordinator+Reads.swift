@@ -11,14 +11,16 @@ import SwiftProtobuf
 extension Coordinator {
     /// The signed view of the open distributed round for one client (or the public progress).
     public func secAggView(round: UInt64, clientID: String?) throws -> [UInt8]? {
-        guard let current = open, current.id == round, let run = active else { return nil }
+        // A local round has no secure-aggregation view, and a client outside the cohort none of
+        // its own: both are 404 (docs/PROTOCOL.md).
+        guard let current = open, current.id == round, let run = active, let secagg = current.aggregation as? SecAggRound else { return nil }
+        var index: Int?
+        if let clientID {
+            guard let i = secagg.context.index[clientID] else { return nil }
+            index = i
+        }
         var view: Fedseg_V1_SecAggStage
-        if let secagg = current.aggregation as? SecAggRound, secagg.finishedSum == nil {
-            var index: Int?
-            if let clientID {
-                guard let i = secagg.context.index[clientID] else { return nil }
-                index = i
-            }
+        if secagg.finishedSum == nil {
             view = secagg.view(for: index, runID: run.id, round: round)
         } else {
             view = Fedseg_V1_SecAggStage()

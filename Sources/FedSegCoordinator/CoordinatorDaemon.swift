@@ -75,9 +75,9 @@ public enum CoordinatorDaemon {
         try configuration.validate()
         let directory = URL(fileURLWithPath: configuration.stateDirectory, isDirectory: true)
         let keyPath = directory.appendingPathComponent(keyFile).path
-        guard FileManager.default.fileExists(atPath: keyPath) else {
-            throw CoordinatorError.state("\(configuration.stateDirectory) is not initialised: run `coordinator init --state-dir \(configuration.stateDirectory)`")
-        }
+        try requireInitialised(configuration.stateDirectory)
+        // One coordinator per state directory, for as long as the application lives.
+        let lock = try StateLock(stateDirectory: configuration.stateDirectory, purpose: "coordinator serve")
         let keys = CoordinatorKeys(identity: try NodeIdentity.load(from: keyPath))
         let token = try readAdminToken(path: directory.appendingPathComponent(adminTokenFile).path)
         let store = try CoordinatorStore(path: directory.appendingPathComponent(CoordinatorStore.fileName).path)
@@ -113,7 +113,7 @@ public enum CoordinatorDaemon {
             },
             logger: logger
         )
-        app.addServices(RoundTicker(coordinator: coordinator, logger: logger))
+        app.addServices(RoundTicker(coordinator: coordinator, logger: logger, lock: lock))
         return app
     }
 }
@@ -122,6 +122,8 @@ public enum CoordinatorDaemon {
 struct RoundTicker: Service {
     let coordinator: Coordinator
     let logger: Logger
+    /// The state directory's lock, released when the application (and this service) goes.
+    let lock: StateLock
 
     func run() async throws {
         while !Task.isCancelled, !Task.isShuttingDownGracefully {

@@ -56,18 +56,17 @@ public enum RunStart {
     /// names exactly one; the coordinator refuses to fall back to another, since its vectors would
     /// not be comparable with the clients'.
     public static func embedder(identifier: String, files: MiniLMModelFiles) throws -> any Embedder {
-        if identifier == "all-MiniLM-L6-v2" {
+        switch EmbedderIdentifier.parse(identifier) {
+        case .miniLM?:
             do {
                 return try MiniLMEmbedder(files: files)
             } catch {
                 throw CoordinatorError.embedder("MiniLM could not be loaded: \(error)")
             }
-        }
-        let parts = identifier.split(separator: "-")
-        if parts.count == 4, parts[0] == "hashing", parts[1] == "v1", parts[2].hasPrefix("d"), parts[3].hasPrefix("s"),
-            let dimension = Int(parts[2].dropFirst()), let seed = UInt64(parts[3].dropFirst()), (1...4096).contains(dimension)
-        {
+        case .hashing(let dimension, let seed)?:
             return HashingEmbedder(dimension: dimension, seed: seed)
+        case nil:
+            break
         }
         throw CoordinatorError.embedder("unknown embedder \(identifier) (all-MiniLM-L6-v2 or hashing-v1-d<D>-s<S>)")
     }

@@ -135,7 +135,10 @@ public struct RunParameters: Codable, Sendable, Equatable {
         try require(Set(catalog).count == catalog.count, "catalog", "must not repeat an item")
         try require(maxItemsPerUser >= 1, "max_items_per_user", "must be at least 1")
         try require(maxAbandonedRounds >= 1, "max_abandoned_rounds", "must be at least 1")
-        try require(!embedderID.isEmpty, "embedder_id", "must be set")
+        guard let embedder = EmbedderIdentifier.parse(embedderID) else {
+            throw ProtocolError.invalidField("embedder_id", "must be all-MiniLM-L6-v2 or hashing-v1-d<D>-s<S> (the embedders clients run)")
+        }
+        try require(embedder.dimension == dimension, "dimension", "is \(dimension), but \(embedderID) embeds in \(embedder.dimension) dimensions")
     }
 }
 
@@ -376,5 +379,33 @@ public struct BudgetRequest: Codable, Sendable, Equatable {
         guard !reason.trimmingCharacters(in: .whitespaces).isEmpty, reason.utf8.count <= 512 else {
             throw ProtocolError.invalidField("reason", "must say why, in 1 to 512 bytes")
         }
+    }
+}
+
+/// The embedder ids a run may name: `all-MiniLM-L6-v2` (384 dimensions) or
+/// `hashing-v1-d<D>-s<S>` (D in 1...4096, S a 64-bit seed). Anything else no client runs.
+public enum EmbedderIdentifier {
+    public static let miniLM = "all-MiniLM-L6-v2"
+
+    public enum Kind: Equatable, Sendable {
+        case miniLM
+        case hashing(dimension: Int, seed: UInt64)
+
+        public var dimension: Int {
+            switch self {
+            case .miniLM: 384
+            case .hashing(let dimension, _): dimension
+            }
+        }
+    }
+
+    public static func parse(_ identifier: String) -> Kind? {
+        if identifier == miniLM { return .miniLM }
+        let parts = identifier.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 4, parts[0] == "hashing", parts[1] == "v1", parts[2].hasPrefix("d"), parts[3].hasPrefix("s"),
+            let dimension = Int(parts[2].dropFirst()), let seed = UInt64(parts[3].dropFirst()), (1...4096).contains(dimension),
+            String(dimension) == parts[2].dropFirst(), String(seed) == parts[3].dropFirst()
+        else { return nil }
+        return .hashing(dimension: dimension, seed: seed)
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FedSegClient
 import FedSegCoordinator
 import FedSegCrypto
 import FedSegProtocol
@@ -11,26 +12,51 @@ struct ClientsCommand: ParsableCommand {
         subcommands: [Token.self, Add.self, List.self, Revoke.self]
     )
 
+    /// Where the registry is: a state directory made by `coordinator init` (offline), or a live
+    /// coordinator's admin API.
     struct StateOptions: ParsableArguments {
-        @Option(name: .long, help: "The coordinator's state directory.")
-        var stateDir: String
+        @Option(name: .long, help: "The coordinator's state directory (made by `coordinator init`; offline, while no daemon serves it).")
+        var stateDir: String?
 
-        /// The registry in the coordinator's database (safe while the daemon runs: SQLite WAL).
-        func registry() throws -> ClientRegistry {
-            try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-            return try CoordinatorStore(path: URL(fileURLWithPath: stateDir).appendingPathComponent(CoordinatorStore.fileName).path).registry
+        @OptionGroup var remote: CoordinatorOptions
+
+        func validate() throws {
+            guard (stateDir == nil) != (remote.coordinator == nil) else { throw ValidationError("give one of --state-dir and --coordinator") }
+        }
+
+        /// The registry in an initialised state directory. Writes hold the directory's lock, so
+        /// they are refused while a daemon serves it (which owns its rounds): use its admin API.
+        func withRegistry<T>(writing: Bool, purpose: String, _ body: (ClientRegistry) throws -> T) throws -> T {
+            guard let stateDir else { throw ValidationError("--state-dir is required") }
+            do {
+                try CoordinatorDaemon.requireInitialised(stateDir)
+                let lock = writing ? try StateLock(stateDirectory: stateDir, purpose: purpose) : nil
+                defer { withExtendedLifetime(lock) {} }
+                let store = try CoordinatorStore(path: URL(fileURLWithPath: stateDir).appendingPathComponent(CoordinatorStore.fileName).path)
+                return try body(store.registry)
+            } catch let error as CoordinatorError {
+                let hint = writing ? "; while a coordinator serves it, use --coordinator URL --admin-token-file F" : ""
+                throw ValidationError(error.description.replacingOccurrences(of: "state: ", with: "") + hint)
+            }
         }
     }
 
-    struct Token: ParsableCommand {
+    struct Token: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print a new one-time enrollment token (only its hash is stored).")
         @OptionGroup var state: StateOptions
         @Option(name: .long, help: "Seconds the token stays valid.")
         var ttl: Double = 3600
 
-        func run() throws {
+        func run() async throws {
             guard ttl > 0 else { throw ValidationError("--ttl must be positive") }
-            print(try state.registry().createToken(lifetime: ttl))
+            if state.remote.coordinator != nil {
+                let ttl = ttl
+                let tokens = try await state.remote.withAdmin { try await $0.createTokens(count: 1, lifetimeSeconds: ttl) }
+                guard let token = tokens.first else { throw ValidationError("the coordinator returned no token") }
+                print(token)
+                return
+            }
+            print(try state.withRegistry(writing: true, purpose: "fedseg clients token") { try $0.createToken(lifetime: ttl) })
         }
     }
 
@@ -45,9 +71,12 @@ struct ClientsCommand: ParsableCommand {
         var kxKey: String
 
         func run() throws {
+            guard state.remote.coordinator == nil else {
+                throw ValidationError("clients add writes the state directory (--state-dir); a live coordinator enrols clients by token (clients token --coordinator)")
+            }
             guard let signing = Self.bytes(signingKey), let kx = Self.bytes(kxKey) else { throw ValidationError("keys must be hex") }
             do {
-                try state.registry().add(id: id, signingKey: Signing.PublicKey(bytes: signing), kxKey: KeyAgreement.PublicKey(bytes: kx))
+                try state.withRegistry(writing: true, purpose: "fedseg clients add") { try $0.add(id: id, signingKey: Signing.PublicKey(bytes: signing), kxKey: KeyAgreement.PublicKey(bytes: kx)) }
             } catch let failure as CryptoError {
                 throw ValidationError(failure.description)
             } catch let failure as ClientRegistry.Failure {
@@ -68,14 +97,20 @@ struct ClientsCommand: ParsableCommand {
         }
     }
 
-    struct List: ParsableCommand {
+    struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Enrolled clients and their status.")
         @OptionGroup var state: StateOptions
         @Flag(name: .long, help: "One JSON object.")
         var json = false
 
-        func run() throws {
-            let clients = try state.registry().clients()
+        func run() async throws {
+            if state.remote.coordinator != nil {
+                let entries = try await state.remote.withAdmin { try await $0.clients() }
+                if json { return try JSONOutput.print(entries) }
+                for entry in entries { print("\(entry.id)\t\(entry.status)") }
+                return
+            }
+            let clients = try state.withRegistry(writing: false, purpose: "") { try $0.clients() }
             if json {
                 struct Row: Encodable { var id: String; var status: ClientStatus; var signingKey: String; var kxKey: String }
                 try JSONOutput.print(clients.map { Row(id: $0.id, status: $0.status, signingKey: $0.signingKey.hexString, kxKey: $0.kxKey.hexString) })
@@ -85,15 +120,21 @@ struct ClientsCommand: ParsableCommand {
         }
     }
 
-    struct Revoke: ParsableCommand {
+    struct Revoke: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Revoke a client; its next message is refused.")
         @OptionGroup var state: StateOptions
         @Option(name: .long, help: "Client id.")
         var id: String
 
-        func run() throws {
+        func run() async throws {
+            if state.remote.coordinator != nil {
+                let id = id
+                try await state.remote.withAdmin { try await $0.revoke(id) }
+                print("revoked \(id)")
+                return
+            }
             do {
-                try state.registry().revoke(id: id)
+                try state.withRegistry(writing: true, purpose: "fedseg clients revoke") { try $0.revoke(id: id) }
             } catch let failure as ClientRegistry.Failure {
                 throw ValidationError(failure.description)
             }

@@ -212,6 +212,11 @@ struct SegmentsCommand: AsyncParsableCommand {
     func run() async throws {
         let report: SegmentsReport
         if let stateDir {
+            do {
+                try CoordinatorDaemon.requireInitialised(stateDir)
+            } catch let error as CoordinatorError {
+                throw ValidationError(error.description.replacingOccurrences(of: "state: ", with: ""))
+            }
             let store = try CoordinatorStore(path: URL(fileURLWithPath: stateDir).appendingPathComponent(CoordinatorStore.fileName).path)
             let runID = try run ?? store.runs().last?.id
             var vectors: Matrix?

@@ -175,6 +175,21 @@ struct ClientNodeTests {
         let refusing = ScriptedTransport([.success(.rejected(.late, "closed")), .success(.accepted)])
         #expect(await node.send(answer, transport: refusing) == .rejected(.late, "closed"))
         #expect(await refusing.received.count == 1)
+
+        // A coordinator down for longer than 8 attempts: the node keeps trying until the deadline.
+        let down = ScriptedTransport(Array(repeating: .failure(.network("refused")), count: 20) + [.success(.accepted)])
+        #expect(await node.send(answer, transport: down, backoff: (0.001, 0.004)) == .accepted)
+        #expect(await down.received.count == 21)
+        // And stops at the round's deadline, saying so.
+        var soon = answer
+        soon.deadline = Date().addingTimeInterval(0.3)
+        let never = ScriptedTransport(Array(repeating: .failure(.network("refused")), count: 10_000))
+        let started = Date()
+        guard case .gaveUp(let why) = await node.send(soon, transport: never, backoff: (0.01, 0.05)) else {
+            Issue.record("a send with no answer before the deadline gives up")
+            return
+        }
+        #expect(why.contains("deadline") && Date().timeIntervalSince(started) < 2)
     }
 }
 

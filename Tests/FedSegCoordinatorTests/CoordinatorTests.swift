@@ -6,6 +6,7 @@ import FedSegPrivacy
 import FedSegProtocol
 import Foundation
 import GRDB
+import Hummingbird
 import Logging
 import SwiftProtobuf
 import Testing
@@ -379,6 +380,29 @@ struct CoordinatorStateTests {
         #expect(try ledger.budgetHistory().map(\.reason) == ["coordinator init"])
     }
 
+    @Test("one coordinator per state directory: a second is refused naming the holder; the lock goes with the first")
+    func stateDirectoryLock() async throws {
+        let state = try temporaryDirectory().appendingPathComponent("state").path
+        _ = try CoordinatorDaemon.initialize(stateDirectory: state)
+        var configuration = CoordinatorConfiguration()
+        configuration.stateDirectory = state
+        configuration.port = 0
+        var first: (any ApplicationProtocol)? = try await CoordinatorDaemon.buildCoordinator(configuration, logger: Logger(label: "test"))
+        do {
+            _ = try await CoordinatorDaemon.buildCoordinator(configuration, logger: Logger(label: "test"))
+            Issue.record("a second coordinator on the same state directory must be refused")
+        } catch let error as CoordinatorError {
+            #expect(error.description.contains("in use by another process (pid \(getpid()): coordinator serve)"))
+        }
+        #expect(first != nil)
+        first = nil
+        _ = try await CoordinatorDaemon.buildCoordinator(configuration, logger: Logger(label: "test"))
+        // Only `coordinator init` creates a state directory.
+        configuration.stateDirectory = state + "-typo"
+        await #expect(throws: CoordinatorError.self) { _ = try await CoordinatorDaemon.buildCoordinator(configuration, logger: Logger(label: "test")) }
+        #expect(!FileManager.default.fileExists(atPath: state + "-typo"))
+    }
+
     @Test("a run whose quorum cannot be met by the enrolled clients is refused before anything is charged")
     func quorumBeforeCharge() async throws {
         let coordinator = try makeCoordinator(try temporaryDirectory(), clock: ManualWallClock())
@@ -429,7 +453,20 @@ struct CoordinatorStateTests {
         parameters.initialization = .public
         parameters.seedPhrases = ["a b", "c d", "e f"]
         parameters.embedderID = "hashing-v1-d8-s0"
-        #expect(throws: CoordinatorError.self) { _ = try RunStart.prepare(parameters, settings: Coordinator.Settings()) }
+        #expect(throws: ProtocolError.invalidField("dimension", "is 4, but hashing-v1-d8-s0 embeds in 8 dimensions")) {
+            _ = try RunStart.prepare(parameters, settings: Coordinator.Settings())
+        }
+        // Checked at every start, random starts included: ids no client runs, and wrong dimensions.
+        var random = smallRun()
+        random.initialization = .random
+        for (id, dimension) in [("minilm", 384), ("../../etc/passwd", 4), ("hashing-v1-d64-s1", 384), ("all-MiniLM-L6-v2", 64), ("hashing-v1-d04-s0", 4)] {
+            random.embedderID = id
+            random.dimension = dimension
+            #expect(throws: ProtocolError.self, "\(id) at d = \(dimension)") { try random.validate() }
+        }
+        random.embedderID = "all-MiniLM-L6-v2"
+        random.dimension = 384
+        try random.validate()
         parameters.embedderID = "hashing-v1-d4-s0"
         let prepared = try RunStart.prepare(parameters, settings: Coordinator.Settings())
         #expect(prepared.centroids.rows == 2 && prepared.centroids.cols == 4)

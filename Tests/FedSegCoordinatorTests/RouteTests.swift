@@ -145,6 +145,9 @@ struct RouteTests {
             // The round: both clients answer, the run completes, its model is published.
             let plan = try await currentPlan(client)
             try expectError(try await client.execute(uri: "/v1/rounds/\(plan.round + 7)/secagg", method: .get), .notFound, .notFound)
+            // A local round has no secure-aggregation view, for anyone.
+            try expectError(try await client.execute(uri: "/v1/rounds/\(plan.round)/secagg", method: .get), .notFound, .notFound)
+            try expectError(try await client.execute(uri: "/v1/rounds/\(plan.round)/secagg?client=alice", method: .get), .notFound, .notFound)
             let key = coordinator.keys.identity.keyAgreement.publicKey
             for member in [alice, bob] {
                 let sealed = try member.seal(update(plan), kind: .clientUpdate, round: plan.round, to: key)
