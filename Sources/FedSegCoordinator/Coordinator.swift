@@ -162,8 +162,13 @@ public actor Coordinator {
             logger.notice("resuming run", metadata: ["run": "\(run.id)", "committed_rounds": "\(run.committedRounds)"])
             return try advance()
         }
-        let publication = try Fedseg_V1_SignedPublication(serializedBytes: latest.publication)
-        let plan = try Fedseg_V1_RoundPlan(serializedBytes: publication.payload)
+        // The stored plan is signed: a damaged one is refused rather than resumed.
+        guard let publication = try? Fedseg_V1_SignedPublication(serializedBytes: latest.publication),
+            keys.identity.signing.publicKey.isValidSignature([UInt8](publication.signature), for: publication.payload),
+            let plan = try? Fedseg_V1_RoundPlan(serializedBytes: publication.payload), plan.round == UInt64(id), plan.runID == run.id
+        else {
+            throw CoordinatorError.state("the stored plan of round \(id) (run \(run.id)) is damaged: its signature does not verify; restore the state directory from a backup")
+        }
         var round = OpenRound(
             id: UInt64(id), plan: plan, publication: [UInt8](latest.publication), deadline: latest.deadline, openedAt: latest.openedAt,
             expected: latest.expected, aggregation: Self.aggregation(for: plan, openedAt: latest.openedAt)

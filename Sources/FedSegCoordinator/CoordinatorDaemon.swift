@@ -89,6 +89,13 @@ public enum CoordinatorDaemon {
             ?? directory.appendingPathComponent("embeddings", isDirectory: true)
         settings.crashPoint = ProcessInfo.processInfo.environment["FEDSEG_TEST_CRASH_AT"].flatMap(Coordinator.CrashPoint.init(rawValue:))
         let coordinator = try Coordinator(store: store, keys: keys, settings: settings, metrics: CoordinatorMetrics(), logger: logger)
+        // Damaged state is refused before anything resumes from it: the ledger's chain and every
+        // recomputed ε (the audit), then the open round's signed plan (`recover`).
+        let audit = try LedgerAudit.run(store.ledger)
+        guard audit.verified else {
+            let problems = audit.problems.prefix(5).map { ($0.sequence.map { "record \($0): " } ?? "") + $0.reason }.joined(separator: "; ")
+            throw CoordinatorError.state("the privacy ledger in \(configuration.stateDirectory) fails verification (\(problems)): restore the state directory from a backup; `fedseg privacy audit --state-dir` lists every problem")
+        }
         try await coordinator.recover()
         if let total = try store.ledger.budget(for: Coordinator.allUsers) {
             logger.notice("privacy", metadata: [

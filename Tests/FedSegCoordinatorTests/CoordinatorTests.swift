@@ -403,6 +403,41 @@ struct CoordinatorStateTests {
         #expect(!FileManager.default.fileExists(atPath: state + "-typo"))
     }
 
+    @Test("damaged state is refused at start, saying what is damaged: a ledger that fails its audit, an open round's plan whose signature does not verify")
+    func damagedStateRefused() async throws {
+        // The open round's stored plan, one byte flipped: recovery refuses it instead of resuming.
+        let directory = try temporaryDirectory()
+        let coordinator = try makeCoordinator(directory, clock: ManualWallClock())
+        _ = try enroll(1, in: coordinator)
+        _ = try await coordinator.start(try RunStart.prepare(smallRun(minParticipants: 1), settings: coordinator.settings))
+        let round = try #require(await coordinator.snapshot())
+        try await coordinator.store.database.write { db in
+            try db.execute(sql: "UPDATE rounds SET publication = substr(publication, 1, 40) || X'FF' || substr(publication, 42) WHERE id = ?", arguments: [Int64(round.round)])
+        }
+        let restarted = try makeCoordinator(directory, clock: ManualWallClock())
+        do {
+            try await restarted.recover()
+            Issue.record("a damaged plan must not be resumed")
+        } catch let error as CoordinatorError {
+            #expect(error.description.contains("stored plan of round \(round.round)") && error.description.contains("damaged"))
+        }
+
+        // A ledger whose budget record was altered: the daemon does not start.
+        let state = try temporaryDirectory().appendingPathComponent("state").path
+        _ = try CoordinatorDaemon.initialize(stateDirectory: state)
+        let ledger = try PrivacyLedger(path: URL(fileURLWithPath: state).appendingPathComponent(CoordinatorStore.fileName).path)
+        try await ledger.database.write { db in try db.execute(sql: "UPDATE privacy_budget_history SET reason = 'edited' WHERE sequence = 1") }
+        var configuration = CoordinatorConfiguration()
+        configuration.stateDirectory = state
+        configuration.port = 0
+        do {
+            _ = try await CoordinatorDaemon.buildCoordinator(configuration, logger: Logger(label: "test"))
+            Issue.record("a ledger that fails verification must not be served")
+        } catch let error as CoordinatorError {
+            #expect(error.description.contains("fails verification") && error.description.contains("budget change 1"))
+        }
+    }
+
     @Test("a run whose quorum cannot be met by the enrolled clients is refused before anything is charged")
     func quorumBeforeCharge() async throws {
         let coordinator = try makeCoordinator(try temporaryDirectory(), clock: ManualWallClock())
