@@ -158,8 +158,7 @@ extension ClientNode {
         case .secaggStageUnmask:
             if let sent = current.sent[.secaggUnmask] { return resent(sent) }
             guard current.sent[.secaggConsistency] != nil, let signed = current.signedSurvivors else { return nil }
-            try checkSurvivors(view.survivors, plan: plan, index: client.index)
-            // The survivor set must be the one this node signed, and at least t of its neighbours
+            // The survivor set must be the one this node signed (which met `checkSurvivors`), and at least t of its neighbours
             // must have signed the same: with t > degree/2 no other set can gather t neighbours'
             // signatures, so no two of them reveal different secrets of one client.
             guard Array(Set(view.survivors)).sorted() == signed else {

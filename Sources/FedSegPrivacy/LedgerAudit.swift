@@ -45,7 +45,9 @@ public struct LedgerAudit: Sendable, Codable {
         let budgets = Dictionary(uniqueKeysWithValues: try ledger.budgets().map { ($0.population, $0) })
         var problems: [Problem] = []
         var previousHash = PrivacyLedger.genesisHash
-        var histories: [String: [PrivacyLedger.Mechanism]] = [:]
+        // One accountant per population, composed record by record: the audit (which the daemon
+        // runs at every start) is linear in the ledger, not quadratic.
+        var accountants: [String: RDPAccountant] = [:]
         var series: [String: [Point]] = [:]
         for (index, record) in records.enumerated() {
             if record.sequence != Int64(index + 1) {
@@ -62,16 +64,16 @@ public struct LedgerAudit: Sendable, Codable {
                 problems.append(Problem(sequence: record.sequence, reason: "unknown mechanism \(record.mechanism)"))
                 continue
             }
-            var history = histories[record.population, default: []]
-            history.append(mechanism)
-            histories[record.population] = history
+            var accountant = accountants[record.population, default: RDPAccountant()]
             let delta = budgets[record.population]?.delta ?? record.delta
             if budgets[record.population] != nil && delta != record.delta {
                 problems.append(Problem(sequence: record.sequence, reason: "recorded δ \(record.delta) differs from the population's δ \(delta)"))
             }
             let epsilon: Double
             do {
-                epsilon = try PrivacyLedger.epsilon(of: history, delta: delta)
+                try accountant.compose(mechanism.event, count: mechanism.count)
+                accountants[record.population] = accountant
+                epsilon = try accountant.epsilon(delta: delta).epsilon
             } catch {
                 problems.append(Problem(sequence: record.sequence, reason: "parameters do not account: \(error)"))
                 continue
@@ -113,7 +115,7 @@ public struct LedgerAudit: Sendable, Codable {
         } else if let head {
             problems.append(Problem(sequence: nil, reason: "ledger head says \(head.sequence) records but the ledger is empty"))
         }
-        let names = Set(budgets.keys).union(histories.keys).sorted()
+        let names = Set(budgets.keys).union(accountants.keys).sorted()
         let populations = names.map { name -> Population in
             let points = series[name] ?? []
             let spent = points.last?.epsilon ?? 0

@@ -111,7 +111,8 @@ extension Fedseg_V1_RoundPlan {
             for (name, value) in [("sum_scale", sumScale), ("count_scale", countScale), ("integer_sigma", integerSigma)] {
                 guard value.isFinite, value > 0 else { throw ProtocolError.invalidField(name, "must be positive and finite in a local clustering round") }
             }
-            guard sumScale <= 1_048_576, countScale <= 1e12 else { throw ProtocolError.invalidField("sum_scale", "the grid is finer than any release needs") }
+            guard sumScale <= 1_048_576 else { throw ProtocolError.invalidField("sum_scale", "must be at most 2^20") }
+            guard countScale <= 1e12 else { throw ProtocolError.invalidField("count_scale", "must be at most 10^12") }
         }
         if privacyMode == .distributed {
             guard hasSecagg else { throw ProtocolError.invalidField("secagg", "a distributed round needs its secure-aggregation plan") }
