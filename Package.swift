@@ -22,6 +22,10 @@ let nioHTTP1 = Target.Dependency.product(name: "NIOHTTP1", package: "swift-nio")
 let httpTypes = Target.Dependency.product(name: "HTTPTypes", package: "swift-http-types")
 let unixSignals = Target.Dependency.product(name: "UnixSignals", package: "swift-service-lifecycle")
 let coreMetrics = Target.Dependency.product(name: "CoreMetrics", package: "swift-metrics")
+let hummingbirdCore = Target.Dependency.product(name: "HummingbirdCore", package: "hummingbird")
+let nioHTTPTypes = Target.Dependency.product(name: "NIOHTTPTypes", package: "swift-nio-extras")
+let hummingbirdTLS = Target.Dependency.product(name: "HummingbirdTLS", package: "hummingbird")
+let nioSSL = Target.Dependency.product(name: "NIOSSL", package: "swift-nio-ssl")
 let hummingbirdTesting = Target.Dependency.product(name: "HummingbirdTesting", package: "hummingbird")
 
 let package = Package(
@@ -56,6 +60,8 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.65.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.27.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.20.0"),
     ],
     targets: [
         // C layers. Only FedSegMath (BLAS, the OS CSPRNG and seeded stream) and FedSegCrypto (the rest of libsodium) import these.
@@ -98,7 +104,7 @@ let package = Package(
             dependencies: [
                 "FedSegMath", "FedSegEmbedding", "FedSegClustering", "FedSegPrivacy", "FedSegCrypto",
                 "FedSegSecureAggregation", "FedSegProtocol", "FedSegRecommend",
-                grdb, swiftProtobuf, hummingbird, serviceLifecycle, logging, prometheus, toml, nioCore, httpTypes, unixSignals, coreMetrics,
+                grdb, swiftProtobuf, hummingbird, hummingbirdCore, hummingbirdTLS, nioSSL, nioHTTPTypes, serviceLifecycle, logging, prometheus, toml, nioCore, httpTypes, unixSignals, coreMetrics,
             ],
             swiftSettings: swiftSettings
         ),
@@ -106,7 +112,7 @@ let package = Package(
             name: "FedSegClient",
             dependencies: [
                 "FedSegMath", "FedSegClustering", "FedSegPrivacy", "FedSegCrypto",
-                "FedSegSecureAggregation", "FedSegProtocol", "FedSegRecommend", grdb, swiftProtobuf, httpClient, nioCore, nioHTTP1,
+                "FedSegSecureAggregation", "FedSegProtocol", "FedSegRecommend", grdb, swiftProtobuf, httpClient, nioCore, nioHTTP1, nioSSL,
             ],
             swiftSettings: swiftSettings
         ),

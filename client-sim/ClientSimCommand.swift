@@ -73,6 +73,9 @@ struct ClientSimCommand: AsyncParsableCommand {
         @Option(name: .long, help: "The coordinator's admin token file (from `coordinator init`).")
         var adminTokenFile: String
 
+        @Option(name: .long, help: "PEM file of the CA (or the pinned self-signed certificate) an https:// coordinator must present.")
+        var caCert: String?
+
         @Option(name: .long, help: "Directory for the clients' state (default: a new temporary directory).")
         var workDir: String?
 
@@ -89,7 +92,8 @@ struct ClientSimCommand: AsyncParsableCommand {
             }
             let work = workDir.map { URL(fileURLWithPath: $0, isDirectory: true) }
                 ?? FileManager.default.temporaryDirectory.appendingPathComponent("fedseg-client-sim-\(UUID().uuidString)", isDirectory: true)
-            let configuration = try options.configuration(coordinatorURL: coordinator, adminToken: token, workDirectory: work)
+            var configuration = try options.configuration(coordinatorURL: coordinator, adminToken: token, workDirectory: work)
+            configuration.caCertificate = caCert
             try await options.simulate(configuration)
         }
     }

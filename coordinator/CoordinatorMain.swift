@@ -33,15 +33,29 @@ struct CoordinatorCommand: AsyncParsableCommand {
         @Option(name: .long, help: "δ of that budget (fixed once anything is charged).")
         var totalDelta = Coordinator.defaultTotalDelta
 
+        @Flag(name: .long, help: "One JSON object: state_dir, signing_key, admin_token_file, total_epsilon, total_delta.")
+        var json = false
+
         func run() throws {
             do {
                 let initialized = try CoordinatorDaemon.initialize(stateDirectory: stateDir, totalEpsilon: totalEpsilon, totalDelta: totalDelta)
+                if json {
+                    let object: [String: String] = [
+                        "state_dir": initialized.stateDirectory, "signing_key": initialized.signingKey,
+                        "admin_token_file": initialized.adminTokenFile, "total_epsilon": "\(totalEpsilon)", "total_delta": "\(totalDelta)",
+                    ]
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.sortedKeys]
+                    print(String(decoding: try encoder.encode(object), as: UTF8.self))
+                    return
+                }
                 print("initialised \(initialized.stateDirectory)")
                 print("lifetime budget: ε = \(totalEpsilon), δ = \(totalDelta) for every user (recorded in the ledger)")
                 print("coordinator signing key: \(initialized.signingKey)")
                 print("admin token: \(initialized.adminTokenFile) (owner-only)")
             } catch let error as CoordinatorError {
-                throw ValidationError(error.description)
+                FileHandle.standardError.write(Data("coordinator init: \(error)\n".utf8))
+                throw ExitCode(1)
             }
         }
     }
@@ -79,6 +93,21 @@ struct CoordinatorCommand: AsyncParsableCommand {
         @Option(name: .long, help: "Write the port being listened on to this file.")
         var portFile: String?
 
+        @Option(name: .long, help: "TLS certificate chain, PEM, leaf first (tls.cert). Needs --tls-key.")
+        var tlsCert: String?
+
+        @Option(name: .long, help: "TLS private key, PEM (tls.key).")
+        var tlsKey: String?
+
+        @Flag(name: .long, help: "Serve plain HTTP on a non-loopback address (listen.insecure_http), e.g. behind a TLS-terminating proxy.")
+        var insecureHTTP = false
+
+        @Option(name: .long, help: "Open connections at once (limits.max_connections).")
+        var maxConnections: Int?
+
+        @Option(name: .long, help: "Seconds without a poll or message after which a client is stale (limits.stale_after_seconds).")
+        var staleAfterSeconds: Double?
+
         func run() async throws {
             var configuration: CoordinatorConfiguration
             do {
@@ -91,9 +120,18 @@ struct CoordinatorCommand: AsyncParsableCommand {
                 if let maxMessageBytes { configuration.maxMessageBytes = maxMessageBytes }
                 if let logLevel { configuration.logLevel = logLevel }
                 configuration.portFile = portFile
+                switch (tlsCert, tlsKey) {
+                case (let cert?, let key?): configuration.tls = TLSFiles(certificateChain: cert, privateKey: key)
+                case (nil, nil): break
+                default: throw CoordinatorError.configuration("--tls-cert and --tls-key go together")
+                }
+                if insecureHTTP { configuration.insecureHTTP = true }
+                if let maxConnections { configuration.connections.maximumConnections = maxConnections }
+                if let staleAfterSeconds { configuration.staleAfterSeconds = staleAfterSeconds }
                 try configuration.validate()
             } catch let error as CoordinatorError {
-                throw ValidationError(error.description)
+                FileHandle.standardError.write(Data("coordinator serve: \(error)\n".utf8))
+                throw ExitCode(1)
             }
             let level = Logger.Level(rawValue: configuration.logLevel) ?? .info
             LoggingSystem.bootstrap { label in
@@ -105,6 +143,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
                 try await CoordinatorDaemon.serve(configuration, logger: Logger(label: "fedseg.coordinator"))
             } catch let error as CoordinatorError {
                 FileHandle.standardError.write(Data("coordinator: \(error)\n".utf8))
+                throw ExitCode(1)
+            } catch {
+                FileHandle.standardError.write(Data("coordinator: \(CoordinatorDaemon.explainServeFailure(error, configuration))\n".utf8))
                 throw ExitCode(1)
             }
         }

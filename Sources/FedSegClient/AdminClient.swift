@@ -21,6 +21,8 @@ public struct AdminClient: Sendable {
     public struct Failure: Error, CustomStringConvertible {
         public var status: Int
         public var message: String
+        /// The admin API's error (docs/PROTOCOL.md, "Admin errors"), when the body was one.
+        public var error: AdminError?
         public var description: String { "coordinator answered \(status): \(message)" }
     }
 
@@ -36,9 +38,9 @@ public struct AdminClient: Sendable {
         var buffer = try await response.body.collect(upTo: 256 << 20)
         let bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
         guard (200..<300).contains(Int(response.status.code)) else {
-            let message = (try? Fedseg_V1_ErrorResponse(serializedBytes: bytes).message).flatMap { $0.isEmpty ? nil : $0 }
-                ?? String(decoding: bytes, as: UTF8.self)
-            throw Failure(status: Int(response.status.code), message: message)
+            let error = try? JSONDecoder().decode(AdminError.Body.self, from: Data(bytes)).error
+            let message = error?.message ?? (bytes.isEmpty ? "HTTP \(response.status.code)" : String(decoding: bytes.prefix(500), as: UTF8.self))
+            throw Failure(status: Int(response.status.code), message: message, error: error)
         }
         return bytes
     }

@@ -3,6 +3,7 @@ import FedSegProtocol
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 import SwiftProtobuf
 
 /// How a client reaches its coordinator. The HTTP implementation is the product; tests and the
@@ -67,11 +68,35 @@ public final class HTTPCoordinatorTransport: CoordinatorTransport {
     }
 
     /// A pool sized for many concurrent simulated clients.
-    public static func makeHTTPClient(connectionsPerHost: Int = 64) -> HTTPClient {
+    /// `caCertificate`: a PEM file of the CA (or the coordinator's own self-signed certificate,
+    /// pinned) that an `https://` coordinator must present; nil trusts the system's roots.
+    public static func makeHTTPClient(connectionsPerHost: Int = 64, caCertificate: String? = nil) -> HTTPClient {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connectionsPerHost)
         configuration.timeout = .init(connect: .seconds(5), read: .seconds(60))
+        var tls = TLSConfiguration.makeClientConfiguration()
+        if let caCertificate { tls.trustRoots = .file(caCertificate) }
+        tls.minimumTLSVersion = .tlsv12
+        configuration.tlsConfiguration = tls
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    /// A transport failure as a person can act on it: what could not be reached and what to check.
+    public static func explain(_ error: any Error, url: String) -> String {
+        let text = String(describing: error)
+        if text.contains("connectTimeout") || text.contains("Connection refused") || text.contains("connectionRefused") || text.contains("ECONNREFUSED") {
+            return "cannot connect to the coordinator at \(url): is `coordinator serve` running there (and on that port)?"
+        }
+        if text.contains("NIOSSL") || text.contains("handshake") || text.contains("certificate") || text.contains("TLS") {
+            return "the TLS connection to \(url) failed: give the coordinator's CA or certificate with --ca-cert, and use the host name the certificate names"
+        }
+        if text.contains("remoteConnectionClosed") || text.contains("connectionReset") || text.contains("readTimeout") {
+            return "the coordinator at \(url) closed the connection or did not answer in time; it may be restarting: try again"
+        }
+        if text.contains("invalidURL") || text.contains("emptyScheme") || text.contains("unsupportedScheme") || text.contains("emptyHost") {
+            return "\(url) is not a coordinator URL: write it as http://HOST:PORT or https://HOST:PORT"
+        }
+        return "the coordinator at \(url) could not be reached (\(type(of: error)))"
     }
 
     func exchange(_ method: HTTPMethod, _ path: String, body: [UInt8]? = nil) async throws -> (status: Int, body: [UInt8]) {
@@ -105,8 +130,12 @@ public final class HTTPCoordinatorTransport: CoordinatorTransport {
         }
     }
 
-    public func currentPlan() async throws -> [UInt8]? {
-        let (status, body) = try await exchange(.GET, "/v1/rounds/current")
+    public func currentPlan() async throws -> [UInt8]? { try await currentPlan(client: nil) }
+
+    /// The open round's plan; naming `client` tells the coordinator the node is there, so rounds
+    /// wait for it (docs/PROTOCOL.md, "Liveness").
+    public func currentPlan(client: String?) async throws -> [UInt8]? {
+        let (status, body) = try await exchange(.GET, "/v1/rounds/current" + (client.map { "?client=" + Self.queryEscaped($0) } ?? ""))
         if status == 404 { return nil }
         guard status == 200 else { throw Self.errorResponse(status, body) }
         return body
@@ -124,12 +153,16 @@ public final class HTTPCoordinatorTransport: CoordinatorTransport {
     public func secAggStage(round: UInt64, client: String?) async throws -> [UInt8]? {
         var path = "/v1/rounds/\(round)/secagg"
         if let client {
-            path += "?client=" + (client.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=+"))) ?? client)
+            path += "?client=" + Self.queryEscaped(client)
         }
         let (status, body) = try await exchange(.GET, path)
         if status == 404 { return nil }
         guard status == 200 else { throw Self.errorResponse(status, body) }
         return body
+    }
+
+    static func queryEscaped(_ value: String) -> String {
+        value.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=+"))) ?? value
     }
 
     public func latestModel() async throws -> [UInt8]? {

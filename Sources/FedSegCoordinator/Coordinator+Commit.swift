@@ -87,10 +87,10 @@ extension Coordinator {
     func abandon(_ round: OpenRound, reason: String) throws {
         guard var run = active else { return }
         run.abandonedInARow += 1
-        active = run
         try store.abandon(
             round: Int64(round.id), participants: round.participants, declined: round.declined, runID: run.id, abandonedInARow: run.abandonedInARow
         )
+        active = run
         metrics.roundsAbandoned.increment()
         logger.warning("round abandoned", metadata: ["round": "\(round.id)", "why": "\(reason)", "charged": "\(round.charged)"])
         if run.abandonedInARow >= run.parameters.maxAbandonedRounds {

@@ -33,12 +33,12 @@ extension Coordinator {
 
     public func summary(_ id: String? = nil) throws -> RunSummary {
         guard let runID = try (id ?? active?.id ?? store.runs().last?.id) else { throw CoordinatorError.noRun }
-        guard let run = try store.run(runID) else { throw CoordinatorError.state("unknown run \(runID)") }
+        guard let run = try store.run(runID) else { throw CoordinatorError.unknownRun(runID) }
         let rounds = try store.rounds(run: runID)
         let parameters = try run.decodedParameters()
         let spent = try store.ledger.budget(for: "run:\(runID)") == nil ? 0 : try store.ledger.spent(by: "run:\(runID)")
         let current = open.flatMap { $0.plan.runID == runID ? $0 : nil }
-        return RunSummary(
+        var summary = RunSummary(
             id: runID, status: run.status, reason: run.reason, phase: run.phase, k: parameters.k, dimension: parameters.dimension,
             embedderID: parameters.embedderID, privacyMode: parameters.privacyMode, epsilon: parameters.epsilon, delta: parameters.delta,
             epsilonSpent: spent, plannedRounds: parameters.rounds, committedRounds: run.committedRounds,
@@ -61,6 +61,8 @@ extension Coordinator {
                 )
             }
         )
+        if run.status == .running { summary.staleClients = try staleClientIDs() }
+        return summary
     }
 
     /// The current (or last) run's centroids, with the public seed phrases nearest each.

@@ -33,6 +33,9 @@ public actor Coordinator {
         /// first round it closes, to prove recovery.
         public var crashPoint: CrashPoint?
         public var clock: any WallClock = SystemWallClock()
+        /// A client not seen for this long (no poll naming it, no accepted message) is stale:
+        /// rounds neither wait for it nor, in distributed mode, put it in their cohort.
+        public var staleAfterSeconds: Double = 120
 
         public init() {}
     }
@@ -83,6 +86,8 @@ public actor Coordinator {
     public nonisolated let metrics: CoordinatorMetrics
     public nonisolated let settings: Settings
     public nonisolated let intake: UpdateIntake
+    nonisolated let liveness = LivenessBook()
+    var lastLivenessFlush = 0.0
     let logger: Logger
     var active: ActiveRun?
     var open: OpenRound?
@@ -206,14 +211,17 @@ public actor Coordinator {
         }
         // A run whose rounds cannot reach their quorum would charge its first releases for nothing.
         let enrolled = try store.activeClientIDs().count
-        if p.privacyMode == .distributed {
-            guard enrolled >= max(2, p.minParticipants) else {
-                throw CoordinatorError.invalidParameters("distributed mode needs at least max(2, min_participants) = \(max(2, p.minParticipants)) active clients, \(enrolled) are enrolled")
-            }
-        } else {
-            guard enrolled >= p.minParticipants else {
-                throw CoordinatorError.invalidParameters("min_participants = \(p.minParticipants) but \(enrolled) active clients are enrolled: enrol clients first (fedseg clients token), or lower min_participants")
-            }
+        let live = try liveClientIDs().count
+        let staleNote = live < enrolled
+            ? " (\(enrolled - live) of the \(enrolled) active clients were not seen in the last \(Int(settings.staleAfterSeconds)) s; revoke them with fedseg clients revoke, or start their nodes)"
+            : ""
+        let needed = p.privacyMode == .distributed ? max(2, p.minParticipants) : p.minParticipants
+        guard live >= needed else {
+            throw CoordinatorError.invalidParameters(
+                p.privacyMode == .distributed
+                    ? "distributed mode needs at least max(2, min_participants) = \(needed) live clients, \(live) are live\(staleNote)"
+                    : "min_participants = \(p.minParticipants) but \(live) clients are live\(staleNote): enrol clients first (fedseg clients token), or lower min_participants"
+            )
         }
         // A public start spends its planned share on the start histogram; nothing else does.
         let phase: RunPhase = privacy.startMechanism == nil ? .clustering : .start
@@ -305,6 +313,7 @@ public actor Coordinator {
             return .late("the run ended: its budget cannot pay for round \(round)")
         }
         if charge != nil { current.charged = true }
+        markSeen(decoded.clientID)
         try current.aggregation.add(decoded.message, from: decoded.clientID)
         open = current
         switch decoded.message {
@@ -318,6 +327,12 @@ public actor Coordinator {
 
     /// Closes the open round when its deadline (or a stage's) has passed; called by the ticker.
     public func tick() throws {
+        if now - lastLivenessFlush >= 5 {
+            lastLivenessFlush = now
+            try flushLiveness()
+        }
+        // A run between rounds: the next round (or the run's end) could not be stored last time.
+        if open == nil, active != nil { try advance() }
         try progress()
     }
 
@@ -334,19 +349,36 @@ public actor Coordinator {
             try progress()
         case .aborted(let reason):
             open = nil
-            try abandon(current, reason: reason)
+            try keepOpenUnlessStored(current) { try abandon(current, reason: reason) }
         case .ready:
             open = nil
-            guard current.participants >= active?.parameters.minParticipants ?? 1 else {
-                return try abandon(current, reason: "\(current.participants) of \(active?.parameters.minParticipants ?? 1) required updates")
+            try keepOpenUnlessStored(current) {
+                guard current.participants >= active?.parameters.minParticipants ?? 1 else {
+                    return try abandon(current, reason: "\(current.participants) of \(active?.parameters.minParticipants ?? 1) required updates")
+                }
+                // Charged before anything of the aggregate is decoded (local rounds were charged
+                // with their first update).
+                if !current.charged {
+                    try store.charge(try charge(for: current))
+                    current.charged = true
+                }
+                try close(current)
             }
-            // Charged before anything of the aggregate is decoded (local rounds were charged with
-            // their first update).
-            if !current.charged {
-                try store.charge(try charge(for: current))
-                current.charged = true
+        }
+    }
+
+    /// A round whose end could not be stored (a full disk, an I/O error: the transaction rolled
+    /// back) stays open in memory as it is on disk, and the next tick ends it again.
+    func keepOpenUnlessStored(_ round: OpenRound, _ end: () throws -> Void) throws {
+        do {
+            try end()
+        } catch {
+            if open == nil, active?.id == round.plan.runID, try store.roundStatus(Int64(round.id)) == .collecting {
+                var kept = round
+                kept.charged = try store.isCharged(releaseID: releaseID(round))
+                open = kept
             }
-            try close(current)
+            throw error
         }
     }
 
@@ -373,7 +405,12 @@ public actor Coordinator {
 
     func openRound() throws {
         guard let run = active, let phase = run.phase.wire else { return }
-        let cohort = try store.activeClientIDs()
+        // Only live clients: one that vanished would make the round wait its full deadline.
+        let cohort = try liveClientIDs()
+        let stale = try store.activeClientIDs().count - cohort.count
+        if stale > 0 {
+            logger.warning("stale clients left out of the round", metadata: ["stale": "\(stale)", "live": "\(cohort.count)", "stale_after_seconds": "\(settings.staleAfterSeconds)"])
+        }
         let openedAt = now
         let deadline = openedAt + run.parameters.roundDeadlineSeconds
         var plan: Fedseg_V1_RoundPlan

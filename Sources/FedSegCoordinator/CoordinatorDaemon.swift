@@ -59,6 +59,23 @@ public enum CoordinatorDaemon {
         return token
     }
 
+    /// Why the daemon could not serve, as an operator can act on it (not the socket library's text).
+    public static func explainServeFailure(_ error: any Error, _ configuration: CoordinatorConfiguration) -> String {
+        let text = String(describing: error)
+        let address = "\(configuration.host):\(configuration.port)"
+        if text.contains("Address already in use") || text.contains("EADDRINUSE") {
+            return "cannot listen on \(address): the address is in use (another coordinator, or another program); stop it or pick another --port"
+        }
+        if text.contains("Permission denied") || text.contains("EACCES") {
+            return "cannot listen on \(address): permission denied (ports below 1024 need privileges); pick another --port"
+        }
+        if text.contains("Cannot assign requested address") || text.contains("EADDRNOTAVAIL") || text.contains("connectFailed") || text.contains("unknown host") {
+            return "cannot listen on \(address): no interface of this machine has that address; check --host"
+        }
+        if let storage = StorageFailure(error) { return storage.description }
+        return "stopped on an unexpected error (\(type(of: error))): \(text.prefix(300))"
+    }
+
     /// Runs until SIGTERM or SIGINT, then stops accepting, finishes in-flight requests and exits.
     public static func serve(_ configuration: CoordinatorConfiguration, logger: Logger) async throws {
         let app = try await buildCoordinator(configuration, logger: logger)
@@ -85,6 +102,7 @@ public enum CoordinatorDaemon {
         settings.totalEpsilon = configuration.totalEpsilon
         settings.totalDelta = configuration.totalDelta
         settings.limits.maximumMessageBytes = configuration.maxMessageBytes
+        settings.staleAfterSeconds = configuration.staleAfterSeconds
         settings.embeddingCache = configuration.embeddingCache.map { URL(fileURLWithPath: $0, isDirectory: true) }
             ?? directory.appendingPathComponent("embeddings", isDirectory: true)
         settings.crashPoint = ProcessInfo.processInfo.environment["FEDSEG_TEST_CRASH_AT"].flatMap(Coordinator.CrashPoint.init(rawValue:))
@@ -106,14 +124,22 @@ public enum CoordinatorDaemon {
         }
         let router = CoordinatorRoutes.router(coordinator: coordinator, adminTokenHash: SHA256.hash(Data(token.utf8)).bytes)
         let portFile = configuration.portFile
+        let scheme = configuration.tls == nil ? "http" : "https"
+        if configuration.tls == nil, !CoordinatorServer.isLoopback(configuration.host) {
+            logger.warning("serving plain HTTP on a non-loopback address (--insecure-http)", metadata: [
+                "host": "\(configuration.host)", "exposed": "the admin token and round plans travel in the clear; updates stay end-to-end encrypted",
+            ])
+        }
         var app = Application(
             router: router,
+            server: try CoordinatorServer.builder(limits: configuration.connections, tls: configuration.tls, logger: logger),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "fedseg-coordinator"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.port
                 logger.notice("listening", metadata: [
-                    "address": "http://\(configuration.host):\(port)", "state_dir": "\(configuration.stateDirectory)",
+                    "address": "\(scheme)://\(configuration.host):\(port)", "state_dir": "\(configuration.stateDirectory)",
                     "signing_key": "\(keys.identity.signing.publicKey.hex)",
+                    "max_connections": "\(configuration.connections.maximumConnections)",
                 ])
                 if let portFile { try? "\(port)\n".write(toFile: portFile, atomically: true, encoding: .utf8) }
                 await onListening?(port)
@@ -133,12 +159,22 @@ struct RoundTicker: Service {
     let lock: StateLock
 
     func run() async throws {
+        var lastStorageWarning = ContinuousClock.now - .seconds(60)
         while !Task.isCancelled, !Task.isShuttingDownGracefully {
             try? await Task.sleep(for: .milliseconds(100))
             do {
                 try await coordinator.tick()
             } catch {
-                logger.error("closing a round failed", metadata: ["error": "\(error)"])
+                if let storage = StorageFailure(error) {
+                    // Said at most every 10 s: the ticker retries ten times a second.
+                    let now = ContinuousClock.now
+                    if now - lastStorageWarning > .seconds(10) {
+                        lastStorageWarning = now
+                        logger.critical("the open round cannot end yet", metadata: ["why": "\(storage)", "effect": "the round stays open and uncommitted; nothing more is charged; it ends once the write succeeds"])
+                    }
+                } else {
+                    logger.error("closing a round failed", metadata: ["error": "\(error)"])
+                }
             }
         }
     }

@@ -4,6 +4,7 @@ import FedSegProtocol
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Logging
 import NIOCore
 import SwiftProtobuf
 
@@ -28,7 +29,7 @@ public enum CoordinatorRoutes {
             let body = try await collect(request, limit: 64 * 1024, coordinator: coordinator)
             do {
                 let enroll = try MessageCodec.decode(Fedseg_V1_EnrollRequest.self, from: body, limits: coordinator.settings.limits)
-                try coordinator.store.registry.enroll(enroll)
+                try coordinator.store.registry.enroll(enroll, now: Date(timeIntervalSince1970: coordinator.settings.clock.now()))
                 let response = Fedseg_V1_EnrollResponse.with {
                     $0.clientID = enroll.clientID
                     $0.coordinatorSigningKey = Data(coordinator.keys.identity.signing.publicKey.bytes)
@@ -45,7 +46,10 @@ public enum CoordinatorRoutes {
             }
         }
 
-        router.get("v1/rounds/current") { _, _ in
+        // `?client=ID` marks the client as live (docs/PROTOCOL.md, "Liveness"): rounds wait only
+        // for clients seen within stale_after_seconds.
+        router.get("v1/rounds/current") { request, _ in
+            if let client = request.uri.queryParameters.get("client") { coordinator.markSeen(client) }
             guard let publication = await coordinator.currentPublication() else {
                 return errorResponse(.notFound, .noOpenRound, "no round is open")
             }
@@ -93,23 +97,36 @@ public enum CoordinatorRoutes {
             return Response(status: .ok, headers: [.contentType: protobuf], body: .init(byteBuffer: ByteBuffer(bytes: model.publication)))
         }
 
-        let admin = router.group("admin/v1").add(middleware: AdminAuthentication(tokenHash: adminTokenHash))
+        let admin = router.group("admin/v1")
+            .add(middleware: AdminErrors(logger: coordinator.logger))
+            .add(middleware: AdminAuthentication(tokenHash: adminTokenHash))
         admin.get("status") { _, _ in
             let clients = try coordinator.store.registry.clients()
             let summary = try? await coordinator.summary()
+            let live = try coordinator.liveClientIDs().count
             return try json(AdminStatus(
-                clients: clients.count, activeClients: clients.filter { $0.status == .active }.count,
+                clients: clients.count, activeClients: clients.filter { $0.status == .active }.count, liveClients: live,
                 run: summary, coordinatorSigningKey: coordinator.keys.identity.signing.publicKey.hex
             ))
         }
         admin.get("clients") { _, _ in
-            try json(coordinator.store.registry.clients().map { ClientEntry(id: $0.id, status: $0.status, enrolledAt: $0.enrolledAt) })
+            let staleBefore = coordinator.settings.clock.now() - coordinator.settings.staleAfterSeconds
+            return try json(try coordinator.clientEntries().map { client in
+                ClientEntry(
+                    id: client.id, status: client.status, enrolledAt: client.enrolledAt, lastSeenAt: client.lastSeenAt,
+                    stale: client.status == .active && client.lastSeenAt < staleBefore
+                )
+            })
         }
-        admin.post("clients/tokens") { request, context in
-            let ask = try await request.decode(as: TokenRequest.self, context: context)
-            guard (1...100_000).contains(ask.count ?? 1) else { return errorResponse(.badRequest, .badRequest, "count must be in 1...100000") }
+        admin.post("clients/tokens") { request, _ in
+            let ask = try await decodeJSON(TokenRequest.self, request, limit: 64 * 1024)
+            guard (1...100_000).contains(ask.count ?? 1) else { throw AdminError(.invalidField, "count: must be in 1...100000", field: "count") }
             let lifetime = ask.lifetimeSeconds ?? 3600
-            let tokens = try (0..<(ask.count ?? 1)).map { _ in try coordinator.store.registry.createToken(lifetime: lifetime) }
+            let issuedAt = Date(timeIntervalSince1970: coordinator.settings.clock.now())
+            guard lifetime.isFinite, lifetime > 0, lifetime <= 366 * 86_400 else {
+                throw AdminError(.invalidField, "lifetime_seconds: must be in (0, 31622400]", field: "lifetime_seconds")
+            }
+            let tokens = try (0..<(ask.count ?? 1)).map { _ in try coordinator.store.registry.createToken(lifetime: lifetime, now: issuedAt) }
             return try json(["tokens": tokens])
         }
         admin.post("clients/:id/revoke") { _, context in
@@ -117,7 +134,7 @@ public enum CoordinatorRoutes {
             do {
                 try coordinator.store.registry.revoke(id: id)
             } catch let failure as ClientRegistry.Failure {
-                return errorResponse(.notFound, .notFound, failure.description)
+                throw AdminError(.notFound, failure.description)
             }
             return try json(["revoked": id])
         }
@@ -126,71 +143,50 @@ public enum CoordinatorRoutes {
                 ["id": run.id, "status": run.status.rawValue, "phase": run.phase.rawValue, "committed_rounds": "\(run.committedRounds)"]
             })
         }
-        admin.post("runs") { request, context in
-            let parameters: RunParameters
-            do {
-                parameters = try await request.decode(as: RunParameters.self, context: context)
-            } catch {
-                return errorResponse(.badRequest, .badRequest, "run parameters: \(error)")
-            }
+        admin.post("runs") { request, _ in
+            let parameters = try await decodeJSON(RunParameters.self, request, limit: max(limit, 1 << 20))
             do {
                 // Embedding seed phrases can take seconds: done off the event loop and outside the
                 // state machine.
                 let settings = coordinator.settings
                 let prepared = try await Task.detached { try RunStart.prepare(parameters, settings: settings) }.value
                 return try json(try await coordinator.start(prepared), status: .created)
-            } catch let error as CoordinatorError {
-                if case .runInProgress = error { return errorResponse(.conflict, .badRequest, error.description) }
-                return errorResponse(.unprocessableContent, .invalidField, error.description)
             } catch let error as ProtocolError {
-                return errorResponse(.unprocessableContent, .invalidField, "invalid run parameters: \(error)")
+                if case .invalidField(let field, _) = error { throw AdminError(.invalidField, error.description, field: field) }
+                throw AdminError(.invalidField, error.description)
             }
         }
         admin.get("runs/current") { _, _ in
-            do { return try json(try await coordinator.summary()) } catch let error as CoordinatorError {
-                return errorResponse(.notFound, .notFound, error.description)
-            }
+            try json(try await coordinator.summary())
         }
         admin.get("runs/:id") { _, context in
-            do { return try json(try await coordinator.summary(try context.parameters.require("id"))) } catch let error as CoordinatorError {
-                return errorResponse(.notFound, .notFound, error.description)
-            }
+            try json(try await coordinator.summary(try context.parameters.require("id")))
         }
         admin.post("runs/current/stop") { _, _ in
-            do { return try json(try await coordinator.stop()) } catch let error as CoordinatorError {
-                return errorResponse(.conflict, .badRequest, error.description)
+            do { return try json(try await coordinator.stop()) } catch CoordinatorError.noRun {
+                throw AdminError(.conflict, "no run in progress: nothing to stop")
             }
         }
         admin.get("segments") { _, _ in
-            do {
-                if let parameters = try await coordinator.needsSeedVectors(), let runID = try coordinator.store.runs().last?.id {
-                    let settings = coordinator.settings
-                    let vectors = try await Task.detached { try RunStart.embedSeedPhrases(parameters, settings: settings) }.value
-                    await coordinator.setSeedVectors(runID: runID, vectors: vectors)
-                }
-                return try json(try await coordinator.segments())
-            } catch let error as CoordinatorError {
-                return errorResponse(.notFound, .notFound, error.description)
+            if let parameters = try await coordinator.needsSeedVectors(), let runID = try coordinator.store.runs().last?.id {
+                let settings = coordinator.settings
+                let vectors = try await Task.detached { try RunStart.embedSeedPhrases(parameters, settings: settings) }.value
+                await coordinator.setSeedVectors(runID: runID, vectors: vectors)
             }
+            return try json(try await coordinator.segments())
         }
         admin.get("ledger") { _, _ in
             try json(LedgerAudit.run(coordinator.store.ledger))
         }
-        admin.post("privacy/budget") { request, context in
-            let ask: BudgetRequest
+        admin.post("privacy/budget") { request, _ in
+            let ask = try await decodeJSON(BudgetRequest.self, request, limit: 64 * 1024)
             do {
-                ask = try await request.decode(as: BudgetRequest.self, context: context)
                 try ask.validate()
-            } catch {
-                return errorResponse(.badRequest, .badRequest, "budget: \(error)")
+            } catch let ProtocolError.invalidField(field, rule) {
+                throw AdminError(.invalidField, "\(field): \(rule)", field: field)
             }
-            do {
-                let budget = try await coordinator.setLifetimeBudget(epsilon: ask.epsilon, delta: ask.delta, reason: ask.reason)
-                return try json(BudgetRequest(epsilon: budget.epsilon, delta: budget.delta, reason: ask.reason))
-            } catch let error as CoordinatorError {
-                if case .runInProgress = error { return errorResponse(.conflict, .badRequest, error.description) }
-                return errorResponse(.unprocessableContent, .invalidField, error.description)
-            }
+            let budget = try await coordinator.setLifetimeBudget(epsilon: ask.epsilon, delta: ask.delta, reason: ask.reason)
+            return try json(BudgetRequest(epsilon: budget.epsilon, delta: budget.delta, reason: ask.reason))
         }
         return router
     }
@@ -241,8 +237,13 @@ public enum CoordinatorRoutes {
         } catch let rejection as UpdateIntake.Rejection {
             return rejected(rejection, coordinator)
         } catch {
+            if let storage = StorageFailure(error) {
+                coordinator.metrics.rejected("unavailable")
+                return errorResponse(.serviceUnavailable, .unavailable, "\(storage); send it again later")
+            }
             coordinator.metrics.rejected("internal")
-            return errorResponse(.internalServerError, .unspecified, "the coordinator could not take the message: \(error)")
+            coordinator.logger.error("a client message could not be taken", metadata: ["error": "\(String(reflecting: error))"])
+            return errorResponse(.internalServerError, .unspecified, "the coordinator could not take the message; its log has the cause; send it again later")
         }
     }
 
@@ -289,6 +290,18 @@ public enum CoordinatorRoutes {
         return Response(status: status, headers: [.contentType: protobuf], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
+    /// A JSON request body, read up to `limit` bytes and decoded with errors as `AdminError`.
+    static func decodeJSON<T: Decodable>(_ type: T.Type, _ request: Request, limit: Int) async throws -> T {
+        let body: [UInt8]
+        do {
+            var buffer = try await request.body.collect(upTo: limit)
+            body = buffer.readBytes(length: buffer.readableBytes) ?? []
+        } catch is NIOTooManyBytesError {
+            throw AdminError(.tooLarge, "the body is over the limit of \(limit) bytes")
+        }
+        return try AdminError.decode(T.self, from: Data(body))
+    }
+
     static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
@@ -304,13 +317,77 @@ struct AdminAuthentication<Context: RequestContext>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
-            return CoordinatorRoutes.errorResponse(.unauthorized, .unauthorized, "admin endpoints need Authorization: Bearer <admin token>")
+            throw AdminError(.unauthorized, "admin endpoints need Authorization: Bearer <admin token> (the token coordinator init wrote to the state directory's admin-token file)")
         }
         let presented = SHA256.hash(Data(header.dropFirst("Bearer ".count).utf8)).bytes
         guard constantTimeEqual(presented, tokenHash) else {
-            return CoordinatorRoutes.errorResponse(.unauthorized, .unauthorized, "wrong admin token")
+            throw AdminError(.unauthorized, "wrong admin token")
         }
         return try await next(request, context)
+    }
+}
+
+/// Every admin error as the documented JSON shape (`AdminError.Body`) with its status: errors the
+/// handlers throw, the coordinator's own, and the HTTP library's (which would otherwise answer in
+/// its own format). Unexpected errors are logged and answered without their internals.
+struct AdminErrors<Context: RequestContext>: RouterMiddleware {
+    let logger: Logger
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as AdminError {
+            return Self.response(error)
+        } catch let error as CoordinatorError {
+            return Self.response(Self.adminError(error))
+        } catch let error as HTTPError {
+            let code: AdminError.Code = switch error.status.code {
+            case 401: .unauthorized
+            case 404: .notFound
+            case 413: .tooLarge
+            default: .badRequest
+            }
+            return Self.response(AdminError(code, error.body ?? error.status.reasonPhrase), status: error.status)
+        } catch {
+            if let unavailable = StorageFailure(error) { return Self.response(AdminError(.unavailable, unavailable.description)) }
+            logger.error("admin request failed", metadata: ["path": "\(request.uri.path)", "error": "\(String(reflecting: error))"])
+            return Self.response(AdminError(.internal, "the coordinator failed to answer \(request.method) \(request.uri.path); its log has the cause"))
+        }
+    }
+
+    static func adminError(_ error: CoordinatorError) -> AdminError {
+        switch error {
+        case .invalidParameters: AdminError(.invalidField, error.description)
+        case .runInProgress: AdminError(.conflict, error.description)
+        case .noRun, .unknownRun: AdminError(.notFound, error.description)
+        case .budget: AdminError(.budget, error.description)
+        case .embedder: AdminError(.invalidField, error.description, field: "embedder_id")
+        case .state: AdminError(.unavailable, error.description)
+        case .configuration: AdminError(.invalidField, error.description)
+        }
+    }
+
+    static func status(_ code: AdminError.Code) -> HTTPResponse.Status {
+        switch code {
+        case .malformedJSON, .badRequest: .badRequest
+        case .invalidField, .budget: .unprocessableContent
+        case .unauthorized: .unauthorized
+        case .notFound: .notFound
+        case .conflict: .conflict
+        case .tooLarge: .contentTooLarge
+        case .unavailable: .serviceUnavailable
+        case .internal: .internalServerError
+        }
+    }
+
+    static func response(_ error: AdminError, status: HTTPResponse.Status? = nil) -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let body = (try? encoder.encode(AdminError.Body(error: error))) ?? Data("{\"error\":{\"code\":\"internal\",\"message\":\"\"}}".utf8)
+        return Response(
+            status: status ?? Self.status(error.code), headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: body))
+        )
     }
 }
 

@@ -1,3 +1,4 @@
+import FedSegCrypto
 import FedSegMath
 import FedSegPrivacy
 import FedSegProtocol
@@ -35,11 +36,11 @@ extension CoordinatorStore {
 
     /// The run in progress, if any.
     func runningRun() throws -> Run? {
-        try database.read { db in try Run.filter(Column("status") == RunStatus.running).fetchOne(db) }
+        try database.read { db in try Run.filter(Column("status") == RunStatus.running).fetchOne(db)?.verified() }
     }
 
     func latestRound(runID: String) throws -> Round? {
-        try database.read { db in try Round.filter(Column("run_id") == runID).order(Column("id").desc).fetchOne(db) }
+        try database.read { db in try Round.filter(Column("run_id") == runID).order(Column("id").desc).fetchOne(db)?.verified() }
     }
 
     /// Active clients in id order: a distributed round's cohort, and how many a round expects.
@@ -47,6 +48,10 @@ extension CoordinatorStore {
         try database.read { db in
             try String.fetchAll(db, sql: "SELECT id FROM clients WHERE status = ? ORDER BY id", arguments: [ClientStatus.active])
         }
+    }
+
+    func roundStatus(_ id: Int64) throws -> RoundStatus? {
+        try database.read { db in try RoundStatus.fetchOne(db, sql: "SELECT status FROM rounds WHERE id = ?", arguments: [id]) }
     }
 
     func isCharged(releaseID: String) throws -> Bool {
@@ -75,7 +80,9 @@ extension CoordinatorStore {
     /// A new run and its own budget.
     func create(_ run: Run, budget: PrivacyLedger.Budget) throws {
         try database.write { db in
-            try run.insert(db)
+            var sealed = run
+            sealed.checksum = sealed.computeChecksum()
+            try sealed.insert(db)
             try PrivacyLedger.setBudget(db, budget, reason: "run \(run.id): its (ε, δ)")
         }
     }
@@ -88,7 +95,9 @@ extension CoordinatorStore {
             try row.insert(db)
             guard let id = row.id else { throw CoordinatorError.state("round id not assigned") }
             let publication = try sign(UInt64(id))
-            try db.execute(sql: "UPDATE rounds SET publication = ? WHERE id = ?", arguments: [Data(publication), id])
+            row.publication = Data(publication)
+            row.checksum = row.computeChecksum()
+            try db.execute(sql: "UPDATE rounds SET publication = ?, checksum = ? WHERE id = ?", arguments: [row.publication, row.checksum, id])
             return (UInt64(id), publication)
         }
     }
@@ -127,20 +136,26 @@ extension CoordinatorStore {
             // The charge comes first: if the budget refuses it, nothing of the round is stored.
             try Self.charge(db, charge)
             try beforeCommit()
-            try db.execute(
-                sql: """
-                    UPDATE rounds SET status = ?, participants = ?, declined = ?, centroid_shift = ?, centroids = ?, counts = ?, closed_at = ?
-                    WHERE id = ?
-                    """,
-                arguments: [
-                    RoundStatus.committed, commit.participants, commit.declined, commit.shift, Packing.pack(commit.centroids),
-                    Packing.pack(commit.releasedCounts), Date().timeIntervalSince1970, commit.round,
-                ]
-            )
-            try db.execute(
-                sql: "UPDATE runs SET centroids = ?, variances = ?, committed_rounds = ?, abandoned_in_a_row = 0, phase = ? WHERE id = ?",
-                arguments: [Packing.pack(commit.centroids), Packing.pack(commit.variances), commit.committedRounds, commit.phase, commit.runID]
-            )
+            // Both rows are checked before they are built upon, and sealed again with what changed.
+            guard var round = try Round.fetchOne(db, key: commit.round)?.verified(), var run = try Run.fetchOne(db, key: commit.runID)?.verified() else {
+                throw CoordinatorError.state("round \(commit.round) or run \(commit.runID) is missing from the database")
+            }
+            round.status = .committed
+            round.participants = commit.participants
+            round.declined = commit.declined
+            round.centroidShift = commit.shift
+            round.centroids = Packing.pack(commit.centroids)
+            round.counts = Packing.pack(commit.releasedCounts)
+            round.closedAt = Date().timeIntervalSince1970
+            round.checksum = round.computeChecksum()
+            try round.update(db)
+            run.centroids = Packing.pack(commit.centroids)
+            run.variances = Packing.pack(commit.variances)
+            run.committedRounds = commit.committedRounds
+            run.abandonedInARow = 0
+            run.phase = commit.phase
+            run.checksum = run.computeChecksum()
+            try run.update(db)
             try Self.dropEnvelopes(db, round: commit.round)
         }
     }
@@ -152,7 +167,7 @@ extension CoordinatorStore {
         try database.write { db in
             try Self.charge(db, charge)
             try beforeCommit()
-            try model.insert(db)
+            try model.sealed().insert(db)
             try db.execute(
                 sql: "UPDATE rounds SET status = ?, participants = ?, declined = ?, closed_at = ? WHERE id = ?",
                 arguments: [RoundStatus.committed, participants, declined, Date().timeIntervalSince1970, round]
@@ -164,7 +179,7 @@ extension CoordinatorStore {
 
     /// A model that is post-processing of committed rounds (no charge).
     func publish(_ model: PublishedModel) throws {
-        try database.write { db in try model.insert(db) }
+        try database.write { db in try model.sealed().insert(db) }
     }
 
     func abandon(round: Int64, participants: Int, declined: Int, runID: String, abandonedInARow: Int) throws {

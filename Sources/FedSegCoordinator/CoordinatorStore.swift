@@ -30,9 +30,11 @@ public final class CoordinatorStore: Sendable {
         public var finishedAt: Double?
         /// The public candidates of the start histogram (JSON `StartCandidates`), while it matters.
         public var startCandidates: Data?
+        /// `StoredChecksum` of id, parameters, centroids, variances and start candidates.
+        public var checksum: String? = nil
 
         enum CodingKeys: String, CodingKey {
-            case id, parameters, status, reason, phase, centroids, variances
+            case id, parameters, status, reason, phase, centroids, variances, checksum
             case startCandidates = "start_candidates"
             case committedRounds = "committed_rounds"
             case abandonedInARow = "abandoned_in_a_row"
@@ -61,9 +63,11 @@ public final class CoordinatorStore: Sendable {
         public var centroids: Data?  // after the round, k × d float32
         public var counts: Data?  // the released (noisy) counts, k float64
         public var closedAt: Double?
+        /// `StoredChecksum` of id, run, plan, centroids and counts.
+        public var checksum: String? = nil
 
         enum CodingKeys: String, CodingKey {
-            case id, phase, status, publication, expected, participants, declined, centroids, counts, deadline
+            case id, phase, status, publication, expected, participants, declined, centroids, counts, deadline, checksum
             case runID = "run_id"
             case openedAt = "opened_at"
             case centroidShift = "centroid_shift"
@@ -79,9 +83,11 @@ public final class CoordinatorStore: Sendable {
         public var version: Int
         public var publication: Data  // SignedPublication bytes
         public var createdAt: Double
+        /// `StoredChecksum` of run, version and publication.
+        public var checksum: String? = nil
 
         enum CodingKeys: String, CodingKey {
-            case version, publication
+            case version, publication, checksum
             case runID = "run_id"
             case createdAt = "created_at"
         }
@@ -142,23 +148,30 @@ public final class CoordinatorStore: Sendable {
         migrator.registerMigration("coordinator-v3-start") { db in
             try db.alter(table: Run.databaseTableName) { t in t.add(column: "start_candidates", .blob) }
         }
+        // Checksums on what the coordinator acts on, checked at every read.
+        migrator.registerMigration("coordinator-v4-checksums") { db in
+            for table in [Run.databaseTableName, Round.databaseTableName, PublishedModel.databaseTableName] {
+                try db.alter(table: table) { t in t.add(column: "checksum", .text) }
+            }
+            try Self.backfillChecksums(db)
+        }
         try migrator.migrate(database)
     }
 
     public func runs() throws -> [Run] {
-        try database.read { db in try Run.order(Column("created_at")).fetchAll(db) }
+        try database.read { db in try Run.order(Column("created_at")).fetchAll(db).map { try $0.verified() } }
     }
 
     public func run(_ id: String) throws -> Run? {
-        try database.read { db in try Run.fetchOne(db, key: id) }
+        try database.read { db in try Run.fetchOne(db, key: id)?.verified() }
     }
 
     public func rounds(run id: String) throws -> [Round] {
-        try database.read { db in try Round.filter(Column("run_id") == id).order(Column("id")).fetchAll(db) }
+        try database.read { db in try Round.filter(Column("run_id") == id).order(Column("id")).fetchAll(db).map { try $0.verified() } }
     }
 
     public func latestModel() throws -> PublishedModel? {
-        try database.read { db in try PublishedModel.order(Column("created_at").desc, Column("version").desc).fetchOne(db) }
+        try database.read { db in try PublishedModel.order(Column("created_at").desc, Column("version").desc).fetchOne(db)?.verified() }
     }
 
     /// Envelopes accepted in a round that has not committed yet.
@@ -221,5 +234,35 @@ enum Packing {
         var values = [Double](repeating: 0, count: data.count / MemoryLayout<Double>.size)
         values.withUnsafeMutableBytes { _ = data.copyBytes(to: $0) }
         return values
+    }
+}
+
+/// A write the database could not make: the disk is full, or the file cannot be written. The
+/// transaction rolled back, so nothing of it is stored and retrying once the cause is gone works.
+public struct StorageFailure: Error, CustomStringConvertible {
+    public enum Cause: Sendable { case diskFull, ioError, readOnly }
+
+    public var cause: Cause
+
+    public init?(_ error: any Error) {
+        if let failure = error as? StorageFailure {
+            self = failure
+            return
+        }
+        guard let database = error as? DatabaseError else { return nil }
+        switch database.resultCode {
+        case .SQLITE_FULL: cause = .diskFull
+        case .SQLITE_IOERR, .SQLITE_CANTOPEN: cause = .ioError
+        case .SQLITE_READONLY: cause = .readOnly
+        default: return nil
+        }
+    }
+
+    public var description: String {
+        switch cause {
+        case .diskFull: "the disk holding the coordinator's database is full: nothing of this write was stored; free space and it is retried"
+        case .ioError: "the coordinator's database could not be written (I/O error): nothing of this write was stored; check the disk"
+        case .readOnly: "the coordinator's database is read-only: nothing of this write was stored; check the state directory's permissions"
+        }
     }
 }

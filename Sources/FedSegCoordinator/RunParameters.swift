@@ -62,18 +62,23 @@ public enum CoordinatorError: Error, Equatable, CustomStringConvertible {
     case invalidParameters(String)
     case runInProgress(String)
     case noRun
+    case unknownRun(String)
     case budget(String)
     case embedder(String)
     case state(String)
+    /// A configuration file or flag the daemon cannot use.
+    case configuration(String)
 
     public var description: String {
         switch self {
         case .invalidParameters(let why): "invalid run parameters: \(why)"
         case .runInProgress(let id): "run \(id) is still in progress; stop it first"
         case .noRun: "no run in progress"
+        case .unknownRun(let id): "no run \(id) (fedseg run list names them)"
         case .budget(let why): "privacy budget: \(why)"
         case .embedder(let why): "embedder: \(why)"
         case .state(let why): "state: \(why)"
+        case .configuration(let why): why
         }
     }
 }

@@ -15,6 +15,11 @@ public struct LedgerAudit: Sendable, Codable {
         public var releaseID: String
         public var mode: String
         public var epsilon: Double
+
+        enum CodingKeys: String, CodingKey {
+            case sequence, round, mode, epsilon
+            case releaseID = "release_id"
+        }
     }
 
     public struct Population: Sendable, Codable, Equatable {
@@ -26,6 +31,13 @@ public struct LedgerAudit: Sendable, Codable {
         public var delta: Double?
         /// ε after each of this population's releases, in order (recomputed).
         public var series: [Point]
+
+        enum CodingKeys: String, CodingKey {
+            case population, releases, delta, series
+            case epsilonSpent = "epsilon_spent"
+            case epsilonBudget = "epsilon_budget"
+            case epsilonLeft = "epsilon_left"
+        }
     }
 
     public var records: Int

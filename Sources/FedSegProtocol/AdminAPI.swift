@@ -160,6 +160,9 @@ public struct RunSummary: Codable, Sendable {
     public var noiseMultiplier: Double
     public var openRound: OpenRoundSummary?
     public var rounds: [RoundSummary]
+    /// Active clients not seen within the coordinator's `stale_after_seconds` (at most 100 ids):
+    /// rounds do not wait for them. nil for runs that are over.
+    public var staleClients: [String]?
 
     public init(id: String, status: RunStatus, reason: String?, phase: RunPhase, k: Int, dimension: Int, embedderID: String, privacyMode: PrivacyMode, epsilon: Double, delta: Double, epsilonSpent: Double, plannedRounds: Int, committedRounds: Int, noiseMultiplier: Double, openRound: OpenRoundSummary?, rounds: [RoundSummary]) {
         self.id = id
@@ -197,6 +200,7 @@ public struct RunSummary: Codable, Sendable {
         case noiseMultiplier = "noise_multiplier"
         case openRound = "open_round"
         case rounds
+        case staleClients = "stale_clients"
     }
 }
 
@@ -322,12 +326,15 @@ public struct SegmentsReport: Codable, Sendable {
 public struct AdminStatus: Codable, Sendable {
     public var clients: Int
     public var activeClients: Int
+    /// Active clients seen within `stale_after_seconds`: those a round waits for.
+    public var liveClients: Int
     public var run: RunSummary?
     public var coordinatorSigningKey: String
 
-    public init(clients: Int, activeClients: Int, run: RunSummary?, coordinatorSigningKey: String) {
+    public init(clients: Int, activeClients: Int, liveClients: Int, run: RunSummary?, coordinatorSigningKey: String) {
         self.clients = clients
         self.activeClients = activeClients
+        self.liveClients = liveClients
         self.run = run
         self.coordinatorSigningKey = coordinatorSigningKey
     }
@@ -335,6 +342,7 @@ public struct AdminStatus: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case clients
         case activeClients = "active_clients"
+        case liveClients = "live_clients"
         case run
         case coordinatorSigningKey = "coordinator_signing_key"
     }
@@ -345,17 +353,25 @@ public struct ClientEntry: Codable, Sendable {
     public var id: String
     public var status: ClientStatus
     public var enrolledAt: Double
+    /// The last time the client polled for a round or had a message accepted (Unix seconds).
+    public var lastSeenAt: Double
+    /// Active but not seen within the coordinator's `stale_after_seconds`: rounds do not wait for it.
+    public var stale: Bool
 
-    public init(id: String, status: ClientStatus, enrolledAt: Double) {
+    public init(id: String, status: ClientStatus, enrolledAt: Double, lastSeenAt: Double, stale: Bool) {
         self.id = id
         self.status = status
         self.enrolledAt = enrolledAt
+        self.lastSeenAt = lastSeenAt
+        self.stale = stale
     }
 
     enum CodingKeys: String, CodingKey {
         case id
         case status
+        case stale
         case enrolledAt = "enrolled_at"
+        case lastSeenAt = "last_seen_at"
     }
 }
 
@@ -407,5 +423,95 @@ public enum EmbedderIdentifier {
             String(dimension) == parts[2].dropFirst(), String(seed) == parts[3].dropFirst()
         else { return nil }
         return .hashing(dimension: dimension, seed: seed)
+    }
+}
+
+/// The one error shape of the admin API (docs/PROTOCOL.md, "Admin errors"):
+/// `{"error": {"code": "invalid_field", "field": "k", "message": "k: must be in 1...1024"}}`.
+/// `field` names the offending JSON key (dotted for nested keys) when there is one.
+public struct AdminError: Codable, Sendable, Error, Equatable, CustomStringConvertible {
+    public enum Code: String, Codable, Sendable {
+        /// The body is not JSON, or not a JSON object.
+        case malformedJSON = "malformed_json"
+        /// A field is missing, of the wrong type, or breaks a rule; `field` names it.
+        case invalidField = "invalid_field"
+        case badRequest = "bad_request"
+        case unauthorized
+        case notFound = "not_found"
+        /// The request conflicts with the coordinator's state (a run in progress, no run to stop).
+        case conflict
+        /// The privacy budget refuses it.
+        case budget
+        case tooLarge = "too_large"
+        /// The coordinator cannot store what it must (disk full, damaged state): retry later.
+        case unavailable
+        case `internal`
+    }
+
+    public var code: Code
+    public var message: String
+    public var field: String?
+
+    public init(_ code: Code, _ message: String, field: String? = nil) {
+        self.code = code
+        self.message = message
+        self.field = field
+    }
+
+    public var description: String { message }
+
+    /// The wrapper every error body is: `{"error": {...}}`.
+    public struct Body: Codable, Sendable {
+        public var error: AdminError
+        public init(error: AdminError) { self.error = error }
+    }
+
+    /// A JSON body decoded into `T`, with decoding errors told as the field and rule they break
+    /// rather than as Foundation's internals.
+    public static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws(AdminError) -> T {
+        do {
+            return try JSONDecoder().decode(T.self, from: data)
+        } catch let error as DecodingError {
+            throw AdminError(decoding: error)
+        } catch {
+            throw AdminError(.malformedJSON, "the body is not valid JSON")
+        }
+    }
+
+    init(decoding error: DecodingError) {
+        func path(_ context: DecodingError.Context, _ key: (any CodingKey)? = nil) -> String {
+            let keys = context.codingPath + (key.map { [$0] } ?? [])
+            return keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
+        }
+        func describe(_ type: Any.Type) -> String {
+            switch type {
+            case is Int.Type, is UInt64.Type, is Int64.Type, is UInt32.Type: "an integer"
+            case is Double.Type, is Float.Type: "a number"
+            case is String.Type: "a string"
+            case is Bool.Type: "true or false"
+            default: String(describing: type).hasPrefix("Array") ? "an array" : "an object"
+            }
+        }
+        switch error {
+        case .keyNotFound(let key, let context):
+            let field = path(context, key)
+            self.init(.invalidField, "\(field): is required", field: field)
+        case .typeMismatch(let type, let context):
+            let field = path(context)
+            self.init(field.isEmpty ? .malformedJSON : .invalidField, field.isEmpty ? "the body must be a JSON object" : "\(field): must be \(describe(type))", field: field.isEmpty ? nil : field)
+        case .valueNotFound(let type, let context):
+            let field = path(context)
+            self.init(.invalidField, "\(field): must be \(describe(type)), not null", field: field)
+        case .dataCorrupted(let context):
+            let field = path(context)
+            if field.isEmpty {
+                self.init(.malformedJSON, "the body is not valid JSON")
+            } else {
+                let rule = context.debugDescription
+                self.init(.invalidField, rule.hasPrefix(field) ? rule : "\(field): \(rule)", field: field)
+            }
+        @unknown default:
+            self.init(.malformedJSON, "the body does not decode")
+        }
     }
 }

@@ -16,12 +16,15 @@ public final class ClientRegistry: Sendable {
         public var kxKey: Data
         public var status: ClientStatus
         public var enrolledAt: Double
+        /// Enrolment, a poll for the open round that names the client, or an accepted message.
+        public var lastSeenAt: Double
 
         enum CodingKeys: String, CodingKey {
             case id, status
             case signingKey = "signing_key"
             case kxKey = "kx_key"
             case enrolledAt = "enrolled_at"
+            case lastSeenAt = "last_seen_at"
         }
     }
 
@@ -75,6 +78,11 @@ public final class ClientRegistry: Sendable {
         migrator.registerMigration("client-registry-v2") { db in
             try db.alter(table: "accepted_messages") { t in t.add(column: "envelope", .blob) }
         }
+        // Liveness: when each client was last seen, so rounds wait only for clients that are there.
+        migrator.registerMigration("client-registry-v3-liveness") { db in
+            try db.alter(table: Client.databaseTableName) { t in t.add(column: "last_seen_at", .double).notNull().defaults(to: 0) }
+            try db.execute(sql: "UPDATE clients SET last_seen_at = enrolled_at")
+        }
         try migrator.migrate(database)
     }
 
@@ -104,7 +112,7 @@ public final class ClientRegistry: Sendable {
             guard try Client.fetchOne(db, key: request.clientID) == nil else { throw Failure.clientExists(request.clientID) }
             try Client(
                 id: request.clientID, signingKey: request.signingPublicKey, kxKey: request.kxPublicKey, status: .active,
-                enrolledAt: now.timeIntervalSince1970
+                enrolledAt: now.timeIntervalSince1970, lastSeenAt: now.timeIntervalSince1970
             ).insert(db)
             try db.execute(
                 sql: "UPDATE enrollment_tokens SET used_at = ?, used_by = ? WHERE hash = ?",
@@ -118,7 +126,7 @@ public final class ClientRegistry: Sendable {
         guard !id.isEmpty, id.utf8.count <= 64 else { throw Failure.invalid("client id must be 1 to 64 bytes") }
         try database.write { db in
             guard try Client.fetchOne(db, key: id) == nil else { throw Failure.clientExists(id) }
-            try Client(id: id, signingKey: Data(signingKey.bytes), kxKey: Data(kxKey.bytes), status: .active, enrolledAt: now.timeIntervalSince1970).insert(db)
+            try Client(id: id, signingKey: Data(signingKey.bytes), kxKey: Data(kxKey.bytes), status: .active, enrolledAt: now.timeIntervalSince1970, lastSeenAt: now.timeIntervalSince1970).insert(db)
         }
     }
 
@@ -128,6 +136,25 @@ public final class ClientRegistry: Sendable {
             guard var client = try Client.fetchOne(db, key: id) else { throw Failure.unknownClient(id) }
             client.status = .revoked
             try client.update(db)
+        }
+    }
+
+    /// Records when clients were seen (batched: a poll is not a write); a time never moves back.
+    public func markSeen(_ seen: [String: Double]) throws {
+        guard !seen.isEmpty else { return }
+        try database.write { db in
+            for (id, at) in seen {
+                try db.execute(sql: "UPDATE clients SET last_seen_at = MAX(last_seen_at, ?) WHERE id = ?", arguments: [at, id])
+            }
+        }
+    }
+
+    /// Active clients seen at or after `since`, in id order.
+    public func liveClientIDs(seenSince since: Double) throws -> [String] {
+        try database.read { db in
+            try String.fetchAll(
+                db, sql: "SELECT id FROM clients WHERE status = ? AND last_seen_at >= ? ORDER BY id", arguments: [ClientStatus.active, since]
+            )
         }
     }
 

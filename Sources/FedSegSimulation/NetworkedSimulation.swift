@@ -17,6 +17,8 @@ public struct NetworkedSimulation: Sendable {
     public struct Configuration: Sendable {
         public var coordinatorURL: String
         public var adminToken: String
+        /// PEM CA (or pinned certificate) for an `https://` coordinator.
+        public var caCertificate: String?
         public var clients: Int
         public var k: Int = 8
         public var partition: Partition = .iid
@@ -215,26 +217,47 @@ public struct NetworkedSimulation: Sendable {
         var members = [[Int]](repeating: [], count: c.clients)
         for (position, u) in participants.enumerated() { members[owner[position]].append(u) }
 
-        let http = HTTPCoordinatorTransport.makeHTTPClient(connectionsPerHost: max(8, min(c.concurrency, 128)))
+        let http = HTTPCoordinatorTransport.makeHTTPClient(connectionsPerHost: max(8, min(c.concurrency, 128)), caCertificate: c.caCertificate)
+        let runTag = String(UInt64.random(in: 0..<(1 << 32)), radix: 16)
         do {
-            let report = try await run(prepared: prepared, members: members, participants: participants, http: http, started: started, clock: clock, log: log)
+            let report = try await run(
+                prepared: prepared, members: members, participants: participants, http: http, runTag: runTag, started: started, clock: clock, log: log
+            )
             try await http.shutdown()
             return report
         } catch {
+            // Nodes that end with a failed simulation are revoked too: left enrolled, every later
+            // run would count them until they go stale.
+            let admin = AdminClient(baseURL: c.coordinatorURL, token: c.adminToken, client: http)
+            let revoked = await revokeQuietly((0..<c.clients).map { "sim-\(runTag)-\($0)" }, admin: admin, concurrency: c.concurrency)
+            if revoked > 0 { log("revoked the \(revoked) client(s) this simulation had enrolled") }
             try? await http.shutdown()
             throw error
         }
     }
 
+    /// Revokes what can be revoked (ids never enrolled, or a coordinator gone, are skipped); how many were.
+    func revokeQuietly(_ ids: [String], admin: AdminClient, concurrency: Int) async -> Int {
+        let count = RevokedCount()
+        try? await forEach(0..<ids.count, concurrency: max(1, concurrency)) { index in
+            if (try? await admin.revoke(ids[index])) != nil { await count.add() }
+        }
+        return await count.value
+    }
+
+    actor RevokedCount {
+        var value = 0
+        func add() { value += 1 }
+    }
+
     func run(
-        prepared: PreparedDataset, members: [[Int]], participants: [Int], http: HTTPClient, started: ContinuousClock.Instant,
+        prepared: PreparedDataset, members: [[Int]], participants: [Int], http: HTTPClient, runTag: String, started: ContinuousClock.Instant,
         clock: ContinuousClock, log: @escaping @Sendable (String) -> Void
     ) async throws -> Report {
         let c = configuration
         let dataset = prepared.dataset
         let transport = HTTPCoordinatorTransport(baseURL: c.coordinatorURL, client: http)
         let admin = AdminClient(baseURL: c.coordinatorURL, token: c.adminToken, client: http)
-        let runTag = String(UInt64.random(in: 0..<(1 << 32)), radix: 16)
         let nodesDirectory = c.workDirectory.appendingPathComponent("clients", isDirectory: true)
         let suspendIdle = c.clients > 500
 
@@ -255,10 +278,12 @@ public struct NetworkedSimulation: Sendable {
             if suspendIdle { try await node.suspend() }
             nodes.append(node)
         }
-        let tokens = try await admin.createTokens(count: c.clients)
+        // Tokens, enrolment and the run's start are retried across a coordinator restart.
+        let count = c.clients
+        let tokens = try await Retry.untilDeadline(seconds: 120) { try await admin.createTokens(count: count) }
         let nodeList = nodes
         try await forEach(0..<c.clients, concurrency: c.concurrency) { index in
-            try await nodeList[index].enroll(token: tokens[index], transport: transport)
+            try await Retry.untilDeadline(seconds: 120) { try await nodeList[index].enroll(token: tokens[index], transport: transport) }
             if suspendIdle { try await nodeList[index].suspend() }
         }
         log("enrolled \(c.clients) clients")
@@ -296,8 +321,19 @@ public struct NetworkedSimulation: Sendable {
             c, embedderID: prepared.embedderID, dimension: prepared.points.cols,
             seedPhrases: phraseOrder.prefix(c.maxSeedPhrases).map { prepared.itemTexts[$0] }, catalog: dataset.items.map(\.item)
         )
-        let rejectedBefore = AdminClient.rejectedUpdates(fromMetrics: try await admin.metricsText())
-        let started_ = try await admin.startRun(parameters)
+        let rejectedBefore = AdminClient.rejectedUpdates(fromMetrics: try await Retry.untilDeadline(seconds: 120) { try await admin.metricsText() })
+        let started_: RunSummary
+        do {
+            started_ = try await Retry.untilDeadline(seconds: 120) { try await admin.startRun(parameters) }
+        } catch let failure as AdminClient.Failure where failure.error?.code == .conflict {
+            // A start whose answer was lost to a restart: the run in progress is the one it made
+            // if it has these parameters.
+            let current = try await Retry.untilDeadline(seconds: 120) { try await admin.currentRun() }
+            guard current.k == parameters.k, current.embedderID == parameters.embedderID, current.epsilon == parameters.epsilon,
+                current.committedRounds == 0
+            else { throw failure }
+            started_ = current
+        }
         let runID = started_.id
         log(String(format: "run %@ started: %@%d DP Lloyd round(s) at z = %.3f, then the recommendation release; ε = %g, δ = %g", runID, started_.phase == .start ? "the start histogram, " : "", started_.plannedRounds, started_.noiseMultiplier, c.epsilon, c.delta))
 
@@ -362,7 +398,8 @@ public struct NetworkedSimulation: Sendable {
         }
 
         // The published model, verified with the pinned key.
-        guard let model = try await nodes[0].refreshModel(transport: transport), model.runID == runID,
+        let first = nodes[0]
+        guard let model = try await Retry.untilDeadline(seconds: 120, { try await first.refreshModel(transport: transport) }), model.runID == runID,
             let centroids = model.centroidMatrix
         else { throw SimulationError.runFailed("no segment model for \(runID)") }
         for node in nodes.dropFirst() where !suspendIdle { await node.adopt(model) }
@@ -392,7 +429,7 @@ public struct NetworkedSimulation: Sendable {
 
         // Ledgers: every chain verifies; every client charge is a release of this run; a client
         // that answered every round spent exactly what the coordinator charged the run.
-        let coordinatorAudit = try await admin.ledger()
+        let coordinatorAudit = try await Retry.untilDeadline(seconds: 120) { try await admin.ledger() }
         let runSeries = coordinatorAudit.populations.first { $0.population == "run:\(runID)" }?.series ?? []
         let coordinatorReleases = Set(runSeries.map(\.releaseID))
         var verified = coordinatorAudit.verified
@@ -415,10 +452,10 @@ public struct NetworkedSimulation: Sendable {
 
         // Simulated nodes end with the simulation: revoked, so later rounds do not wait for them.
         let ids = nodeList.map(\.id)
-        try await forEach(0..<ids.count, concurrency: c.concurrency) { try await admin.revoke(ids[$0]) }
+        try await forEach(0..<ids.count, concurrency: c.concurrency) { index in try await Retry.untilDeadline(seconds: 120) { try await admin.revoke(ids[index]) } }
 
         // This run's rejections: the coordinator's counters less what they were before it.
-        var rejected = AdminClient.rejectedUpdates(fromMetrics: try await admin.metricsText())
+        var rejected = AdminClient.rejectedUpdates(fromMetrics: try await Retry.untilDeadline(seconds: 120) { try await admin.metricsText() })
         for (reason, count) in rejectedBefore { rejected[reason, default: 0] -= count }
         rejected = rejected.filter { $0.value > 0 }
         let committed = summary.rounds.filter { $0.status == .committed }

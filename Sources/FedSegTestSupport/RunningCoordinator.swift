@@ -51,8 +51,9 @@ public final class RunningCoordinator: @unchecked Sendable {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    /// Starts the daemon and waits until it answers /healthz.
-    public func start(environment: [String: String] = [:], arguments: [String] = []) throws {
+    /// Starts the daemon and waits until it answers /healthz (over TLS, which this plain client
+    /// does not speak, until it logs that it listens).
+    public func start(environment: [String: String] = [:], arguments: [String] = [], tls: Bool = false) throws {
         starts += 1
         let process = Process()
         process.executableURL = try Executables.url("coordinator")
@@ -69,7 +70,7 @@ public final class RunningCoordinator: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
             if !process.isRunning { throw Failure.didNotStart(log()) }
-            if (try? Self.get(url + "/healthz")) == "ok\n" { return }
+            if tls ? log().contains("https://") : (try? Self.get(url + "/healthz")) == "ok\n" { return }
             Thread.sleep(forTimeInterval: 0.05)
         }
         throw Failure.didNotStart(log())

@@ -36,7 +36,7 @@ struct ClientsCommand: ParsableCommand {
                 return try body(store.registry)
             } catch let error as CoordinatorError {
                 let hint = writing ? "; while a coordinator serves it, use --coordinator URL --admin-token-file F" : ""
-                throw ValidationError(error.description.replacingOccurrences(of: "state: ", with: "") + hint)
+                throw CommandFailure(error.description.replacingOccurrences(of: "state: ", with: "") + hint)
             }
         }
     }
@@ -46,17 +46,25 @@ struct ClientsCommand: ParsableCommand {
         @OptionGroup var state: StateOptions
         @Option(name: .long, help: "Seconds the token stays valid.")
         var ttl: Double = 3600
+        @Flag(name: .long, help: "One JSON object: {\"token\", \"expires_at\"}.")
+        var json = false
 
         func run() async throws {
             guard ttl > 0 else { throw ValidationError("--ttl must be positive") }
+            let token: String
             if state.remote.coordinator != nil {
                 let ttl = ttl
                 let tokens = try await state.remote.withAdmin { try await $0.createTokens(count: 1, lifetimeSeconds: ttl) }
-                guard let token = tokens.first else { throw ValidationError("the coordinator returned no token") }
-                print(token)
-                return
+                guard let first = tokens.first else { throw CommandFailure("the coordinator returned no token") }
+                token = first
+            } else {
+                token = try state.withRegistry(writing: true, purpose: "fedseg clients token") { try $0.createToken(lifetime: ttl) }
             }
-            print(try state.withRegistry(writing: true, purpose: "fedseg clients token") { try $0.createToken(lifetime: ttl) })
+            if json {
+                struct Issued: Encodable { var token: String; var expiresAt: Double }
+                return try JSONOutput.print(Issued(token: token, expiresAt: Date().timeIntervalSince1970 + ttl))
+            }
+            print(token)
         }
     }
 
@@ -69,6 +77,8 @@ struct ClientsCommand: ParsableCommand {
         var signingKey: String
         @Option(name: .long, help: "X25519 public key, 64 hex digits.")
         var kxKey: String
+        @Flag(name: .long, help: "One JSON object.")
+        var json = false
 
         func run() throws {
             guard state.remote.coordinator == nil else {
@@ -78,10 +88,11 @@ struct ClientsCommand: ParsableCommand {
             do {
                 try state.withRegistry(writing: true, purpose: "fedseg clients add") { try $0.add(id: id, signingKey: Signing.PublicKey(bytes: signing), kxKey: KeyAgreement.PublicKey(bytes: kx)) }
             } catch let failure as CryptoError {
-                throw ValidationError(failure.description)
+                throw CommandFailure(failure.description)
             } catch let failure as ClientRegistry.Failure {
-                throw ValidationError(failure.description)
+                throw CommandFailure(failure.description)
             }
+            if json { return try JSONOutput.print(["enrolled": id]) }
             print("enrolled \(id)")
         }
 
@@ -107,7 +118,11 @@ struct ClientsCommand: ParsableCommand {
             if state.remote.coordinator != nil {
                 let entries = try await state.remote.withAdmin { try await $0.clients() }
                 if json { return try JSONOutput.print(entries) }
-                for entry in entries { print("\(entry.id)\t\(entry.status)") }
+                let now = Date().timeIntervalSince1970
+                for entry in entries {
+                    let seen = String(format: "seen %.0f s ago", max(0, now - entry.lastSeenAt))
+                    print("\(entry.id)\t\(entry.status)\t\(seen)\(entry.stale ? "\tstale (rounds do not wait for it)" : "")")
+                }
                 return
             }
             let clients = try state.withRegistry(writing: false, purpose: "") { try $0.clients() }
@@ -125,19 +140,21 @@ struct ClientsCommand: ParsableCommand {
         @OptionGroup var state: StateOptions
         @Option(name: .long, help: "Client id.")
         var id: String
+        @Flag(name: .long, help: "One JSON object.")
+        var json = false
 
         func run() async throws {
             if state.remote.coordinator != nil {
                 let id = id
                 try await state.remote.withAdmin { try await $0.revoke(id) }
-                print("revoked \(id)")
-                return
+            } else {
+                do {
+                    try state.withRegistry(writing: true, purpose: "fedseg clients revoke") { try $0.revoke(id: id) }
+                } catch let failure as ClientRegistry.Failure {
+                    throw CommandFailure(failure.description)
+                }
             }
-            do {
-                try state.withRegistry(writing: true, purpose: "fedseg clients revoke") { try $0.revoke(id: id) }
-            } catch let failure as ClientRegistry.Failure {
-                throw ValidationError(failure.description)
-            }
+            if json { return try JSONOutput.print(["revoked": id]) }
             print("revoked \(id)")
         }
     }

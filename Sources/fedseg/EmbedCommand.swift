@@ -21,6 +21,9 @@ struct EmbedCommand: ParsableCommand {
     @Option(name: .long, help: "Texts per encoder batch.")
     var batchSize = 32
 
+    @Flag(name: .long, help: "One JSON object {embedder, dimension, embeddings: [[...]]} instead of JSON Lines.")
+    var json = false
+
     func validate() throws {
         guard EmbedderChoice(rawValue: embedder) != nil else {
             throw ValidationError("--embedder must be one of \(EmbedderChoice.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -29,8 +32,15 @@ struct EmbedCommand: ParsableCommand {
     }
 
     func run() throws {
-        let data = try input.map { try Data(contentsOf: URL(fileURLWithPath: $0)) }
-            ?? FileHandle.standardInput.readDataToEndOfFile()
+        let data: Data
+        if let input {
+            guard let read = FileManager.default.contents(atPath: input) else {
+                throw CommandFailure("cannot read --input \(input): no such file, or not readable")
+            }
+            data = read
+        } else {
+            data = FileHandle.standardInput.readDataToEndOfFile()
+        }
         let texts: [String]
         do {
             texts = try TextLines.parse(data)
@@ -43,6 +53,12 @@ struct EmbedCommand: ParsableCommand {
         let (model, warning) = choice.make(files: files, batchSize: batchSize)
         if let warning { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
         let vectors = try model.embed(texts)
+        if json {
+            struct Embedded: Encodable { var embedder: String; var dimension: Int; var embeddings: [[Float]] }
+            return try JSONOutput.print(Embedded(
+                embedder: model.identifier, dimension: vectors.cols, embeddings: (0..<vectors.rows).map { Array(vectors.row($0)) }
+            ))
+        }
         let rows = (0..<vectors.rows).lazy.map { vectors.row($0) }
         FileHandle.standardOutput.write(Data(TextLines.embeddingLines(rows).utf8))
     }

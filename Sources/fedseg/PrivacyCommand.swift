@@ -44,7 +44,7 @@ struct PrivacyCommand: AsyncParsableCommand {
                 do {
                     try request.validate()
                 } catch {
-                    throw ValidationError("\(error)")
+                    throw CommandFailure("\(error)")
                 }
                 let budget = try await remote.withAdmin { try await $0.setBudget(request) }
                 if json {
@@ -162,7 +162,7 @@ struct PrivacyCommand: AsyncParsableCommand {
                 let candidates = [PrivacyLedger.fileName, CoordinatorStore.fileName, ClientNode.databaseFile]
                     .map { URL(fileURLWithPath: stateDir).appendingPathComponent($0).path }
                 guard let found = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) else {
-                    throw ValidationError("no ledger in \(stateDir) (looked for \(candidates.map { URL(fileURLWithPath: $0).lastPathComponent }.joined(separator: ", ")))")
+                    throw CommandFailure("no ledger in \(stateDir) (looked for \(candidates.map { URL(fileURLWithPath: $0).lastPathComponent }.joined(separator: ", ")))")
                 }
                 path = found
                 audit = try LedgerAudit.run(PrivacyLedger(path: found))
@@ -254,7 +254,7 @@ struct PrivacyTestCommand: ParsableCommand {
         do {
             result = try EmpiricalPrivacyTest.run(configuration)
         } catch let failure as EmpiricalPrivacyTest.Failure {
-            throw ValidationError(failure.description)
+            throw CommandFailure(failure.description)
         }
         if json {
             try JSONOutput.print(result)

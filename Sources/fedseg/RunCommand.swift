@@ -8,11 +8,22 @@ import Foundation
 
 /// Where a live coordinator is and how to prove the right to administer it.
 struct CoordinatorOptions: ParsableArguments {
-    @Option(name: .long, help: "Coordinator base URL, e.g. http://127.0.0.1:7700.")
+    @Option(name: .long, help: "Coordinator base URL, e.g. http://127.0.0.1:7700 or https://coordinator.example:7700.")
     var coordinator: String?
 
     @Option(name: .long, help: "The admin token file (from `coordinator init`).")
     var adminTokenFile: String?
+
+    @Option(name: .long, help: "PEM file of the CA (or the pinned self-signed certificate) an https:// coordinator must present.")
+    var caCert: String?
+
+    func validate() throws {
+        if let coordinator {
+            guard let url = URL(string: coordinator), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host?.isEmpty == false else {
+                throw ValidationError("--coordinator \(coordinator) is not a URL: write it as http://HOST:PORT or https://HOST:PORT")
+            }
+        }
+    }
 
     func withAdmin<T: Sendable>(_ body: (AdminClient) async throws -> T) async throws -> T {
         guard let coordinator else { throw ValidationError("--coordinator is required") }
@@ -20,18 +31,28 @@ struct CoordinatorOptions: ParsableArguments {
         let token: String
         do {
             token = try CoordinatorDaemon.readAdminToken(path: adminTokenFile)
+        } catch let error as CoordinatorError {
+            throw CommandFailure("--admin-token-file \(adminTokenFile): \(error)")
         } catch {
-            throw ValidationError("\(error)")
+            throw CommandFailure("cannot read --admin-token-file \(adminTokenFile): it is written by `coordinator init` into the state directory (admin.token)")
         }
-        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        if let caCert, !FileManager.default.isReadableFile(atPath: caCert) {
+            throw CommandFailure("cannot read --ca-cert \(caCert)")
+        }
+        let http = HTTPCoordinatorTransport.makeHTTPClient(connectionsPerHost: 4, caCertificate: caCert)
         do {
             let result = try await body(AdminClient(baseURL: coordinator, token: token, client: http))
             try await http.shutdown()
             return result
         } catch {
             try? await http.shutdown()
-            if let failure = error as? AdminClient.Failure { throw ValidationError(failure.description) }
-            throw error
+            if let failure = error as? AdminClient.Failure {
+                throw CommandFailure(failure.description, code: failure.error?.code.rawValue ?? "http_\(failure.status)")
+            }
+            if error is CommandFailure || error is ValidationError { throw error }
+            if let error = error as? CoordinatorError { throw CommandFailure(error.description) }
+            if error is DecodingError { throw CommandFailure("the coordinator at \(coordinator) answered something this fedseg does not read: are both the same version?") }
+            throw CommandFailure(HTTPCoordinatorTransport.explain(error, url: coordinator), code: "unreachable")
         }
     }
 }
@@ -134,7 +155,7 @@ struct RunCommand: AsyncParsableCommand {
             do {
                 try parameters.validate()
             } catch {
-                throw ValidationError("\(error)")
+                throw CommandFailure("\(error)")
             }
             let summary = try await remote.withAdmin { try await $0.startRun(parameters) }
             try RunCommand.show(summary, json: json)
@@ -182,6 +203,10 @@ struct RunCommand: AsyncParsableCommand {
             let progress = open.secAggProgress ?? [:]
             print("open round \(open.id): secure aggregation, \(stage) stage; of \(open.expected) clients \(progress["advertised"] ?? 0) advertised keys, \(progress["shared"] ?? 0) shared them, \(progress["masked"] ?? 0) sent masked input, \(progress["revealed"] ?? 0) revealed")
         }
+        if let stale = summary.staleClients, !stale.isEmpty {
+            print("\(stale.count) stale client(s), not seen recently; rounds do not wait for them: \(stale.prefix(10).joined(separator: ", "))\(stale.count > 10 ? ", ..." : "")")
+            print("  revoke them (fedseg clients revoke --id ID) or start their nodes")
+        }
         for round in summary.rounds {
             print("  round \(round.id)  \(round.phase.rawValue.padding(toLength: 14, withPad: " ", startingAt: 0)) \(round.status.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)) \(round.participants) of \(round.expected) updates, \(round.declined) declined" + (round.centroidShift.map { String(format: ", centroid shift %.5f", $0) } ?? ""))
         }
@@ -215,7 +240,7 @@ struct SegmentsCommand: AsyncParsableCommand {
             do {
                 try CoordinatorDaemon.requireInitialised(stateDir)
             } catch let error as CoordinatorError {
-                throw ValidationError(error.description.replacingOccurrences(of: "state: ", with: ""))
+                throw CommandFailure(error.description.replacingOccurrences(of: "state: ", with: ""))
             }
             let store = try CoordinatorStore(path: URL(fileURLWithPath: stateDir).appendingPathComponent(CoordinatorStore.fileName).path)
             let runID = try run ?? store.runs().last?.id
@@ -228,7 +253,7 @@ struct SegmentsCommand: AsyncParsableCommand {
             do {
                 report = try store.segments(runID: runID, seedVectors: vectors)
             } catch let error as CoordinatorError {
-                throw ValidationError(error.description)
+                throw CommandFailure(error.description)
             }
         } else {
             report = try await remote.withAdmin { try await $0.segments() }

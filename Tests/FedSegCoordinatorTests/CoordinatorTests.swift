@@ -124,7 +124,7 @@ struct CoordinatorStateTests {
     func enroll(_ count: Int, in coordinator: Coordinator, prefix: String = "c") throws -> [TestClient] {
         let clients = (0..<count).map { TestClient(id: "\(prefix)\($0)") }
         for client in clients {
-            try coordinator.store.registry.add(id: client.id, signingKey: client.keys.signing.publicKey, kxKey: client.keys.keyAgreement.publicKey)
+            try coordinator.store.registry.add(id: client.id, signingKey: client.keys.signing.publicKey, kxKey: client.keys.keyAgreement.publicKey, now: Date(timeIntervalSince1970: coordinator.settings.clock.now()))
         }
         return clients
     }
@@ -258,6 +258,56 @@ struct CoordinatorStateTests {
         #expect(await coordinator.snapshot() == nil)
         let run = try #require(try coordinator.store.run(first.plan.runID))
         #expect(run.status == .failed && run.reason?.contains("2 rounds in a row abandoned") == true)
+    }
+
+    @Test("a full disk: an update that cannot be recorded is refused as a storage failure, nothing of the round is stored or charged at commit, and the round commits once space is back")
+    func diskFull() async throws {
+        let clock = ManualWallClock()
+        let coordinator = try makeCoordinator(try temporaryDirectory(), clock: clock)
+        let clients = try enroll(3, in: coordinator)
+        var parameters = smallRun(rounds: 1, minParticipants: 2)
+        parameters.k = 8
+        parameters.dimension = 384
+        parameters.embedderID = "hashing-v1-d384-s0"
+        _ = try await coordinator.start(try RunStart.prepare(parameters, settings: coordinator.settings))
+        let round = try #require(await coordinator.snapshot())
+        let key = coordinator.keys.identity.keyAgreement.publicKey
+        let values = [Float](repeating: 0.01, count: 8 * 384)
+        for client in clients.prefix(2) {
+            let sealed = try client.seal(update(round.plan, sums: values, counts: [Float](repeating: 1, count: 8)), kind: .clientUpdate, round: round.plan.round, to: key)
+            #expect(try await offer(sealed, to: coordinator) == .added)
+        }
+        let charges = try coordinator.store.ledger.records().count
+        // The database may not grow by a page: what the disk would say when full.
+        try await coordinator.store.database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA max_page_count = 1") }
+        let late = try clients[2].seal(update(round.plan, sums: values, counts: [Float](repeating: 1, count: 8)), kind: .clientUpdate, round: round.plan.round, to: key)
+        do {
+            _ = try await offer(late, to: coordinator)
+            Issue.record("an update cannot be recorded on a full disk")
+        } catch {
+            #expect(StorageFailure(error)?.cause == .diskFull, "\(error)")
+        }
+        clock.advance(by: parameters.roundDeadlineSeconds + 1)
+        do {
+            try await coordinator.tick()
+            Issue.record("the commit cannot succeed on a full disk")
+        } catch {
+            #expect(StorageFailure(error)?.cause == .diskFull, "\(error)")
+            #expect("\(StorageFailure(error)!)".contains("full"))
+        }
+        // Nothing of it stored, nothing more charged, the round still open and still served.
+        #expect(await coordinator.snapshot()?.round == round.round)
+        #expect(try coordinator.store.rounds(run: round.plan.runID).map(\.status) == [.collecting])
+        #expect(try coordinator.store.ledger.records().count == charges)
+        #expect(try coordinator.store.pendingEnvelopes(round: Int64(round.round)).count == 2)
+        #expect(try await coordinator.summary().status == .running)
+        // Space is back: the next tick commits the round, and the run completes.
+        try await coordinator.store.database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA max_page_count = 1073741823") }
+        try await coordinator.tick()
+        #expect(try coordinator.store.rounds(run: round.plan.runID).map(\.status) == [.committed])
+        #expect(try coordinator.store.rounds(run: round.plan.runID).first?.participants == 2)
+        #expect(try await coordinator.summary(round.plan.runID).status == .completed)
+        #expect(try coordinator.store.ledger.records().count == charges)
     }
 
     @Test("the last clustering round, its charge and the switch to recommendation commit together or not at all")
@@ -419,8 +469,33 @@ struct CoordinatorStateTests {
             try await restarted.recover()
             Issue.record("a damaged plan must not be resumed")
         } catch let error as CoordinatorError {
-            #expect(error.description.contains("stored plan of round \(round.round)") && error.description.contains("damaged"))
+            #expect(error.description.contains("round \(round.round)") && error.description.contains("damaged"), "\(error)")
         }
+
+        // The run's stored centroids, one bit flipped: caught by the row's checksum when read,
+        // at start and by every admin read, never served or built upon.
+        let second = try temporaryDirectory()
+        let healthy = try makeCoordinator(second, clock: ManualWallClock())
+        _ = try enroll(1, in: healthy)
+        let run = try await healthy.start(try RunStart.prepare(smallRun(minParticipants: 1), settings: healthy.settings))
+        try await healthy.store.database.write { db in
+            try db.execute(sql: "UPDATE runs SET centroids = X'01' || substr(centroids, 2) WHERE id = ?", arguments: [run.id])
+        }
+        for read in [{ _ = try healthy.store.runs() }, { _ = try healthy.store.run(run.id) }] {
+            #expect { try read() } throws: { "\($0)".contains("run \(run.id)") && "\($0)".contains("does not match its checksum") }
+        }
+        do {
+            try await makeCoordinator(second, clock: ManualWallClock()).recover()
+            Issue.record("damaged centroids must not be resumed")
+        } catch let error as CoordinatorError {
+            #expect(error.description.contains("centroids") && error.description.contains("restore coordinator.sqlite"), "\(error)")
+        }
+        // A published model, one byte changed: not served.
+        try await healthy.store.database.write { db in
+            try CoordinatorStore.PublishedModel(runID: run.id, version: 9, publication: Data([1, 2, 3]), createdAt: 1).sealed().insert(db)
+            try db.execute(sql: "UPDATE segment_models SET publication = X'010204' WHERE version = 9")
+        }
+        #expect { _ = try healthy.store.latestModel() } throws: { "\($0)".contains("segment model \(run.id) v9") }
 
         // A ledger whose budget record was altered: the daemon does not start.
         let state = try temporaryDirectory().appendingPathComponent("state").path
@@ -548,9 +623,21 @@ struct ConfigurationTests {
     @Test("unknown keys and bad values are refused with the key named")
     func refused() throws {
         let typo = try write("[listen]\nprot = 1")
-        #expect(throws: CoordinatorError.invalidParameters("config \(typo): unknown key listen.prot")) {
+        #expect(throws: CoordinatorError.configuration("config \(typo): unknown key listen.prot")) {
             try CoordinatorConfiguration.load(path: typo)
         }
+        // A value of the wrong type names its key and the type it takes.
+        for (text, message) in [
+            ("[listen]\nport = \"seventy\"", "listen.port must be an integer"), ("state_dir = 3", "state_dir must be a string"),
+            ("[limits]\nbody_timeout_seconds = \"a\"", "limits.body_timeout_seconds must be a number"),
+            ("[listen]\ninsecure_http = 1", "listen.insecure_http must be true or false"), ("listen = 5", "listen must be a table"),
+        ] {
+            let path = try write(text)
+            #expect(throws: CoordinatorError.configuration("config \(path): \(message)")) { try CoordinatorConfiguration.load(path: path) }
+        }
+        let tls = try CoordinatorConfiguration.load(path: try write("[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n[limits]\nmax_connections = 50\nstale_after_seconds = 30\n[privacy]\ntotal_epsilon = 16"))
+        #expect(tls.tls == TLSFiles(certificateChain: "c.pem", privateKey: "k.pem") && tls.connections.maximumConnections == 50 && tls.staleAfterSeconds == 30 && tls.totalEpsilon == 16)
+        #expect(throws: CoordinatorError.self) { try CoordinatorConfiguration.load(path: try write("[tls]\ncert = \"c.pem\"")) }
         #expect(throws: CoordinatorError.self) { try CoordinatorConfiguration.load(path: try write("[listen]\nport = 70000")) }
         #expect(throws: CoordinatorError.self) { try CoordinatorConfiguration.load(path: try write("[privacy]\ntotal_delta = 2.0")) }
         #expect(throws: CoordinatorError.self) { try CoordinatorConfiguration.load(path: try write("this is not toml = = =")) }

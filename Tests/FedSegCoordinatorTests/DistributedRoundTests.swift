@@ -38,7 +38,7 @@ struct DistributedRoundTests {
         for id in ids {
             let client = TestClient(id: id)
             identities[id] = client
-            try coordinator.store.registry.add(id: id, signingKey: client.keys.signing.publicKey, kxKey: client.keys.keyAgreement.publicKey)
+            try coordinator.store.registry.add(id: id, signingKey: client.keys.signing.publicKey, kxKey: client.keys.keyAgreement.publicKey, now: Date(timeIntervalSince1970: coordinator.settings.clock.now()))
         }
         var parameters = distributedRun(minParticipants: 5)
         parameters.roundDeadlineSeconds = 4
@@ -190,7 +190,7 @@ struct DistributedRoundTests {
         for id in (0..<4).map({ "e\($0)" }) {
             let client = TestClient(id: id)
             identities[id] = client
-            try coordinator.store.registry.add(id: id, signingKey: client.keys.signing.publicKey, kxKey: client.keys.keyAgreement.publicKey)
+            try coordinator.store.registry.add(id: id, signingKey: client.keys.signing.publicKey, kxKey: client.keys.keyAgreement.publicKey, now: Date(timeIntervalSince1970: coordinator.settings.clock.now()))
         }
         var parameters = distributedRun(minParticipants: 3)
         parameters.roundDeadlineSeconds = 0.4
@@ -204,7 +204,7 @@ struct DistributedRoundTests {
         }
         // A message from outside the cohort is refused before it is recorded.
         let outsider = TestClient(id: "outsider")
-        try coordinator.store.registry.add(id: "outsider", signingKey: outsider.keys.signing.publicKey, kxKey: outsider.keys.keyAgreement.publicKey)
+        try coordinator.store.registry.add(id: "outsider", signingKey: outsider.keys.signing.publicKey, kxKey: outsider.keys.keyAgreement.publicKey, now: Date(timeIntervalSince1970: coordinator.settings.clock.now()))
         await #expect(throws: UpdateIntake.Rejection.self) {
             try await self.submitAs(
                 outsider, outsider.advertisement(plan, encryptionKey: KeyAgreement.PrivateKey().publicKey, maskingKey: KeyAgreement.PrivateKey().publicKey),
@@ -223,7 +223,7 @@ struct DistributedRoundTests {
     func cohortTooSmall() async throws {
         let coordinator = try makeCoordinator(try temporaryDirectory())
         let client = TestClient(id: "only")
-        try coordinator.store.registry.add(id: "only", signingKey: client.keys.signing.publicKey, kxKey: client.keys.keyAgreement.publicKey)
+        try coordinator.store.registry.add(id: "only", signingKey: client.keys.signing.publicKey, kxKey: client.keys.keyAgreement.publicKey, now: Date(timeIntervalSince1970: coordinator.settings.clock.now()))
         await #expect(throws: CoordinatorError.self) {
             _ = try await coordinator.start(try RunStart.prepare(self.distributedRun(minParticipants: 2), settings: coordinator.settings))
         }

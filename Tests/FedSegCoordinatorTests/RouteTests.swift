@@ -1,4 +1,5 @@
 import FedSegCrypto
+import FedSegPrivacy
 import FedSegProtocol
 import Foundation
 import HTTPTypes
@@ -30,6 +31,21 @@ struct RouteTests {
         let decoded = try error(response)
         #expect(response.status == status, "\(decoded.message)", sourceLocation: sourceLocation)
         #expect(decoded.code == code, "\(decoded.message)", sourceLocation: sourceLocation)
+    }
+
+    /// The admin API's one error shape: `{"error": {"code", "message", "field"}}`.
+    @discardableResult
+    func expectAdminError(
+        _ response: TestResponse, _ status: HTTPResponse.Status, _ code: AdminError.Code, field: String? = nil,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> AdminError {
+        #expect(response.headers[.contentType] == "application/json", sourceLocation: sourceLocation)
+        let decoded = try JSONDecoder().decode(AdminError.Body.self, from: Data([UInt8](buffer: response.body))).error
+        #expect(response.status == status, "\(decoded.message)", sourceLocation: sourceLocation)
+        #expect(decoded.code == code, "\(decoded.message)", sourceLocation: sourceLocation)
+        if let field { #expect(decoded.field == field, "\(decoded.message)", sourceLocation: sourceLocation) }
+        #expect(!decoded.message.isEmpty, sourceLocation: sourceLocation)
+        return decoded
     }
 
     var admin: HTTPFields { [.authorization: "Bearer \(Self.adminToken)", .contentType: "application/json"] }
@@ -73,8 +89,8 @@ struct RouteTests {
             #expect(metrics.status == .ok && String(buffer: metrics.body).contains("fedseg_"))
 
             // Admin endpoints need the bearer token.
-            try expectError(try await client.execute(uri: "/admin/v1/status", method: .get), .unauthorized, .unauthorized)
-            try expectError(
+            try expectAdminError(try await client.execute(uri: "/admin/v1/status", method: .get), .unauthorized, .unauthorized)
+            try expectAdminError(
                 try await client.execute(uri: "/admin/v1/status", method: .get, headers: [.authorization: "Bearer wrong"]), .unauthorized, .unauthorized
             )
             #expect(try await client.execute(uri: "/admin/v1/status", method: .get, headers: admin).status == .ok)
@@ -85,9 +101,9 @@ struct RouteTests {
             )
             #expect(tokens.status == .ok)
             let issued = try #require(try JSONDecoder().decode([String: [String]].self, from: Data([UInt8](buffer: tokens.body)))["tokens"])
-            try expectError(
+            try expectAdminError(
                 try await client.execute(uri: "/admin/v1/clients/tokens", method: .post, headers: admin, body: ByteBuffer(string: #"{"count": 0}"#)),
-                .badRequest, .badRequest
+                .unprocessableContent, .invalidField, field: "count"
             )
             let alice = TestClient(id: "alice"), bob = TestClient(id: "bob")
             try expectError(
@@ -106,40 +122,39 @@ struct RouteTests {
             #expect(try await client.execute(uri: "/v1/enroll", method: .post, body: try bytes(enrollRequest(token: issued[2], client: bob))).status == .ok)
             let clients = try await client.execute(uri: "/admin/v1/clients", method: .get, headers: admin)
             #expect(try JSONDecoder().decode([ClientEntry].self, from: Data([UInt8](buffer: clients.body))).map(\.id) == ["alice", "bob"])
-            try expectError(try await client.execute(uri: "/admin/v1/clients/nobody/revoke", method: .post, headers: admin), .notFound, .notFound)
+            try expectAdminError(try await client.execute(uri: "/admin/v1/clients/nobody/revoke", method: .post, headers: admin), .notFound, .notFound)
 
             // No run yet.
             try expectError(try await client.execute(uri: "/v1/rounds/current", method: .get), .notFound, .noOpenRound)
             try expectError(try await client.execute(uri: "/v1/models/latest", method: .get), .notFound, .notFound)
-            try expectError(try await client.execute(uri: "/admin/v1/runs/current", method: .get, headers: admin), .notFound, .notFound)
-            try expectError(try await client.execute(uri: "/admin/v1/runs/current/stop", method: .post, headers: admin), .conflict, .badRequest)
-            try expectError(try await client.execute(uri: "/admin/v1/segments", method: .get, headers: admin), .notFound, .notFound)
+            try expectAdminError(try await client.execute(uri: "/admin/v1/runs/current", method: .get, headers: admin), .notFound, .notFound)
+            try expectAdminError(try await client.execute(uri: "/admin/v1/runs/current/stop", method: .post, headers: admin), .conflict, .conflict)
+            try expectAdminError(try await client.execute(uri: "/admin/v1/segments", method: .get, headers: admin), .notFound, .notFound)
 
             // Starting runs: bad JSON, bad values (named), then one; a second is a conflict.
-            try expectError(
-                try await client.execute(uri: "/admin/v1/runs", method: .post, headers: admin, body: ByteBuffer(string: "{")), .badRequest, .badRequest
+            try expectAdminError(
+                try await client.execute(uri: "/admin/v1/runs", method: .post, headers: admin, body: ByteBuffer(string: "{")), .badRequest, .malformedJSON
             )
             let typo = try await client.execute(
                 uri: "/admin/v1/runs", method: .post, headers: admin,
                 body: ByteBuffer(string: #"{"k": 2, "epsilon": 4, "delta": 1e-6, "privacy_mode": "centrel"}"#)
             )
-            try expectError(typo, .badRequest, .badRequest)
-            let typoMessage = try error(typo).message
+            let typoMessage = try expectAdminError(typo, .unprocessableContent, .invalidField, field: "privacy_mode").message
             #expect(typoMessage.contains("privacy_mode must be local or distributed"), "\(typoMessage)")
             var invalid = smallRun()
             invalid.k = 0
-            try expectError(
+            try expectAdminError(
                 try await client.execute(uri: "/admin/v1/runs", method: .post, headers: admin, body: ByteBuffer(bytes: [UInt8](try JSONEncoder().encode(invalid)))),
-                .unprocessableContent, .invalidField
+                .unprocessableContent, .invalidField, field: "k"
             )
             let started = try await client.execute(uri: "/admin/v1/runs", method: .post, headers: admin, body: try runJSON())
             #expect(started.status == .created)
             let summary = try JSONDecoder().decode(RunSummary.self, from: Data([UInt8](buffer: started.body)))
             #expect(summary.status == .running && summary.phase == .clustering)
-            try expectError(try await client.execute(uri: "/admin/v1/runs", method: .post, headers: admin, body: try runJSON()), .conflict, .badRequest)
+            try expectAdminError(try await client.execute(uri: "/admin/v1/runs", method: .post, headers: admin, body: try runJSON()), .conflict, .conflict)
             #expect(try await client.execute(uri: "/admin/v1/runs/current", method: .get, headers: admin).status == .ok)
             #expect(try await client.execute(uri: "/admin/v1/runs/\(summary.id)", method: .get, headers: admin).status == .ok)
-            try expectError(try await client.execute(uri: "/admin/v1/runs/run-none", method: .get, headers: admin), .notFound, .notFound)
+            try expectAdminError(try await client.execute(uri: "/admin/v1/runs/run-none", method: .get, headers: admin), .notFound, .notFound)
             #expect(try await client.execute(uri: "/admin/v1/runs", method: .get, headers: admin).status == .ok)
 
             // The round: both clients answer, the run completes, its model is published.
@@ -161,10 +176,10 @@ struct RouteTests {
             #expect(ledger.status == .ok && String(buffer: ledger.body).contains(summary.id))
             // The lifetime budget: changed only with the token and a reason; recorded and audited.
             let change = ByteBuffer(string: #"{"epsilon": 20, "reason": "approved"}"#)
-            try expectError(try await client.execute(uri: "/admin/v1/privacy/budget", method: .post, body: change), .unauthorized, .unauthorized)
-            try expectError(
+            try expectAdminError(try await client.execute(uri: "/admin/v1/privacy/budget", method: .post, body: change), .unauthorized, .unauthorized)
+            try expectAdminError(
                 try await client.execute(uri: "/admin/v1/privacy/budget", method: .post, headers: admin, body: ByteBuffer(string: #"{"epsilon": 20, "reason": ""}"#)),
-                .badRequest, .badRequest
+                .unprocessableContent, .invalidField, field: "reason"
             )
             let changed = try await client.execute(uri: "/admin/v1/privacy/budget", method: .post, headers: admin, body: change)
             #expect(changed.status == .ok)
@@ -175,12 +190,115 @@ struct RouteTests {
         }
     }
 
+    @Test("every broken run rule is a 422 naming its field; malformed JSON to any admin endpoint is the documented error shape; the ledger is snake_case")
+    func adminErrors() async throws {
+        let coordinator = try makeCoordinator(try temporaryDirectory(), clock: ManualWallClock())
+        try await application(coordinator).test(.router) { client in
+            func start(_ body: String) async throws -> TestResponse {
+                try await client.execute(uri: "/admin/v1/runs", method: .post, headers: admin, body: ByteBuffer(string: body))
+            }
+            let base = #""epsilon": 4, "delta": 1e-6, "embedder_id": "hashing-v1-d4-s0", "dimension": 4, "initialization": "random""#
+            let broken: [(body: String, field: String)] = [
+                (#"{"k": 0, \#(base)}"#, "k"),
+                (#"{"k": 2000, \#(base)}"#, "k"),
+                (#"{"k": 2, "epsilon": -1, "delta": 1e-6, "embedder_id": "hashing-v1-d4-s0", "dimension": 4, "initialization": "random"}"#, "epsilon"),
+                (#"{"k": 2, "epsilon": 4, "delta": 1, "embedder_id": "hashing-v1-d4-s0", "dimension": 4, "initialization": "random"}"#, "delta"),
+                (#"{"k": 2, "epsilon": 4, "delta": 1e-6, "embedder_id": "hashing-v1-d4-s0", "dimension": 5000, "initialization": "random"}"#, "dimension"),
+                (#"{"k": 2, \#(base), "clip_norm": 0}"#, "clip_norm"),
+                (#"{"k": 2, \#(base), "sampling_rate": 1.5}"#, "sampling_rate"),
+                (#"{"k": 2, "epsilon": 4, "delta": 1e-6, "embedder_id": "hashing-v1-d4-s0", "dimension": 4, "initialization": "public"}"#, "seed_phrases"),
+                (#"{"k": 2, \#(base), "privacy_mode": "secret"}"#, "privacy_mode"),
+                (#"{"epsilon": 4, "delta": 1e-6}"#, "k"),
+                (#"{"k": 2, "delta": 1e-6}"#, "epsilon"),
+                (#"{"k": "two", \#(base)}"#, "k"),
+                (#"{"k": 2, "epsilon": 4, "delta": 1e-6, "embedder_id": "hashing-v1-d64-s1", "dimension": 384, "initialization": "random"}"#, "dimension"),
+                (#"{"k": 2, "epsilon": 4, "delta": 1e-6, "embedder_id": "all-MiniLM-L6-v2", "dimension": 64, "initialization": "random"}"#, "dimension"),
+                (#"{"k": 2, "epsilon": 4, "delta": 1e-6, "embedder_id": "minilm", "dimension": 384, "initialization": "random"}"#, "embedder_id"),
+                (#"{"k": 2, "epsilon": 4, "delta": 1e-6, "embedder_id": "../../etc/passwd", "dimension": 384, "initialization": "random"}"#, "embedder_id"),
+                (#"{"k": 2, \#(base), "seed_phrases": [1, 2]}"#, "seed_phrases[0]"),
+            ]
+            for (body, field) in broken {
+                let answer = try await start(body)
+                let error = try expectAdminError(answer, .unprocessableContent, .invalidField, field: field)
+                #expect(error.message.contains(field.split(separator: "[").first.map(String.init) ?? field), "\(error.message)")
+                #expect(!error.message.contains("CodingKeys") && !error.message.contains("DecodingError"), "\(error.message)")
+            }
+            // Malformed JSON, to every admin endpoint that takes a body: one shape, no library text.
+            for path in ["/admin/v1/runs", "/admin/v1/clients/tokens", "/admin/v1/privacy/budget"] {
+                for body in ["{", "[1, 2]", "not json", ""] {
+                    let answer = try await client.execute(uri: path, method: .post, headers: admin, body: ByteBuffer(string: body))
+                    let error = try expectAdminError(answer, .badRequest, .malformedJSON)
+                    #expect(error.field == nil)
+                }
+            }
+            // Nothing was stored by any of them.
+            #expect(try coordinator.store.runs().isEmpty)
+            #expect(try coordinator.store.ledger.records().isEmpty)
+            // The ledger's keys are snake_case, as the rest of the admin API.
+            let ledger = String(buffer: try await client.execute(uri: "/admin/v1/ledger", method: .get, headers: admin).body)
+            #expect(ledger.contains("\"budget_changes\""))
+            for camel in ["epsilonSpent", "releaseID", "epsilonBudget", "epsilonLeft", "budgetChanges", "createdAt", "previousHash"] {
+                #expect(!ledger.contains(camel), "\(camel) in \(ledger.prefix(300))")
+            }
+        }
+    }
+
+    @Test("liveness: a poll naming a client marks it seen; a vanished client goes stale, is listed so, and rounds neither wait for it nor count it")
+    func liveness() async throws {
+        let clock = ManualWallClock()
+        let coordinator = try makeCoordinator(try temporaryDirectory(), clock: clock)
+        let members = (0..<3).map { TestClient(id: "l\($0)") }
+        for member in members {
+            try coordinator.store.registry.add(
+                id: member.id, signingKey: member.keys.signing.publicKey, kxKey: member.keys.keyAgreement.publicKey,
+                now: Date(timeIntervalSince1970: clock.now())
+            )
+        }
+        try await application(coordinator).test(.router) { client in
+            clock.advance(by: coordinator.settings.staleAfterSeconds - 10)
+            // l0 and l1 poll (their nodes are up); l2's node died with its simulator.
+            for id in ["l0", "l1"] {
+                #expect(try await client.execute(uri: "/v1/rounds/current?client=\(id)", method: .get).status == .notFound)
+            }
+            clock.advance(by: 20)
+            let listed = try JSONDecoder().decode([ClientEntry].self, from: Data([UInt8](buffer: try await client.execute(uri: "/admin/v1/clients", method: .get, headers: admin).body)))
+            #expect(listed.map(\.id) == ["l0", "l1", "l2"])
+            #expect(listed.map(\.stale) == [false, false, true])
+            let status = try JSONDecoder().decode(AdminStatus.self, from: Data([UInt8](buffer: try await client.execute(uri: "/admin/v1/status", method: .get, headers: admin).body)))
+            #expect(status.activeClients == 3 && status.liveClients == 2)
+
+            // A run needing all three is refused before anything is charged, naming the stale one.
+            let refused = try expectAdminError(try await client.execute(uri: "/admin/v1/runs", method: .post, headers: admin, body: try runJSON(minParticipants: 3)), .unprocessableContent, .invalidField)
+            #expect(refused.message.contains("not seen"), "\(refused.message)")
+            #expect(try coordinator.store.ledger.records().isEmpty)
+
+            // With two: the round expects the two live clients and closes when they answered,
+            // long before its deadline; the run status lists the stale one.
+            let started = try await client.execute(uri: "/admin/v1/runs", method: .post, headers: admin, body: try runJSON(minParticipants: 2))
+            #expect(started.status == .created)
+            let summary = try JSONDecoder().decode(RunSummary.self, from: Data([UInt8](buffer: started.body)))
+            #expect(summary.openRound?.expected == 2)
+            #expect(summary.staleClients == ["l2"])
+            let plan = try await currentPlan(client)
+            let key = coordinator.keys.identity.keyAgreement.publicKey
+            for member in members.prefix(2) {
+                let sealed = try member.seal(update(plan), kind: .clientUpdate, round: plan.round, to: key)
+                #expect(try await client.execute(uri: "/v1/rounds/\(plan.round)/updates", method: .post, body: ByteBuffer(bytes: sealed)).status == .accepted)
+            }
+            let done = try JSONDecoder().decode(RunSummary.self, from: Data([UInt8](buffer: try await client.execute(uri: "/admin/v1/runs/\(summary.id)", method: .get, headers: admin).body)))
+            #expect(done.status == .completed)
+            // The stale client's node comes back: one poll and it is live again.
+            #expect(try await client.execute(uri: "/v1/rounds/current?client=l2", method: .get).status == .notFound)
+            #expect(try coordinator.liveClientIDs() == ["l0", "l1", "l2"])
+        }
+    }
+
     @Test("every refusal of a client message has its status and code, checked in the documented order")
     func updateErrors() async throws {
         let coordinator = try makeCoordinator(try temporaryDirectory(), clock: ManualWallClock())
         let members = (0..<3).map { TestClient(id: "m\($0)") }
         for member in members {
-            try coordinator.store.registry.add(id: member.id, signingKey: member.keys.signing.publicKey, kxKey: member.keys.keyAgreement.publicKey)
+            try coordinator.store.registry.add(id: member.id, signingKey: member.keys.signing.publicKey, kxKey: member.keys.keyAgreement.publicKey, now: Date(timeIntervalSince1970: coordinator.settings.clock.now()))
         }
         let key = coordinator.keys.identity.keyAgreement.publicKey
         try await application(coordinator).test(.router) { client in
@@ -233,7 +351,7 @@ struct RouteTests {
         let coordinator = try makeCoordinator(try temporaryDirectory(), clock: ManualWallClock())
         let members = (0..<2).map { TestClient(id: "s\($0)") }
         for member in members {
-            try coordinator.store.registry.add(id: member.id, signingKey: member.keys.signing.publicKey, kxKey: member.keys.keyAgreement.publicKey)
+            try coordinator.store.registry.add(id: member.id, signingKey: member.keys.signing.publicKey, kxKey: member.keys.keyAgreement.publicKey, now: Date(timeIntervalSince1970: coordinator.settings.clock.now()))
         }
         let key = coordinator.keys.identity.keyAgreement.publicKey
         try await application(coordinator).test(.router) { client in

@@ -44,6 +44,20 @@ struct EmbedCLITests {
         #expect(result.stderr.contains("line 2"))
     }
 
+    @Test("--json prints one object with the embedder, the dimension and every embedding; a missing input file is named")
+    func jsonOutput() throws {
+        let file = try write("{\"text\": \"first\"}\n{\"text\": \"second\"}\n")
+        defer { try? FileManager.default.removeItem(at: file) }
+        let result = try Executables.run("fedseg", ["embed", "--input", file.path, "--embedder", "hashing", "--json"])
+        let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        let embeddings = try #require(object?["embeddings"] as? [[Double]])
+        #expect(result.status == 0 && embeddings.count == 2 && embeddings[0].count == object?["dimension"] as? Int)
+        #expect((object?["embedder"] as? String)?.hasPrefix("hashing-v1-") == true)
+        let missing = try Executables.run("fedseg", ["embed", "--input", "/nonexistent/texts.jsonl", "--embedder", "hashing", "--json"])
+        let error = (try JSONSerialization.jsonObject(with: Data(missing.stdout.utf8)) as? [String: Any])?["error"] as? [String: Any]
+        #expect(missing.status == 1 && (error?["message"] as? String)?.contains("cannot read --input /nonexistent/texts.jsonl") == true, "\(missing.stdout)")
+    }
+
     @Test("a missing model falls back to hashing and says so on stderr")
     func fallback() throws {
         let file = try write("{\"text\": \"hello\"}\n")

@@ -963,6 +963,10 @@ public nonisolated struct Fedseg_V1_ErrorResponse: Sendable {
     /// The client already answered this round with another kind of message (an update after a
     /// decline): a round takes one answer per client.
     case alreadyAnswered // = 16
+
+    /// The coordinator cannot store the message now (its disk is full, or an I/O error); nothing
+    /// of it was recorded. Send it again later (HTTP 503).
+    case unavailable // = 17
     case UNRECOGNIZED(Int)
 
     public init() {
@@ -988,6 +992,7 @@ public nonisolated struct Fedseg_V1_ErrorResponse: Sendable {
       case 14: self = .notFound
       case 15: self = .stageNotOpen
       case 16: self = .alreadyAnswered
+      case 17: self = .unavailable
       default: self = .UNRECOGNIZED(rawValue)
       }
     }
@@ -1011,6 +1016,7 @@ public nonisolated struct Fedseg_V1_ErrorResponse: Sendable {
       case .notFound: return 14
       case .stageNotOpen: return 15
       case .alreadyAnswered: return 16
+      case .unavailable: return 17
       case .UNRECOGNIZED(let i): return i
       }
     }
@@ -1034,6 +1040,7 @@ public nonisolated struct Fedseg_V1_ErrorResponse: Sendable {
       .notFound,
       .stageNotOpen,
       .alreadyAnswered,
+      .unavailable,
     ]
 
   }
@@ -2311,5 +2318,5 @@ nonisolated extension Fedseg_V1_ErrorResponse: SwiftProtobuf.Message, SwiftProto
 }
 
 nonisolated extension Fedseg_V1_ErrorResponse.Code: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CODE_UNSPECIFIED\0\u{1}CODE_UNKNOWN_SENDER\0\u{1}CODE_REVOKED\0\u{1}CODE_WRONG_ROUND\0\u{1}CODE_WRONG_KIND\0\u{1}CODE_REPLAY\0\u{1}CODE_TAMPERED\0\u{1}CODE_OVERSIZED\0\u{1}CODE_INVALID_FIELD\0\u{1}CODE_BAD_TOKEN\0\u{1}CODE_LATE\0\u{1}CODE_NO_OPEN_ROUND\0\u{1}CODE_UNAUTHORIZED\0\u{1}CODE_BAD_REQUEST\0\u{1}CODE_NOT_FOUND\0\u{1}CODE_STAGE_NOT_OPEN\0\u{1}CODE_ALREADY_ANSWERED\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CODE_UNSPECIFIED\0\u{1}CODE_UNKNOWN_SENDER\0\u{1}CODE_REVOKED\0\u{1}CODE_WRONG_ROUND\0\u{1}CODE_WRONG_KIND\0\u{1}CODE_REPLAY\0\u{1}CODE_TAMPERED\0\u{1}CODE_OVERSIZED\0\u{1}CODE_INVALID_FIELD\0\u{1}CODE_BAD_TOKEN\0\u{1}CODE_LATE\0\u{1}CODE_NO_OPEN_ROUND\0\u{1}CODE_UNAUTHORIZED\0\u{1}CODE_BAD_REQUEST\0\u{1}CODE_NOT_FOUND\0\u{1}CODE_STAGE_NOT_OPEN\0\u{1}CODE_ALREADY_ANSWERED\0\u{1}CODE_UNAVAILABLE\0")
 }
