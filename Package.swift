@@ -140,7 +140,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "client-sim",
-            dependencies: ["FedSegMath", "FedSegEmbedding", "FedSegProtocol", "FedSegSimulation", argumentParser],
+            dependencies: ["FedSegMath", "FedSegEmbedding", "FedSegProtocol", "FedSegClient", "FedSegSimulation", argumentParser],
             path: "client-sim",
             swiftSettings: swiftSettings
         ),

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FedSegClient
 import FedSegEmbedding
 import FedSegMath
 import FedSegProtocol
@@ -279,6 +280,13 @@ struct SimulationOptions: ParsableArguments {
             }
         } catch let error as SimulationError {
             FileHandle.standardError.write(Data("client-sim: \(error)\n".utf8))
+            throw ExitCode(1)
+        } catch let failure as AdminClient.Failure {
+            FileHandle.standardError.write(Data("client-sim: \(failure)\n".utf8))
+            throw ExitCode(1)
+        } catch where Retry.isRetryable(error) {
+            // Retried until its deadline and still failing: said as a person can act on it.
+            FileHandle.standardError.write(Data("client-sim: \(HTTPCoordinatorTransport.explain(error, url: configuration.coordinatorURL))\n".utf8))
             throw ExitCode(1)
         }
         let encoder = JSONEncoder()
