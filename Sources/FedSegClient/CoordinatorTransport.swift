@@ -70,10 +70,11 @@ public final class HTTPCoordinatorTransport: CoordinatorTransport {
     /// A pool sized for many concurrent simulated clients.
     /// `caCertificate`: a PEM file of the CA (or the coordinator's own self-signed certificate,
     /// pinned) that an `https://` coordinator must present; nil trusts the system's roots.
-    public static func makeHTTPClient(connectionsPerHost: Int = 64, caCertificate: String? = nil) -> HTTPClient {
+    /// `readTimeoutSeconds`: how long an answer may take (admin reads that embed seed phrases take longer).
+    public static func makeHTTPClient(connectionsPerHost: Int = 64, caCertificate: String? = nil, readTimeoutSeconds: Int64 = 60) -> HTTPClient {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connectionsPerHost)
-        configuration.timeout = .init(connect: .seconds(5), read: .seconds(60))
+        configuration.timeout = .init(connect: .seconds(5), read: .seconds(readTimeoutSeconds))
         var tls = TLSConfiguration.makeClientConfiguration()
         if let caCertificate { tls.trustRoots = .file(caCertificate) }
         tls.minimumTLSVersion = .tlsv12

@@ -39,7 +39,7 @@ struct CoordinatorOptions: ParsableArguments {
         if let caCert, !FileManager.default.isReadableFile(atPath: caCert) {
             throw CommandFailure("cannot read --ca-cert \(caCert)")
         }
-        let http = HTTPCoordinatorTransport.makeHTTPClient(connectionsPerHost: 4, caCertificate: caCert)
+        let http = HTTPCoordinatorTransport.makeHTTPClient(connectionsPerHost: 4, caCertificate: caCert, readTimeoutSeconds: 600)
         do {
             let result = try await body(AdminClient(baseURL: coordinator, token: token, client: http))
             try await http.shutdown()
