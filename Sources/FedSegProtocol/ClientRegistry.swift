@@ -100,14 +100,25 @@ public final class ClientRegistry: Sendable {
         return token
     }
 
-    /// Enrolls with a token (validated request); the token is spent in the same transaction.
+    /// Enrolls with a token (validated request); the token is spent in the same transaction. The
+    /// same request again is a success that changes nothing (a retry after a lost answer).
     public func enroll(_ request: Fedseg_V1_EnrollRequest, now: Date = Date()) throws {
         try request.validate()
         try database.write { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT expires_at, used_at FROM enrollment_tokens WHERE hash = ?", arguments: [Self.hash(request.token)]) else {
+            guard let row = try Row.fetchOne(db, sql: "SELECT expires_at, used_at, used_by FROM enrollment_tokens WHERE hash = ?", arguments: [Self.hash(request.token)]) else {
                 throw Failure.badToken
             }
-            guard (row["used_at"] as Double?) == nil else { throw Failure.tokenUsed }
+            if (row["used_at"] as Double?) != nil {
+                // The same enrolment again (its answer was lost to a crash or a network error):
+                // the token was spent on this id with these keys, so it succeeds again, changing
+                // nothing. Anything else with a spent token is refused.
+                if (row["used_by"] as String?) == request.clientID, let client = try Client.fetchOne(db, key: request.clientID),
+                    client.status == .active, client.signingKey == request.signingPublicKey, client.kxKey == request.kxPublicKey
+                {
+                    return
+                }
+                throw Failure.tokenUsed
+            }
             guard (row["expires_at"] as Double) > now.timeIntervalSince1970 else { throw Failure.tokenExpired }
             guard try Client.fetchOne(db, key: request.clientID) == nil else { throw Failure.clientExists(request.clientID) }
             try Client(

@@ -30,6 +30,14 @@ struct IntakeTests {
         #expect(throws: ClientRegistry.Failure.tokenUsed) {
             try registry.enroll(enrollRequest(token: token, id: "c2", signing: client.signing.publicKey, kx: client.keyAgreement.publicKey), now: now)
         }
+        // The same enrolment again (a retry after a lost answer) succeeds and changes nothing;
+        // the spent token with other keys does not.
+        try registry.enroll(enrollRequest(token: token, id: "c1", signing: client.signing.publicKey, kx: client.keyAgreement.publicKey), now: now)
+        let other = NodeIdentity()
+        #expect(throws: ClientRegistry.Failure.tokenUsed) {
+            try registry.enroll(enrollRequest(token: token, id: "c1", signing: other.signing.publicKey, kx: other.keyAgreement.publicKey), now: now)
+        }
+        #expect(try registry.clients().map(\.id) == ["c1"])
         let expired = try registry.createToken(lifetime: 1, now: now)
         #expect(throws: ClientRegistry.Failure.tokenExpired) {
             try registry.enroll(enrollRequest(token: expired, id: "c3", signing: client.signing.publicKey, kx: client.keyAgreement.publicKey), now: now.addingTimeInterval(5))
