@@ -34,9 +34,7 @@ public struct AdminClient: Sendable {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: body))
         }
-        let response = try await client.execute(request, timeout: .seconds(600))
-        var buffer = try await response.body.collect(upTo: 256 << 20)
-        let bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
+        let (response, bytes) = try await exchange(request, timeout: .seconds(600), limit: 256 << 20)
         guard (200..<300).contains(Int(response.status.code)) else {
             let error = try? JSONDecoder().decode(AdminError.Body.self, from: Data(bytes)).error
             let message = error?.message ?? (bytes.isEmpty ? "HTTP \(response.status.code)" : String(decoding: bytes.prefix(500), as: UTF8.self))
@@ -81,9 +79,19 @@ public struct AdminClient: Sendable {
 
     /// The Prometheus text of `/metrics` (not behind the token).
     public func metricsText() async throws -> String {
-        let response = try await client.execute(HTTPClientRequest(url: baseURL + "/metrics"), timeout: .seconds(30))
-        var buffer = try await response.body.collect(upTo: 64 << 20)
-        return buffer.readString(length: buffer.readableBytes) ?? ""
+        String(decoding: try await exchange(HTTPClientRequest(url: baseURL + "/metrics"), timeout: .seconds(30), limit: 64 << 20).body, as: UTF8.self)
+    }
+
+    /// One request and its whole body; a request that gets no answer is `TransportError.network`,
+    /// as on the client API, so both are retried and explained the same way.
+    func exchange(_ request: HTTPClientRequest, timeout: TimeAmount, limit: Int) async throws -> (response: HTTPClientResponse, body: [UInt8]) {
+        do {
+            let response = try await client.execute(request, timeout: timeout)
+            var buffer = try await response.body.collect(upTo: limit)
+            return (response, buffer.readBytes(length: buffer.readableBytes) ?? [])
+        } catch {
+            throw TransportError.network("\(request.method) \(request.url): \(error)")
+        }
     }
 
     /// `fedseg_updates_rejected_total` by reason, read from the metrics text.

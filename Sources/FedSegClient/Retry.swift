@@ -21,14 +21,11 @@ public enum Retry {
         }
     }
 
-    /// Network failures and answers ≥ 500; not refusals, cancellation or local errors.
+    /// Network failures and answers ≥ 500 (both transports say which); not refusals,
+    /// cancellation or local errors.
     public static func isRetryable(_ error: any Error) -> Bool {
-        if error is CancellationError { return false }
         if let transport = error as? TransportError { return transport.isRetryable }
         if let admin = error as? AdminClient.Failure { return admin.status >= 500 }
-        // async-http-client's own errors (connection refused, reset, closed, timed out).
-        let type = String(reflecting: type(of: error))
-        return type.contains("HTTPClientError") || type.contains("NIOConnectionError") || type.contains("IOError")
-            || type.contains("ChannelError") || type.contains("NIOPosix")
+        return false
     }
 }

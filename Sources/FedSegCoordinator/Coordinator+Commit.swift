@@ -15,8 +15,6 @@ extension Coordinator {
     func close(_ round: OpenRound) throws {
         guard let run = active else { return }
         crash(at: .aggregate)
-        metrics.roundSeconds.recordNanoseconds(Int64((now - round.openedAt) * 1e9))
-        metrics.participants.record(Double(round.participants))
         let result = round.aggregation.result()
         let charge = try charge(for: round)
         switch round.phase {
@@ -79,6 +77,9 @@ extension Coordinator {
             active?.phase = .done
             logger.info("segment model published", metadata: ["run": "\(run.id)", "version": "\(model.version)", "participants": "\(round.participants)"])
         }
+        // Recorded once the round is stored: a commit retried after a full disk is one round.
+        metrics.roundSeconds.recordNanoseconds(Int64((now - round.openedAt) * 1e9))
+        metrics.participants.record(Double(round.participants))
         metrics.roundsCommitted.increment()
         try recordEpsilon()
         try advance()

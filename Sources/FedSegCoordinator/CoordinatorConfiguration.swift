@@ -146,9 +146,8 @@ public struct CoordinatorConfiguration: Sendable, Equatable {
         let file: File
         do {
             file = try TOMLDecoder().decode(File.self, from: table)
-        } catch let error as DecodingError {
-            throw CoordinatorError.configuration("config \(path): \(Self.describe(error))")
         } catch {
+            // Every key's type was checked above; this is a value the checks do not cover.
             throw CoordinatorError.configuration("config \(path): a value does not decode")
         }
         var c = CoordinatorConfiguration()
@@ -176,27 +175,6 @@ public struct CoordinatorConfiguration: Sendable, Equatable {
         if let v = file.log?.level { c.logLevel = v }
         try c.validate()
         return c
-    }
-
-    /// A TOML decoding error as the key and the type it needs, not the decoder's internals.
-    static func describe(_ error: DecodingError) -> String {
-        func key(_ context: DecodingError.Context) -> String { context.codingPath.map(\.stringValue).joined(separator: ".") }
-        func name(_ type: Any.Type) -> String {
-            switch type {
-            case is Int.Type: "an integer"
-            case is Double.Type: "a number"
-            case is String.Type: "a string"
-            case is Bool.Type: "true or false"
-            default: "a table"
-            }
-        }
-        switch error {
-        case .typeMismatch(let type, let context): return "\(key(context)) must be \(name(type))"
-        case .valueNotFound(let type, let context): return "\(key(context)) must be \(name(type))"
-        case .keyNotFound(let missing, let context): return "\((context.codingPath + [missing]).map(\.stringValue).joined(separator: ".")) is required"
-        case .dataCorrupted(let context): return "\(key(context)) has a value that does not decode"
-        @unknown default: return "a value does not decode"
-        }
     }
 
     public func validate() throws {

@@ -26,7 +26,7 @@ public enum CoordinatorRoutes {
         }
 
         router.post("v1/enroll") { request, _ in
-            let body = try await collect(request, limit: 64 * 1024, coordinator: coordinator)
+            let body = try await collect(request, limit: 64 * 1024)
             do {
                 let enroll = try MessageCodec.decode(Fedseg_V1_EnrollRequest.self, from: body, limits: coordinator.settings.limits)
                 try coordinator.store.registry.enroll(enroll, now: Date(timeIntervalSince1970: coordinator.settings.clock.now()))
@@ -69,7 +69,7 @@ public enum CoordinatorRoutes {
             }
             let body: [UInt8]
             do {
-                body = try await collect(request, limit: limit, coordinator: coordinator)
+                body = try await collect(request, limit: limit)
             } catch is NIOTooManyBytesError {
                 coordinator.metrics.rejected("oversized")
                 return errorResponse(.contentTooLarge, .oversized, "body over the limit of \(limit) bytes")
@@ -110,13 +110,7 @@ public enum CoordinatorRoutes {
             ))
         }
         admin.get("clients") { _, _ in
-            let staleBefore = coordinator.settings.clock.now() - coordinator.settings.staleAfterSeconds
-            return try json(try coordinator.clientEntries().map { client in
-                ClientEntry(
-                    id: client.id, status: client.status, enrolledAt: client.enrolledAt, lastSeenAt: client.lastSeenAt,
-                    stale: client.status == .active && client.lastSeenAt < staleBefore
-                )
-            })
+            try json(try coordinator.clientEntries())
         }
         admin.post("clients/tokens") { request, _ in
             let ask = try await decodeJSON(TokenRequest.self, request, limit: 64 * 1024)
@@ -257,7 +251,7 @@ public enum CoordinatorRoutes {
         return errorResponse(rejection)
     }
 
-    static func collect(_ request: Request, limit: Int, coordinator: Coordinator) async throws -> [UInt8] {
+    static func collect(_ request: Request, limit: Int) async throws -> [UInt8] {
         var buffer = try await request.body.collect(upTo: limit)
         return buffer.readBytes(length: buffer.readableBytes) ?? []
     }
@@ -294,8 +288,7 @@ public enum CoordinatorRoutes {
     static func decodeJSON<T: Decodable>(_ type: T.Type, _ request: Request, limit: Int) async throws -> T {
         let body: [UInt8]
         do {
-            var buffer = try await request.body.collect(upTo: limit)
-            body = buffer.readBytes(length: buffer.readableBytes) ?? []
+            body = try await collect(request, limit: limit)
         } catch is NIOTooManyBytesError {
             throw AdminError(.tooLarge, "the body is over the limit of \(limit) bytes")
         }

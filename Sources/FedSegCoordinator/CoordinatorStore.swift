@@ -245,10 +245,6 @@ public struct StorageFailure: Error, CustomStringConvertible {
     public var cause: Cause
 
     public init?(_ error: any Error) {
-        if let failure = error as? StorageFailure {
-            self = failure
-            return
-        }
         guard let database = error as? DatabaseError else { return nil }
         switch database.resultCode {
         case .SQLITE_FULL: cause = .diskFull

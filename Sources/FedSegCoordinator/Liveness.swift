@@ -37,16 +37,25 @@ extension Coordinator {
         try store.registry.markSeen(liveness.drain())
     }
 
+    /// Seen before this: stale (when active).
+    nonisolated var staleBefore: Double { settings.clock.now() - settings.staleAfterSeconds }
+
     /// Active clients seen within `staleAfterSeconds`: the ones a round waits for.
     public nonisolated func liveClientIDs() throws -> [String] {
         try flushLiveness()
-        return try store.registry.liveClientIDs(seenSince: settings.clock.now() - settings.staleAfterSeconds)
+        return try store.registry.liveClientIDs(seenSince: staleBefore)
     }
 
-    /// Every enrolled client with its last-seen time (pending marks included).
-    public nonisolated func clientEntries() throws -> [ClientRegistry.Client] {
+    /// Every enrolled client with its last-seen time (pending marks included) and whether it is stale.
+    public nonisolated func clientEntries() throws -> [ClientEntry] {
         try flushLiveness()
-        return try store.registry.clients()
+        let staleBefore = staleBefore
+        return try store.registry.clients().map { client in
+            ClientEntry(
+                id: client.id, status: client.status, enrolledAt: client.enrolledAt, lastSeenAt: client.lastSeenAt,
+                stale: client.status == .active && client.lastSeenAt < staleBefore
+            )
+        }
     }
 
     /// Active clients that are not live, for `fedseg run status` (at most 100).
