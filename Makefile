@@ -26,11 +26,16 @@ test: setup
 
 # The main job: the coordinator daemon on a free loopback port, 10 tenant-shard clients holding the
 # bundled goodbooks readers (MiniLM embeddings, computed on the clients), a private run at ε = 8,
-# the report, the privacy audit through the admin API, and a graceful stop.
+# the report, the privacy audit through the admin API, and a graceful stop; then the same readers on
+# three `fedseg-node serve` processes, enrolled with tokens, in a local and a distributed run the
+# operator starts with `fedseg run start`, each node segmenting and recommending on its own.
 demo: setup
 	$(SWIFT) build -c release
 	.build/release/fedseg doctor
 	scripts/demo goodbooks data/goodbooks --clients 10 --k 8 --epsilon 8 --delta 1e-6 --embedder minilm
+	@echo
+	@echo "== the same readers on three real nodes (fedseg-node serve, one process each), runs started by the operator"
+	NODE_CACHE_DIR=$${FEDSEG_CACHE:-$$HOME/.cache/fedseg}/embeddings scripts/node-demo data/goodbooks 3 minilm
 
 # The same data and ε with secure aggregation: each client adds a share of the noise.
 demo-distributed: setup

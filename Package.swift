@@ -42,9 +42,11 @@ let package = Package(
         .library(name: "FedSegRecommend", targets: ["FedSegRecommend"]),
         .library(name: "FedSegCoordinator", targets: ["FedSegCoordinator"]),
         .library(name: "FedSegClient", targets: ["FedSegClient"]),
+        .library(name: "FedSegNode", targets: ["FedSegNode"]),
         .library(name: "FedSegSimulation", targets: ["FedSegSimulation"]),
         .executable(name: "coordinator", targets: ["coordinator"]),
         .executable(name: "client-sim", targets: ["client-sim"]),
+        .executable(name: "fedseg-node", targets: ["fedseg-node"]),
         .executable(name: "fedseg", targets: ["fedseg"]),
     ],
     dependencies: [
@@ -117,9 +119,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "FedSegNode",
+            dependencies: [
+                "FedSegMath", "FedSegCrypto", "FedSegEmbedding", "FedSegClustering", "FedSegPrivacy", "FedSegProtocol", "FedSegRecommend",
+                "FedSegClient", grdb, httpClient, logging, serviceLifecycle, hummingbird, prometheus, coreMetrics, swiftProtobuf,
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "FedSegSimulation",
             dependencies: [
-                "FedSegMath", "FedSegEmbedding", "FedSegClustering", "FedSegPrivacy", "FedSegProtocol", "FedSegRecommend", "FedSegClient",
+                "FedSegNode", "FedSegMath", "FedSegEmbedding", "FedSegClustering", "FedSegPrivacy", "FedSegProtocol", "FedSegRecommend", "FedSegClient",
                 "FedSegCoordinator", "FedSegSecureAggregation", httpClient, logging, serviceLifecycle, swiftProtobuf,
             ],
             swiftSettings: swiftSettings
@@ -140,8 +150,14 @@ let package = Package(
         ),
         .executableTarget(
             name: "client-sim",
-            dependencies: ["FedSegMath", "FedSegEmbedding", "FedSegProtocol", "FedSegClient", "FedSegSimulation", argumentParser],
+            dependencies: ["FedSegMath", "FedSegEmbedding", "FedSegProtocol", "FedSegClient", "FedSegNode", "FedSegSimulation", argumentParser],
             path: "client-sim",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "fedseg-node",
+            dependencies: ["FedSegMath", "FedSegEmbedding", "FedSegNode", "FedSegPrivacy", argumentParser, logging, serviceLifecycle, unixSignals],
+            path: "node",
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -208,8 +224,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "FedSegNodeTests",
+            dependencies: ["FedSegNode", "FedSegClient", "FedSegCrypto", "FedSegEmbedding", "FedSegMath", "FedSegProtocol", "FedSegRecommend", "FedSegTestSupport", swiftProtobuf],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "FedSegSimulationTests",
-            dependencies: ["FedSegSimulation", "FedSegClustering", "FedSegEmbedding", "FedSegMath"],
+            dependencies: ["FedSegSimulation", "FedSegNode", "FedSegClustering", "FedSegEmbedding", "FedSegMath"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

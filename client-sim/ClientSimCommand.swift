@@ -2,6 +2,7 @@ import ArgumentParser
 import FedSegClient
 import FedSegEmbedding
 import FedSegMath
+import FedSegNode
 import FedSegProtocol
 import FedSegSimulation
 import Foundation
@@ -80,6 +81,12 @@ struct ClientSimCommand: AsyncParsableCommand {
         @Option(name: .long, help: "Directory for the clients' state (default: a new temporary directory).")
         var workDir: String?
 
+        @Flag(name: .long, help: "Take part in the run an operator starts with `fedseg run start` (beside real `fedseg-node`s) instead of starting one; the run's k, ε and mode apply, --epsilon is the clients' budget.")
+        var join = false
+
+        @Option(name: .long, help: "With --join: seconds to wait for the operator's run.")
+        var joinTimeout = 600.0
+
         @OptionGroup var options: SimulationOptions
 
         func validate() throws { try options.check() }
@@ -95,6 +102,7 @@ struct ClientSimCommand: AsyncParsableCommand {
                 ?? FileManager.default.temporaryDirectory.appendingPathComponent("fedseg-client-sim-\(UUID().uuidString)", isDirectory: true)
             var configuration = try options.configuration(coordinatorURL: coordinator, adminToken: token, workDirectory: work)
             configuration.caCertificate = caCert
+            if join { configuration.joinWithinSeconds = joinTimeout }
             try await options.simulate(configuration)
         }
     }

@@ -35,6 +35,11 @@ extension ClientNode {
             return resent(sent)
         }
         if let stored = try storedAnswer(round: plan.round, deadline: deadline) { return stored }
+        // Advertising fresh keys after losing the first ones would mask with keys the neighbours
+        // never saw: the sum would be wrong, not merely short of one client.
+        if participation?.plan.round != plan.round, !(try storedStageAnswers(round: plan.round).isEmpty) {
+            throw NodeError.lostRoundState(plan.round)
+        }
         guard let index = plan.secagg.cohort.firstIndex(of: id) else {
             throw NodeError.secureAggregation("\(id) is not in the cohort of round \(plan.round)")
         }
@@ -294,6 +299,20 @@ extension ClientNode {
         let answer = Answer(round: plan.round, kind: kind, envelope: envelope, declineReason: nil, resent: false, deadline: deadline)
         participation?.sent[kind] = answer
         return answer
+    }
+
+    /// The stage messages stored for a round, by kind: after a restart the node resends the one
+    /// for the open stage (its masked input, say) instead of losing it.
+    public func storedStageAnswers(round: UInt64, deadline: Date = .distantPast) throws -> [Fedseg_V1_MessageKind: Answer] {
+        let rows = try database.read { db in
+            try Row.fetchAll(db, sql: "SELECT kind, envelope FROM stage_outbox WHERE round = ?", arguments: [Int64(round)])
+        }
+        var answers: [Fedseg_V1_MessageKind: Answer] = [:]
+        for row in rows {
+            guard let kind = Fedseg_V1_MessageKind(rawValue: row["kind"]) else { continue }
+            answers[kind] = Answer(round: round, kind: kind, envelope: [UInt8](row["envelope"] as Data), declineReason: nil, resent: true, deadline: deadline)
+        }
+        return answers
     }
 
     func resent(_ answer: Answer) -> Answer {

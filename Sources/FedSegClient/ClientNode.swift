@@ -61,6 +61,12 @@ public actor ClientNode {
     /// Opens (creating if needed) a node's state directory. `budget` is the ε, δ each of its users
     /// may spend over the node's lifetime.
     public init(directory: URL, id: String, embedderID: String, data: ClientData, epsilonBudget: Double, delta: Double) throws {
+        try self.init(directory: directory, id: id, embedderID: embedderID, data: data, budget: (epsilonBudget, delta))
+    }
+
+    /// `budget` is recorded when the ledger has none; nil leaves the ledger's as it is (a node
+    /// opened to enrol, or to read its state).
+    public init(directory: URL, id: String, embedderID: String, data: ClientData, budget: (epsilon: Double, delta: Double)?) throws {
         let fm = FileManager.default
         try fm.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let keyPath = directory.appendingPathComponent(Self.keyFile).path
@@ -111,8 +117,8 @@ public actor ClientNode {
         self.embedderID = embedderID
         self.data = data
         self.population = "client:\(id)"
-        if try ledger.budget(for: population) == nil {
-            try ledger.setBudget(.init(population: population, epsilon: epsilonBudget, delta: delta))
+        if let budget, try ledger.budget(for: population) == nil {
+            try ledger.setBudget(.init(population: population, epsilon: budget.epsilon, delta: budget.delta))
         }
         if let row = try database.read({ db in try Row.fetchOne(db, sql: "SELECT * FROM enrollment WHERE client_id = ?", arguments: [id]) }) {
             coordinatorSigningKey = try Signing.PublicKey(bytes: [UInt8]((row["coordinator_signing_key"] as Data)))
@@ -135,6 +141,12 @@ public actor ClientNode {
             return opened
         }
     }
+
+    /// The node's public signing key, hex (what the coordinator's registry shows).
+    public nonisolated var signingKeyHex: String { keys.identity.signing.publicKey.hex }
+
+    /// Replaces the users the node answers for (between rounds: its data changed).
+    public func replaceData(_ data: ClientData) { self.data = data }
 
     /// The node's privacy ledger.
     public func ledger() throws -> PrivacyLedger { try PrivacyLedger(database: database) }
@@ -185,6 +197,8 @@ public actor ClientNode {
         case badSignature
         case invalidPlan(String)
         case secureAggregation(String)
+        /// The node advertised in this distributed round and then lost its secrets (a restart).
+        case lostRoundState(UInt64)
 
         public var description: String {
             switch self {
@@ -192,6 +206,8 @@ public actor ClientNode {
             case .notEnrolled: "not enrolled"
             case .badSignature: "the publication's signature does not verify with the pinned coordinator key"
             case .invalidPlan(let why): "invalid round plan: \(why)"
+            case .lostRoundState(let round):
+                "this node advertised keys in distributed round \(round) and lost them (it restarted): it sits the round out, which secure aggregation tolerates"
             }
         }
     }
@@ -299,6 +315,18 @@ public actor ClientNode {
         }
         let kind = Fedseg_V1_MessageKind(rawValue: stored["kind"]) ?? .decline
         return Answer(round: round, kind: kind, envelope: [UInt8](stored["envelope"] as Data), declineReason: nil, resent: true, deadline: deadline)
+    }
+
+    /// The rounds this node declined, by run ("round N"), oldest first.
+    public func declines() throws -> [String: [String]] {
+        try database.read { db in
+            var result: [String: [String]] = [:]
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT run_id, round FROM outbox WHERE kind = ? ORDER BY round", arguments: [Fedseg_V1_MessageKind.decline.rawValue]
+            )
+            for row in rows { result[row["run_id"], default: []].append("round \(row["round"] as Int64)") }
+            return result
+        }
     }
 
     func decline(_ plan: Fedseg_V1_RoundPlan, reason: String, deadline: Date) throws -> Answer {

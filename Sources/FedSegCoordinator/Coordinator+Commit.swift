@@ -107,6 +107,7 @@ extension Coordinator {
         model.centroids = run.centroids.storage
         model.dimension = run.parameters.dimension
         model.embedderID = run.parameters.embedderID
+        if model.catalogSize == run.parameters.catalog.count { model.catalogItems = run.parameters.catalog }
         let signed = try model.signed(with: keys.identity.signing)
         let bytes = try Fedseg_V1_SignedPublication.with {
             $0.kind = .segmentModel

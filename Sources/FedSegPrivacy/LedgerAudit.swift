@@ -173,3 +173,41 @@ public struct LedgerAudit: Sendable, Codable {
         return out + "</svg>\n"
     }
 }
+
+extension LedgerAudit {
+    /// The audit as text for a terminal: totals per population, every release, budget changes
+    /// and problems (what `fedseg privacy audit` and `fedseg-node privacy audit` print).
+    public func report(source: String) -> String {
+        var out = ""
+        func line(_ text: String) { out += text + "\n" }
+        line("ledger \(source): \(records) records, \(verified ? "chain verified" : "VERIFICATION FAILED")")
+        // Columns as wide as the longest name: release ids and run populations are long.
+        let populationWidth = max(20, populations.map(\.population.count).max() ?? 0)
+        let releaseWidth = max(18, populations.flatMap { $0.series.map(\.releaseID.count) }.max() ?? 0)
+        func pad(_ text: String, _ width: Int) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
+        func f(_ v: Double?) -> String { v.map { String(format: "%10.4f", $0) } ?? "         -" }
+        line(pad("population", populationWidth) + "   releases     ε spent    ε budget      ε left           δ")
+        for p in populations {
+            line(pad(p.population, populationWidth) + String(format: " %9d  ", p.releases)
+                + f(p.epsilonSpent) + "  " + f(p.epsilonBudget) + "  " + f(p.epsilonLeft) + "  " + (p.delta.map { String(format: "%10.2g", $0) } ?? "-"))
+        }
+        line("\nround  " + pad("release", releaseWidth) + " " + pad("population", populationWidth) + "  mode         ε after")
+        for p in populations {
+            for point in p.series {
+                line(String(format: "%5lld  ", point.round) + pad(point.releaseID, releaseWidth) + " "
+                    + pad(p.population, populationWidth) + "  " + pad(point.mode, 11) + String(format: " %10.4f", point.epsilon))
+            }
+        }
+        if !budgetChanges.isEmpty {
+            line("\nbudget changes")
+            for change in budgetChanges {
+                line(String(format: "%5lld  ", change.sequence) + pad(change.population, populationWidth)
+                    + String(format: "  ε = %-10g δ = %-8g ", change.epsilon, change.delta) + change.createdAt + "  " + change.reason)
+            }
+        }
+        for problem in problems {
+            line("problem: " + (problem.sequence.map { "record \($0): " } ?? "") + problem.reason)
+        }
+        return out
+    }
+}

@@ -34,6 +34,8 @@ public struct SegmentModel: Codable, Sendable, Equatable {
     public var centroids: [Float] = []
     public var dimension: Int = 0
     public var embedderID: String = ""
+    /// The catalogue's item ids in index order (empty, or `catalogSize` of them).
+    public var catalogItems: [String] = []
 
     public init(runID: String, version: Int, catalogSize: Int, segments: [Segment], global: Segment) {
         self.runID = runID
@@ -116,6 +118,7 @@ public struct SegmentModel: Codable, Sendable, Equatable {
             $0.k = UInt32(dimension > 0 ? centroids.count / dimension : 0)
             $0.centroids = centroids
             $0.embedderID = embedderID
+            $0.catalogItems = catalogItems
         }
     }
 
@@ -138,6 +141,8 @@ public struct SegmentModel: Codable, Sendable, Equatable {
         centroids = message.centroids
         dimension = Int(message.dimension)
         embedderID = message.embedderID
+        guard message.catalogItems.isEmpty || message.catalogItems.count == catalogSize else { throw VerificationError.malformed }
+        catalogItems = message.catalogItems
     }
 
     /// The bytes that are signed: the serialized wire message.

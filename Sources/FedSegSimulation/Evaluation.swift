@@ -1,6 +1,7 @@
 import FedSegClustering
 import FedSegMath
 import FedSegRecommend
+import FedSegNode
 import Foundation
 
 /// What the simulator reports about a finished run that no client could compute: recommendation

@@ -6,6 +6,7 @@ import FedSegMath
 import FedSegPrivacy
 import FedSegProtocol
 import FedSegRecommend
+import FedSegNode
 import Foundation
 import SwiftProtobuf
 
@@ -46,6 +47,9 @@ public struct NetworkedSimulation: Sendable {
         public var assumedColluders = 1
         /// Clients working at once.
         public var concurrency = 32
+        /// Take part in the run an operator starts (`fedseg run start`) instead of starting one:
+        /// the simulator waits up to this many seconds for it.
+        public var joinWithinSeconds: Double?
         public var showProgress = false
 
         public init(coordinatorURL: String, adminToken: String, clients: Int, workDirectory: URL) {
@@ -323,19 +327,27 @@ public struct NetworkedSimulation: Sendable {
         )
         let rejectedBefore = AdminClient.rejectedUpdates(fromMetrics: try await Retry.untilDeadline(seconds: 120) { try await admin.metricsText() })
         let started_: RunSummary
-        do {
-            started_ = try await Retry.untilDeadline(seconds: 120) { try await admin.startRun(parameters) }
-        } catch let failure as AdminClient.Failure where failure.error?.code == .conflict {
-            // A start whose answer was lost to a restart: the run in progress is the one it made
-            // if it has these parameters.
-            let current = try await Retry.untilDeadline(seconds: 120) { try await admin.currentRun() }
-            guard current.k == parameters.k, current.embedderID == parameters.embedderID, current.epsilon == parameters.epsilon,
-                current.committedRounds == 0
-            else { throw failure }
-            started_ = current
+        if let seconds = c.joinWithinSeconds {
+            started_ = try await join(within: seconds, admin: admin, transport: transport, ids: nodeList.map(\.id), log: log)
+            guard started_.embedderID == prepared.embedderID, started_.dimension == prepared.points.cols else {
+                throw SimulationError.invalid("run \(started_.id) uses \(started_.embedderID) (d = \(started_.dimension)); these clients embed with \(prepared.embedderID): pass the matching --embedder")
+            }
+        } else {
+            do {
+                started_ = try await Retry.untilDeadline(seconds: 120) { try await admin.startRun(parameters) }
+            } catch let failure as AdminClient.Failure where failure.error?.code == .conflict {
+                // A start whose answer was lost to a restart: the run in progress is the one it made
+                // if it has these parameters.
+                let current = try await Retry.untilDeadline(seconds: 120) { try await admin.currentRun() }
+                guard current.k == parameters.k, current.embedderID == parameters.embedderID, current.epsilon == parameters.epsilon,
+                    current.committedRounds == 0
+                else { throw failure }
+                started_ = current
+            }
         }
         let runID = started_.id
-        log(String(format: "run %@ started: %@%d DP Lloyd round(s) at z = %.3f, then the recommendation release; ε = %g, δ = %g", runID, started_.phase == .start ? "the start histogram, " : "", started_.plannedRounds, started_.noiseMultiplier, c.epsilon, c.delta))
+        let k = started_.k
+        log(String(format: "run %@ started: %@%d DP Lloyd round(s) at z = %.3f, then the recommendation release; ε = %g, δ = %g", runID, started_.phase == .start ? "the start histogram, " : "", started_.plannedRounds, started_.noiseMultiplier, started_.epsilon, started_.delta))
 
         // Rounds: one fetch of the signed plan per round, handed to every node, which verifies
         // it with its own pinned key.
@@ -409,18 +421,21 @@ public struct NetworkedSimulation: Sendable {
         let labels = KMeans.assign(prepared.points, to: centroids)
         let participantPoints = KMeans.gatherRows(prepared.points, participants)
         let participantLabels = participants.map { labels[$0] }
-        let baseline = KMeans.fit(participantPoints, .init(k: c.k, restarts: 5, seed: c.seed))
+        let baseline = KMeans.fit(participantPoints, .init(k: k, restarts: 5, seed: c.seed))
         let truth = prepared.truth(for: participants)
         let catalog = ItemCatalog(ids: parameters.catalog)
-        var exact = SegmentHistogram(segments: c.k, items: catalog.count)
+        var exact = SegmentHistogram(segments: k, items: catalog.count)
         var sampling = SeededRandom(seed: c.seed, stream: 0xE7)
         for u in participants {
             exact.add(userItems: prepared.training[u], segment: Int(labels[u]), catalog: catalog, maxItemsPerUser: c.maxItemsPerUser, using: &sampling)
         }
-        let recommendation = Evaluation.evaluate(exact: exact, privateModel: model, labels: labels, centroids: centroids, prepared: prepared)
-        let sizes = Metrics.clusterSizes(labels: participantLabels, k: c.k)
+        // A joined run may rank another catalogue than this dataset's: then there is nothing to compare.
+        let comparable = model.catalogItems.isEmpty || model.catalogItems == parameters.catalog
+        if !comparable { log("the run's catalogue is not this dataset's: recommendation quality is not evaluated") }
+        let recommendation = comparable ? Evaluation.evaluate(exact: exact, privateModel: model, labels: labels, centroids: centroids, prepared: prepared) : []
+        let sizes = Metrics.clusterSizes(labels: participantLabels, k: k)
         let nearest = KMeans.squaredDistances(centroids, to: prepared.itemVectors)
-        let segments = (0..<c.k).map { j in
+        let segments = (0..<k).map { j in
             Report.Segment(
                 id: j, size: sizes[j],
                 nearestItems: nearest[j].enumerated().sorted { $0.element < $1.element }.prefix(3).map { dataset.items[$0.offset].title }
@@ -448,7 +463,9 @@ public struct NetworkedSimulation: Sendable {
             }
             if suspendIdle { try await node.suspend() }
         }
-        agree = agree && coordinatorReleases.allSatisfy { (charged[$0] ?? 0) >= parameters.minParticipants }
+        // A joined run counts clients outside this simulation too: its own need not reach the quorum.
+        let quorum = c.joinWithinSeconds == nil ? parameters.minParticipants : 1
+        agree = agree && coordinatorReleases.allSatisfy { (charged[$0] ?? 0) >= quorum }
 
         // Simulated nodes end with the simulation: revoked, so later rounds do not wait for them.
         let ids = nodeList.map(\.id)
@@ -462,7 +479,7 @@ public struct NetworkedSimulation: Sendable {
         return Report(
             runID: runID, clients: c.clients, users: dataset.users.count, rounds: committed.count,
             participantsPerRound: committed.map(\.participants), privacyMode: summary.privacyMode, embedder: prepared.embedderID,
-            epsilonSpent: summary.epsilonSpent, epsilon: c.epsilon, delta: c.delta, segments: segments,
+            epsilonSpent: summary.epsilonSpent, epsilon: summary.epsilon, delta: summary.delta, segments: segments,
             ariTruth: truth.map { Metrics.adjustedRandIndex(participantLabels, $0) },
             nmiTruth: truth.map { Metrics.normalizedMutualInformation(participantLabels, $0) },
             ariCentralized: Metrics.adjustedRandIndex(participantLabels, baseline.labels),
@@ -471,6 +488,28 @@ public struct NetworkedSimulation: Sendable {
             misbehaviourAttempts: await attempts.counts, ledgersVerified: verified, ledgersAgree: agree,
             embedSeconds: prepared.embedSeconds, wallSeconds: Evaluation.seconds(clock.now - started)
         )
+    }
+
+    /// Waits for the operator's run, keeping this simulation's nodes live meanwhile (a poll
+    /// naming each, every 30 s), and returns it once it is running.
+    func join(
+        within seconds: Double, admin: AdminClient, transport: HTTPCoordinatorTransport, ids: [String], log: @escaping @Sendable (String) -> Void
+    ) async throws -> RunSummary {
+        log("waiting up to \(Int(seconds)) s for an operator to start a run (fedseg run start)")
+        let deadline = Date().addingTimeInterval(seconds)
+        var lastPoll = Date()
+        while Date() < deadline {
+            if let current = try? await admin.currentRun(), current.status == .running {
+                log("joining run \(current.id) (k = \(current.k), \(current.privacyMode) noise)")
+                return current
+            }
+            if Date().timeIntervalSince(lastPoll) >= 30 {
+                lastPoll = Date()
+                try await forEach(0..<ids.count, concurrency: configuration.concurrency) { index in _ = try? await transport.currentPlan(client: ids[index]) }
+            }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        throw SimulationError.runFailed("no run was started within \(Int(seconds)) s (--join): start one with `fedseg run start`")
     }
 
     /// One node's part in one round, as the network and its owner make it behave.

@@ -1,4 +1,5 @@
 import FedSegMath
+import FedSegNode
 import Foundation
 
 /// How a simulation deals users to clients.

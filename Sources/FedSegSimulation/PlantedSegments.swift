@@ -1,4 +1,5 @@
 import FedSegMath
+import FedSegNode
 import Foundation
 
 /// Synthetic users with planted segments, so segment recovery can be measured against ground truth.

@@ -1,5 +1,6 @@
 import FedSegEmbedding
 import FedSegMath
+import FedSegNode
 import Foundation
 
 /// A dataset embedded and split for a simulation: what each client computes on its own device
@@ -27,12 +28,10 @@ public struct PreparedDataset: Sendable {
     ) throws -> PreparedDataset {
         let clock = ContinuousClock()
         let started = clock.now
-        let itemTexts = dataset.items.map { item in
-            ([item.title, item.text ?? ""] + [(item.tags ?? []).prefix(8).joined(separator: ", ")]).joined(separator: ". ")
-        }
+        let itemTexts = dataset.items.map(UserProfiles.itemText)
         let itemVectors = try embedder.embed(itemTexts)
         let itemRow = Dictionary(dataset.items.enumerated().map { ($1.item, $0) }, uniquingKeysWith: { a, _ in a })
-        let textVectors = try embedder.embed(dataset.users.map { $0.texts.joined(separator: " ") })
+        let textVectors = try embedder.embed(dataset.users.map { UserProfiles.userText($0.texts) })
         var split = SeededRandom(seed: seed, stream: 0x40)
         var training = [[String]](repeating: [], count: dataset.users.count)
         var heldOut = [Set<Int>](repeating: [], count: dataset.users.count)
@@ -49,14 +48,9 @@ public struct PreparedDataset: Sendable {
             heldOut[u] = Set(items.prefix(hold).compactMap { itemRow[$0] })
             training[u] = Array(items.dropFirst(hold))
         }
-        var points = Matrix(rows: dataset.users.count, cols: embedder.dimension)
-        for (u, user) in dataset.users.enumerated() {
-            var sum = [Float](repeating: 0, count: embedder.dimension)
-            if !user.texts.isEmpty { BLAS.axpy(1, x: textVectors.row(u), y: &sum) }
-            for id in training[u] { if let row = itemRow[id] { BLAS.axpy(1, x: itemVectors.row(row), y: &sum) } }
-            points.setRow(u, to: sum)
-        }
-        points.normalizeRows()
+        let points = UserProfiles.vectors(
+            hasText: dataset.users.map { !$0.texts.isEmpty }, items: training, textVectors: textVectors, itemVectors: itemVectors, itemRow: itemRow
+        )
         let elapsed = clock.now - started
         return PreparedDataset(
             dataset: dataset, embedderID: embedder.identifier, itemVectors: itemVectors, itemTexts: itemTexts, textVectors: textVectors,

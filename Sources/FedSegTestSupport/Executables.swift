@@ -32,6 +32,18 @@ public enum Executables {
         return url
     }
 
+    /// Points `process` at a package executable with its arguments, through `launcher` if any.
+    public static func configure(_ process: Process, _ name: String, _ arguments: [String], launcher: [String]) throws {
+        let executable = try url(name)
+        if let first = launcher.first {
+            process.executableURL = URL(fileURLWithPath: first)
+            process.arguments = Array(launcher.dropFirst()) + [executable.path] + arguments
+        } else {
+            process.executableURL = executable
+            process.arguments = arguments
+        }
+    }
+
     public struct Result: Sendable {
         public var status: Int32
         public var stdout: String
@@ -39,12 +51,12 @@ public enum Executables {
     }
 
     /// Runs an executable to completion with extra environment variables.
+    /// `launcher`: a command that runs the executable (`ip netns exec NS`), or none.
     public static func run(
-        _ name: String, _ arguments: [String], environment: [String: String] = [:], removing: [String] = []
+        _ name: String, _ arguments: [String], environment: [String: String] = [:], removing: [String] = [], launcher: [String] = []
     ) throws -> Result {
         let process = Process()
-        process.executableURL = try url(name)
-        process.arguments = arguments
+        try configure(process, name, arguments, launcher: launcher)
         var env = ProcessInfo.processInfo.environment
         for key in removing { env.removeValue(forKey: key) }
         env.merge(environment) { $1 }
@@ -96,10 +108,9 @@ public enum Executables {
         }
     }
 
-    public static func start(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Background {
+    public static func start(_ name: String, _ arguments: [String], environment: [String: String] = [:], launcher: [String] = []) throws -> Background {
         let process = Process()
-        process.executableURL = try url(name)
-        process.arguments = arguments
+        try configure(process, name, arguments, launcher: launcher)
         var env = ProcessInfo.processInfo.environment
         env.merge(environment) { $1 }
         process.environment = env

@@ -53,11 +53,14 @@ public final class RunningCoordinator: @unchecked Sendable {
 
     /// Starts the daemon and waits until it answers /healthz (over TLS, which this plain client
     /// does not speak, until it logs that it listens).
-    public func start(environment: [String: String] = [:], arguments: [String] = [], tls: Bool = false) throws {
+    /// `launcher` runs the daemon through another command (`ip netns exec NS`, which execs it:
+    /// the pid, and so kill and stop, are the daemon's).
+    public func start(environment: [String: String] = [:], arguments: [String] = [], tls: Bool = false, launcher: [String] = []) throws {
         starts += 1
         let process = Process()
-        process.executableURL = try Executables.url("coordinator")
-        process.arguments = ["serve", "--state-dir", stateDirectory.path, "--port", "\(port)", "--log-level", "info"] + arguments
+        try Executables.configure(
+            process, "coordinator", ["serve", "--state-dir", stateDirectory.path, "--port", "\(port)", "--log-level", "info"] + arguments, launcher: launcher
+        )
         var env = ProcessInfo.processInfo.environment
         env.merge(environment) { $1 }
         process.environment = env

@@ -176,35 +176,7 @@ struct PrivacyCommand: AsyncParsableCommand {
             if json {
                 try JSONOutput.print(audit)
             } else {
-                print("ledger \(path): \(audit.records) records, \(audit.verified ? "chain verified" : "VERIFICATION FAILED")")
-                // Columns as wide as the longest name: release ids and run populations are long.
-                let populationWidth = max(20, audit.populations.map(\.population.count).max() ?? 0)
-                let releaseWidth = max(18, audit.populations.flatMap { $0.series.map(\.releaseID.count) }.max() ?? 0)
-                func pad(_ text: String, _ width: Int) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
-                print(pad("population", populationWidth) + "   releases     ε spent    ε budget      ε left           δ")
-                for p in audit.populations {
-                    func f(_ v: Double?) -> String { v.map { String(format: "%10.4f", $0) } ?? "         -" }
-                    print(pad(p.population, populationWidth) + String(format: " %9d  ", p.releases)
-                        + f(p.epsilonSpent) + "  " + f(p.epsilonBudget) + "  " + f(p.epsilonLeft) + "  " + (p.delta.map { String(format: "%10.2g", $0) } ?? "-"))
-                }
-                print("\nround  " + pad("release", releaseWidth) + " " + pad("population", populationWidth) + "  mode         ε after")
-                for p in audit.populations {
-                    for point in p.series {
-                        print(String(format: "%5lld  ", point.round) + pad(point.releaseID, releaseWidth) + " "
-                            + pad(p.population, populationWidth) + "  " + pad(point.mode, 11)
-                            + String(format: " %10.4f", point.epsilon))
-                    }
-                }
-                if !audit.budgetChanges.isEmpty {
-                    print("\nbudget changes")
-                    for change in audit.budgetChanges {
-                        print(String(format: "%5lld  ", change.sequence) + pad(change.population, populationWidth)
-                            + String(format: "  ε = %-10g δ = %-8g ", change.epsilon, change.delta) + change.createdAt + "  " + change.reason)
-                    }
-                }
-                for problem in audit.problems {
-                    print("problem: " + (problem.sequence.map { "record \($0): " } ?? "") + problem.reason)
-                }
+                print(audit.report(source: path), terminator: "")
             }
             if !audit.verified { throw ExitCode(1) }
         }

@@ -1,3 +1,4 @@
+import FedSegNode
 import FedSegProtocol
 import Foundation
 import Testing

@@ -1,6 +1,7 @@
 import FedSegClustering
 import FedSegEmbedding
 import FedSegMath
+import FedSegNode
 import FedSegSimulation
 import Foundation
 import Testing

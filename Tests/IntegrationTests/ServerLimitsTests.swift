@@ -115,18 +115,7 @@ struct ServerLimitsTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fedseg-tls-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let cert = directory.appendingPathComponent("coordinator.pem").path
-        let key = directory.appendingPathComponent("coordinator-key.pem").path
-        let openssl = Process()
-        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        openssl.arguments = [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
-            "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ]
-        openssl.standardError = FileHandle.nullDevice
-        try openssl.run()
-        openssl.waitUntilExit()
-        try #require(openssl.terminationStatus == 0, "openssl makes the test certificate: apt-get install openssl (scripts/setup installs it)")
+        let (cert, key) = try TestNetwork.certificate(in: directory, names: ["localhost"], addresses: ["127.0.0.1"])
 
         let coordinator = try daemon("max_connections = 100", arguments: ["--tls-cert", cert, "--tls-key", key], tls: true)
         defer { coordinator.stop() }

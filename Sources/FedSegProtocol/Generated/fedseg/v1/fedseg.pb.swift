@@ -861,6 +861,10 @@ public nonisolated struct Fedseg_V1_SegmentModel: Sendable {
 
   public var embedderID: String = String()
 
+  /// The catalogue's item ids in index order (catalog_size of them), so a node maps the
+  /// indices above to its items without having seen the recommendation round.
+  public var catalogItems: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2166,7 +2170,7 @@ nonisolated extension Fedseg_V1_Segment: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Fedseg_V1_SegmentModel: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SegmentModel"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{1}version\0\u{3}catalog_size\0\u{1}segments\0\u{1}global\0\u{1}k\0\u{1}dimension\0\u{1}centroids\0\u{3}embedder_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{1}version\0\u{3}catalog_size\0\u{1}segments\0\u{1}global\0\u{1}k\0\u{1}dimension\0\u{1}centroids\0\u{3}embedder_id\0\u{3}catalog_items\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2183,6 +2187,7 @@ nonisolated extension Fedseg_V1_SegmentModel: SwiftProtobuf.Message, SwiftProtob
       case 7: try { try decoder.decodeSingularUInt32Field(value: &self.dimension) }()
       case 8: try { try decoder.decodeRepeatedFloatField(value: &self.centroids) }()
       case 9: try { try decoder.decodeSingularStringField(value: &self.embedderID) }()
+      case 10: try { try decoder.decodeRepeatedStringField(value: &self.catalogItems) }()
       default: break
       }
     }
@@ -2220,6 +2225,9 @@ nonisolated extension Fedseg_V1_SegmentModel: SwiftProtobuf.Message, SwiftProtob
     if !self.embedderID.isEmpty {
       try visitor.visitSingularStringField(value: self.embedderID, fieldNumber: 9)
     }
+    if !self.catalogItems.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.catalogItems, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2233,6 +2241,7 @@ nonisolated extension Fedseg_V1_SegmentModel: SwiftProtobuf.Message, SwiftProtob
     if lhs.dimension != rhs.dimension {return false}
     if lhs.centroids != rhs.centroids {return false}
     if lhs.embedderID != rhs.embedderID {return false}
+    if lhs.catalogItems != rhs.catalogItems {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

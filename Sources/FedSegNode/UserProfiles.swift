@@ -1,0 +1,40 @@
+import FedSegEmbedding
+import FedSegMath
+import Foundation
+
+/// How a user becomes a profile vector, on whichever machine holds them: the unit-normalised sum
+/// of the embedding of their own texts and of the items they interacted with. The simulator and
+/// `fedseg-node` both call this, so a simulated node and a real one place a user identically.
+public enum UserProfiles {
+    /// The text an item is embedded from: title, description and up to eight tags (public).
+    public static func itemText(_ item: Dataset.Item) -> String {
+        ([item.title, item.text ?? ""] + [(item.tags ?? []).prefix(8).joined(separator: ", ")]).joined(separator: ". ")
+    }
+
+    /// The text of a user's own writing, embedded as one passage.
+    public static func userText(_ texts: [String]) -> String { texts.joined(separator: " ") }
+
+    /// Profile vectors, one row per user: `textVectors` row u (when user u has text) plus the
+    /// vectors of their items found in `itemRow`, normalised. A user with neither stays zero.
+    public static func vectors(hasText: [Bool], items: [[String]], textVectors: Matrix, itemVectors: Matrix, itemRow: [String: Int]) -> Matrix {
+        precondition(hasText.count == items.count && textVectors.rows == items.count, "one text row and one item list per user")
+        let dimension = itemVectors.cols > 0 ? itemVectors.cols : textVectors.cols
+        var points = Matrix(rows: items.count, cols: dimension)
+        var sum = [Float](repeating: 0, count: dimension)
+        for u in items.indices {
+            for t in sum.indices { sum[t] = 0 }
+            if hasText[u] { BLAS.axpy(1, x: textVectors.row(u), y: &sum) }
+            for id in items[u] { if let row = itemRow[id] { BLAS.axpy(1, x: itemVectors.row(row), y: &sum) } }
+            points.setRow(u, to: sum)
+        }
+        points.normalizeRows()
+        return points
+    }
+
+    /// A new user's vector from their text alone (the cold-start path), normalised.
+    public static func vector(ofText text: String, embedder: any Embedder) throws -> [Float] {
+        var matrix = try embedder.embed([text])
+        matrix.normalizeRows()
+        return matrix.row(0)
+    }
+}
