@@ -98,7 +98,7 @@ let package = Package(
         ),
         .target(
             name: "FedSegRecommend",
-            dependencies: ["FedSegMath", "FedSegPrivacy", "FedSegCrypto", "FedSegProtocol", swiftProtobuf],
+            dependencies: ["FedSegMath", "FedSegClustering", "FedSegPrivacy", "FedSegCrypto", "FedSegProtocol", swiftProtobuf],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -202,7 +202,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FedSegRecommendTests",
-            dependencies: ["FedSegRecommend", "FedSegCrypto", "FedSegPrivacy", "FedSegMath"],
+            dependencies: ["FedSegRecommend", "FedSegCrypto", "FedSegPrivacy", "FedSegMath", "FedSegProtocol"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -220,6 +220,12 @@ struct SimulationOptions: ParsableArguments {
     @Option(name: .long, help: "Write the report as JSON to this file.")
     var report: String?
 
+    @Option(name: .long, help: "Share of ε for clustering; the rest goes to the recommendation release.")
+    var clusteringShare = 0.7
+
+    @Option(name: .long, help: "Items a user contributes to the recommendation histogram at most (its sensitivity is √m).")
+    var maxItemsPerUser = 20
+
     func check() throws {
         guard clients >= 1, k >= 1, rounds >= 1 else { throw ValidationError("--clients, --k and --rounds must be positive") }
         guard (0..<1).contains(dropout) else { throw ValidationError("--dropout must be in [0, 1)") }
@@ -228,6 +234,8 @@ struct SimulationOptions: ParsableArguments {
         guard assumedColluders >= 0 else { throw ValidationError("--assumed-colluders must not be negative") }
         guard EmbedderChoice(rawValue: embedder) != nil else { throw ValidationError("--embedder must be minilm or hashing") }
         guard epsilon > 0, delta > 0, delta < 1 else { throw ValidationError("need ε > 0 and δ in (0, 1)") }
+        guard clusteringShare > 0, clusteringShare < 1 else { throw ValidationError("--clustering-share must be in (0, 1)") }
+        guard maxItemsPerUser >= 1 else { throw ValidationError("--max-items-per-user must be at least 1") }
         _ = try parsedStragglers()
     }
 
@@ -273,6 +281,8 @@ struct SimulationOptions: ParsableArguments {
         configuration.seed = seed
         configuration.roundDeadlineSeconds = roundDeadline
         configuration.concurrency = concurrency
+        configuration.clusteringShare = clusteringShare
+        configuration.maxItemsPerUser = maxItemsPerUser
         configuration.cacheDirectory = cacheDirectory
         configuration.showProgress = isatty(STDERR_FILENO) != 0
         return configuration
@@ -306,7 +316,7 @@ struct SimulationOptions: ParsableArguments {
         if let ari = result.ariTruth, let nmi = result.nmiTruth { print(String(format: "against ground truth: ARI %.4f, NMI %.4f", ari, nmi)) }
         print("segments:")
         for segment in result.segments {
-            print(String(format: "  %2d  %6d users  ", segment.id, segment.size) + segment.nearestItems.joined(separator: " | "))
+            print(String(format: "  %2d  %6d users  ", segment.id, segment.size) + (segment.label.isEmpty ? "" : "[\(segment.label)] ") + segment.nearestItems.joined(separator: " | "))
         }
         print("recommendation (held-out interactions; cold-start users placed by their text alone):")
         print("  model               recall@10  ndcg@10  coverage  cold-start recall@10")

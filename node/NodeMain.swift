@@ -189,7 +189,10 @@ extension NodeCommand {
                 }
                 if json { return try printJSON(report) }
                 print("model: run \(report.runID) v\(report.modelVersion); \(report.users) users on this node")
-                for (segment, size) in report.sizes.enumerated() { print(String(format: "  segment %2d  %6d users", segment, size)) }
+                for segment in report.segments {
+                    print(String(format: "  segment %2d  %6d users  ", segment.id, segment.users) + (segment.label.isEmpty ? "" : "[\(segment.label)] ")
+                        + segment.topItems.joined(separator: ", "))
+                }
                 if let export { print("wrote \(report.assignments.count) assignments to \(export)") }
             } catch {
                 throw fail("segments", error, json: json)

@@ -2,8 +2,10 @@ import FedSegClustering
 import FedSegMath
 import FedSegPrivacy
 import FedSegProtocol
+import FedSegRecommend
 import Foundation
 import GRDB
+import SwiftProtobuf
 
 /// The coordinator's one SQLite database (WAL, through GRDB): the client registry, the privacy
 /// ledger, runs, rounds with their centroids, and published segment models. One file, so that a
@@ -193,10 +195,23 @@ extension CoordinatorStore {
         let rounds = try rounds(run: runID).filter { $0.status == .committed && $0.phase == .clustering }
         let released = rounds.last?.counts.map(Packing.unpackDoubles).flatMap { $0.count == parameters.k ? $0 : nil }
         var nearest = [[String]](repeating: [], count: parameters.k)
+        var labels = [String](repeating: "", count: parameters.k)
         if let seedVectors, seedVectors.rows == parameters.seedPhrases.count, seedVectors.cols == parameters.dimension {
             let distances = KMeans.squaredDistances(centroids, to: seedVectors)
-            for j in 0..<parameters.k {
-                nearest[j] = distances[j].enumerated().sorted { $0.element < $1.element }.prefix(3).map { parameters.seedPhrases[$0.offset] }
+            let closest = (0..<parameters.k).map { j in
+                distances[j].enumerated().sorted { $0.element < $1.element }.prefix(8).map { parameters.seedPhrases[$0.offset] }
+            }
+            nearest = closest.map { Array($0.prefix(3)) }
+            labels = SegmentLabel.make(segments: closest)
+        }
+        // The published model's lists, when this run has one (signed by this coordinator).
+        var topItems = [[String]](repeating: [], count: parameters.k)
+        if let published = try database.read({ db in
+            try PublishedModel.filter(Column("run_id") == runID).order(Column("version").desc).fetchOne(db)?.verified()
+        }), let signed = try? Fedseg_V1_SignedPublication(serializedBytes: published.publication),
+            let model = try? SegmentModel(message: Fedseg_V1_SegmentModel(serializedBytes: signed.payload)), model.catalogItems.count == model.catalogSize {
+            for segment in model.segments where (0..<parameters.k).contains(segment.id) {
+                topItems[segment.id] = segment.items.prefix(5).map { model.catalogItems[$0] }
             }
         }
         return SegmentsReport(
@@ -204,7 +219,8 @@ extension CoordinatorStore {
             shiftHistory: rounds.compactMap(\.centroidShift),
             segments: (0..<parameters.k).map { j in
                 SegmentsReport.Segment(
-                    id: j, norm: Double(BLAS.nrm2(centroids.row(j))), releasedCount: released?[j], nearestSeedPhrases: nearest[j]
+                    id: j, norm: Double(BLAS.nrm2(centroids.row(j))), releasedCount: released?[j], nearestSeedPhrases: nearest[j],
+                    label: labels[j], topItems: topItems[j]
                 )
             }
         )

@@ -1,6 +1,7 @@
 import FedSegClient
 import FedSegEmbedding
 import FedSegMath
+import FedSegRecommend
 import Foundation
 
 /// A node's users, read from its data directory (`users.jsonl`, `items.jsonl`: the dataset format
@@ -12,6 +13,11 @@ public struct NodeData: Sendable {
     public var skipped: Int
     /// What the files looked like when read (size and modification time): a change reloads.
     public var version: FilesVersion
+    /// What the profiles were built from, kept for choosing the re-ranking blend on the node.
+    public var itemVectors: Matrix
+    public var itemRow: [String: Int]
+    public var textVectors: Matrix
+    public var hasText: [Bool]
 
     public struct FilesVersion: Sendable, Equatable {
         var stamps: [String]
@@ -69,7 +75,22 @@ public struct NodeData: Sendable {
         )
         return NodeData(
             data: ClientData(userIDs: kept.map(\.user), points: points, items: kept.map(\.items)), skipped: dataset.users.count - kept.count,
-            version: version
+            version: version, itemVectors: itemVectors, itemRow: itemRow, textVectors: textVectors, hasText: kept.map { !$0.texts.isEmpty }
         )
+    }
+
+    /// The blend this node's own users bear out for `model` (`LocalRanker.chooseBlend`): 0 when
+    /// the model has no catalogue, lives in another embedder, or the node has too few users.
+    public func chooseBlend(for model: SegmentModel, embedderID: String) -> Double {
+        guard !model.catalogItems.isEmpty, model.embedderID == embedderID, itemVectors.rows > 0 else { return 0 }
+        let catalogIndex = Dictionary(model.catalogItems.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+        var catalogueVectors = Matrix(rows: model.catalogItems.count, cols: itemVectors.cols)
+        for (index, id) in model.catalogItems.enumerated() {
+            if let row = itemRow[id] { catalogueVectors.setRow(index, to: itemVectors.row(row)) }
+        }
+        let users = UserProfiles.validationUsers(
+            hasText: hasText, items: data.items, textVectors: textVectors, itemVectors: itemVectors, itemRow: itemRow, catalogIndex: catalogIndex
+        )
+        return LocalRanker.chooseBlend(model: model, itemVectors: catalogueVectors, users: users)
     }
 }

@@ -17,15 +17,30 @@ extension NodeHome {
             public var segment: Int
         }
 
+        public struct Segment: Sendable, Codable {
+            public var id: Int
+            /// This node's users in it (exact: computed here, never released).
+            public var users: Int
+            /// A short name from the titles and tags of its top items.
+            public var label: String
+            public var topItems: [String]
+
+            enum CodingKeys: String, CodingKey {
+                case id, users, label
+                case topItems = "top_items"
+            }
+        }
+
         public var runID: String
         public var modelVersion: Int
         public var users: Int
         /// Users of this node per segment (index = segment id).
         public var sizes: [Int]
+        public var segments: [Segment]
         public var assignments: [Assignment]
 
         enum CodingKeys: String, CodingKey {
-            case users, sizes, assignments
+            case users, sizes, segments, assignments
             case runID = "run_id"
             case modelVersion = "model_version"
         }
@@ -43,8 +58,16 @@ extension NodeHome {
         let labels = users.isEmpty ? [] : KMeans.assign(points, to: centroids)
         var sizes = [Int](repeating: 0, count: centroids.rows)
         for label in labels { sizes[Int(label)] += 1 }
+        let items = try catalogue()
+        let tops = (0..<centroids.rows).map { j in
+            (model.segments.first { $0.id == j }?.items ?? []).prefix(8).compactMap { $0 < model.catalogItems.count ? model.catalogItems[$0] : nil }
+        }
+        let names = SegmentLabel.make(segments: tops.map { $0.compactMap { items[$0].map(UserProfiles.itemText) } })
+        let segments = (0..<centroids.rows).map { j in
+            SegmentsReport.Segment(id: j, users: sizes[j], label: names[j], topItems: Array(tops[j].prefix(5)))
+        }
         return SegmentsReport(
-            runID: model.runID, modelVersion: model.version, users: users.count, sizes: sizes,
+            runID: model.runID, modelVersion: model.version, users: users.count, sizes: sizes, segments: segments,
             assignments: zip(users, labels).map { SegmentsReport.Assignment(user: $0.id, segment: Int($1)) }
         )
     }
@@ -106,8 +129,14 @@ extension NodeHome {
             vector = try UserProfiles.vector(ofText: text, embedder: embedder)
         }
         let segment = ClientNode.segment(of: vector, model: model)
-        let ranked = ClientNode.recommend(vector, model: model, exclude: exclude, k: k)
-        let titles = try itemTitles()
+        // Re-ranked here with the user's own vector against the public items' (no privacy cost), by
+        // the blend `serve` chose from this node's own users.
+        let items = try catalogue()
+        let blend = try store.settings().rerankBlend ?? 0
+        let itemVectors = blend > 0 ? try catalogueVectors(model: model, items: items) : nil
+        let ranked = LocalRanker(model: model, itemVectors: itemVectors, blend: itemVectors == nil ? 0 : blend)
+            .recommend(segment: segment, userVector: vector, exclude: exclude, k: k)
+        let titles = items.mapValues(\.title)
         return Recommendation(
             runID: model.runID, modelVersion: model.version, segment: model.segments.isEmpty ? nil : segment, user: userID,
             items: ranked.enumerated().map { position, index in
@@ -117,12 +146,28 @@ extension NodeHome {
         )
     }
 
-    /// Item titles from the data directory `serve` last read (empty when it is gone).
-    func itemTitles() throws -> [String: String] {
+    /// The embeddings of the model's catalogue, in its order, from the items this node holds
+    /// (cached by `serve`); nil when the node holds none of them or the embedder differs.
+    func catalogueVectors(model: SegmentModel, items: [String: Dataset.Item]) throws -> Matrix? {
+        let settings = try store.settings()
+        guard !items.isEmpty, let choice = settings.embedder.flatMap(EmbedderChoice.init(rawValue:)) else { return nil }
+        let cache = settings.cacheDirectory.map { URL(fileURLWithPath: $0, isDirectory: true) } ?? directory.appendingPathComponent("embeddings", isDirectory: true)
+        let embedder = try CachingEmbedder(base: try Self.embedder(choice), directory: cache)
+        guard embedder.identifier == model.embedderID else { return nil }
+        let known = model.catalogItems.enumerated().compactMap { index, id in items[id].map { (index, UserProfiles.itemText($0)) } }
+        guard !known.isEmpty else { return nil }
+        let vectors = try embedder.embed(known.map(\.1))
+        var matrix = Matrix(rows: model.catalogItems.count, cols: vectors.cols)
+        for (row, (index, _)) in known.enumerated() { matrix.setRow(index, to: vectors.row(row)) }
+        return matrix
+    }
+
+    /// The items of the data directory `serve` last read (empty when it is gone).
+    func catalogue() throws -> [String: Dataset.Item] {
         guard let path = try store.settings().dataDirectory,
             let dataset = try? Dataset.load(from: URL(fileURLWithPath: path, isDirectory: true))
         else { return [:] }
-        return Dictionary(dataset.items.map { ($0.item, $0.title) }, uniquingKeysWith: { first, _ in first })
+        return Dictionary(dataset.items.map { ($0.item, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
     public struct Status: Sendable, Codable {

@@ -45,6 +45,7 @@ public actor NodeService: Service {
     let logger: Logger
     public nonisolated let metrics: NodeMetrics
     var dataVersion: NodeData.FilesVersion
+    var current: NodeData
     var handledRounds = Set<UInt64>()
     var runsWithoutModel = Set<String>()
     var lastModelCheck = Date.distantPast
@@ -73,6 +74,7 @@ public actor NodeService: Service {
         try home.store.replaceUsers(ids: loaded.data.userIDs, points: loaded.data.points, items: loaded.data.items)
         settings.embedder = options.embedder.rawValue
         settings.dataDirectory = options.dataDirectory.standardizedFileURL.path
+        settings.cacheDirectory = options.cacheDirectory?.standardizedFileURL.path
         try home.store.save(settings)
         self.id = id
         self.home = home
@@ -81,6 +83,7 @@ public actor NodeService: Service {
         self.embedder = embedder
         self.logger = logger
         self.dataVersion = loaded.version
+        self.current = loaded
         self.metrics = NodeMetrics()
         http = HTTPCoordinatorTransport.makeHTTPClient(connectionsPerHost: 4, caCertificate: settings.caCertificate)
         transport = HTTPCoordinatorTransport(baseURL: url, client: http)
@@ -152,6 +155,7 @@ public actor NodeService: Service {
         do {
             let loaded = try NodeData.load(directory: options.dataDirectory, embedder: embedder)
             dataVersion = loaded.version
+            current = loaded
             try home.store.replaceUsers(ids: loaded.data.userIDs, points: loaded.data.points, items: loaded.data.items)
             await node.replaceData(loaded.data)
             metrics.users.record(Double(loaded.data.userIDs.count))
@@ -294,8 +298,14 @@ public actor NodeService: Service {
             await node.adopt(model)
             latestModelKey = key
             metrics.modelVersion.record(Double(model.version))
+            // How much this node's own users favour content over the model's lists (measured here).
+            let blend = current.chooseBlend(for: model, embedderID: embedder.identifier)
+            var settings = try home.store.settings()
+            settings.rerankBlend = blend
+            try home.store.save(settings)
             logger.info("segment model kept", metadata: [
                 "run": "\(model.runID)", "version": "\(model.version)", "segments": "\(model.centroidMatrix?.rows ?? 0)", "catalogue": "\(model.catalogSize)",
+                "rerank_blend": "\(blend)",
             ])
         } catch {
             logger.warning("segment model not kept", metadata: ["why": "\(error)"])

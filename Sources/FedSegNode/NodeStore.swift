@@ -21,6 +21,9 @@ public final class NodeStore: Sendable {
         /// What the last `serve` used: the embedder choice and the data directory.
         public var embedder: String?
         public var dataDirectory: String?
+        public var cacheDirectory: String?
+        /// The re-ranking blend chosen from this node's own users for the latest model.
+        public var rerankBlend: Double?
 
         enum CodingKeys: String, CodingKey {
             case clientID = "client_id"
@@ -29,6 +32,8 @@ public final class NodeStore: Sendable {
             case enrolledAt = "enrolled_at"
             case embedder
             case dataDirectory = "data_dir"
+            case cacheDirectory = "cache_dir"
+            case rerankBlend = "rerank_blend"
         }
     }
 
@@ -80,7 +85,8 @@ public final class NodeStore: Sendable {
         }
         return Settings(
             clientID: values["client_id"], coordinatorURL: values["coordinator_url"], caCertificate: values["ca_certificate"],
-            enrolledAt: values["enrolled_at"].flatMap(Double.init), embedder: values["embedder"], dataDirectory: values["data_dir"]
+            enrolledAt: values["enrolled_at"].flatMap(Double.init), embedder: values["embedder"], dataDirectory: values["data_dir"],
+            cacheDirectory: values["cache_dir"], rerankBlend: values["rerank_blend"].flatMap(Double.init)
         )
     }
 
@@ -89,6 +95,7 @@ public final class NodeStore: Sendable {
             let pairs: [(String, String?)] = [
                 ("client_id", settings.clientID), ("coordinator_url", settings.coordinatorURL), ("ca_certificate", settings.caCertificate),
                 ("enrolled_at", settings.enrolledAt.map { "\($0)" }), ("embedder", settings.embedder), ("data_dir", settings.dataDirectory),
+                ("cache_dir", settings.cacheDirectory), ("rerank_blend", settings.rerankBlend.map { "\($0)" }),
             ]
             for (key, value) in pairs {
                 if let value {

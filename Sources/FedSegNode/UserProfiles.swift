@@ -1,5 +1,6 @@
 import FedSegEmbedding
 import FedSegMath
+import FedSegRecommend
 import Foundation
 
 /// How a user becomes a profile vector, on whichever machine holds them: the unit-normalised sum
@@ -29,6 +30,33 @@ public enum UserProfiles {
         }
         points.normalizeRows()
         return points
+    }
+
+    /// Held-out users for choosing a node's blend (`LocalRanker.chooseBlend`): each user with at
+    /// least three known items keeps all but one (a seeded pick), their profile rebuilt from those
+    /// (the same formula), that one held out. Item indices are `catalogIndex`'s (the model's
+    /// catalogue); at most `limit` users, the first ones.
+    public static func validationUsers(
+        hasText: [Bool], items: [[String]], textVectors: Matrix, itemVectors: Matrix, itemRow: [String: Int], catalogIndex: [String: Int], limit: Int = 500
+    ) -> [LocalRanker.ValidationUser] {
+        var chosen: [(user: Int, kept: [String], heldOut: String)] = []
+        for u in items.indices where chosen.count < limit {
+            var known = items[u].filter { itemRow[$0] != nil && catalogIndex[$0] != nil }
+            guard known.count >= 3 else { continue }
+            // A seeded pick, not the last: item lists are often sorted (by id, by popularity).
+            var pick = SeededRandom(seed: 0x5EED, stream: UInt64(u))
+            let heldOut = known.remove(at: Int(pick.next() % UInt64(known.count)))
+            chosen.append((u, known, heldOut))
+        }
+        guard !chosen.isEmpty else { return [] }
+        var texts = Matrix(rows: chosen.count, cols: textVectors.cols)
+        for (row, entry) in chosen.enumerated() { texts.setRow(row, to: textVectors.row(entry.user)) }
+        let points = vectors(hasText: chosen.map { hasText[$0.user] }, items: chosen.map(\.kept), textVectors: texts, itemVectors: itemVectors, itemRow: itemRow)
+        return chosen.enumerated().map { row, entry in
+            LocalRanker.ValidationUser(
+                vector: points.row(row), kept: Set(entry.kept.compactMap { catalogIndex[$0] }), heldOut: catalogIndex[entry.heldOut]!
+            )
+        }
     }
 
     /// A new user's vector from their text alone (the cold-start path), normalised.

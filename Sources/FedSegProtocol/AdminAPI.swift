@@ -278,20 +278,33 @@ public struct SegmentsReport: Codable, Sendable {
         public var norm: Double
         /// The segment's (noisy) member count as released in the last committed round.
         public var releasedCount: Double?
+        /// The released count rounded and clamped at 0: a noisy size, never negative on screen.
+        public var size: Int?
+        /// Mean squared distance of a member to the centroid, 1 − ‖c‖², derived from the released
+        /// centroid (members' vectors have unit norm): no release of its own.
+        public var spread: Double
         public var nearestSeedPhrases: [String]
+        /// A short name from the nearest public seed phrases (empty without them).
+        public var label: String
+        /// The segment's first items in the published model (catalogue ids; empty without one).
+        public var topItems: [String]
 
-        public init(id: Int, norm: Double, releasedCount: Double?, nearestSeedPhrases: [String]) {
+        public init(id: Int, norm: Double, releasedCount: Double?, nearestSeedPhrases: [String], label: String = "", topItems: [String] = []) {
             self.id = id
             self.norm = norm
             self.releasedCount = releasedCount
+            self.size = releasedCount.map { max(0, Int($0.rounded())) }
+            self.spread = max(0, 1 - norm * norm)
             self.nearestSeedPhrases = nearestSeedPhrases
+            self.label = label
+            self.topItems = topItems
         }
 
         enum CodingKeys: String, CodingKey {
-            case id
-            case norm
+            case id, norm, size, spread, label
             case releasedCount = "released_count"
             case nearestSeedPhrases = "nearest_seed_phrases"
+            case topItems = "top_items"
         }
     }
 

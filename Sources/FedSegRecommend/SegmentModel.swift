@@ -1,3 +1,4 @@
+import FedSegClustering
 import FedSegCrypto
 import FedSegMath
 import FedSegProtocol
@@ -192,33 +193,157 @@ public struct SegmentModel: Codable, Sendable, Equatable {
 }
 
 /// Ranking on the client: the user's segment list, optionally blended with the cosine similarity
-/// between the user's embedding and each item's, minus what the user already has.
+/// between the user's own embedding and each item's, minus what the user already has. The blend
+/// costs no privacy (the user's vector never leaves the node; items are public) and reaches past
+/// the segment's list: the items nearest the user in content are candidates too.
 public struct LocalRanker: Sendable {
     public let model: SegmentModel
     public let itemVectors: Matrix?
-    /// Weight of the cosine similarity in the blend (0: segment scores only).
+    /// Weight of the cosine similarity in the blend (0: segment scores only; nodes choose it with `chooseBlend`).
     public var blend: Double
+    /// How many of the items nearest the user in content join the segment's list as candidates.
+    public var contentCandidates: Int
 
-    public init(model: SegmentModel, itemVectors: Matrix? = nil, blend: Double = 0) {
+    public init(model: SegmentModel, itemVectors: Matrix? = nil, blend: Double = 0, contentCandidates: Int = 200) {
         self.model = model
         self.itemVectors = itemVectors
         self.blend = blend
+        self.contentCandidates = contentCandidates
     }
 
     /// Top `k` catalogue indices for a user in `segment` (nil: no segment, the global list).
     public func recommend(segment: Int?, userVector: [Float]?, exclude: Set<Int>, k: Int = 10) -> [Int] {
-        let list = segment.flatMap { s in model.segments.first { $0.id == s } } ?? model.global
-        guard blend > 0, let itemVectors, let userVector else {
+        let list = list(segment)
+        guard blend > 0, let itemVectors, let userVector, itemVectors.cols == userVector.count, itemVectors.rows > 0 else {
             return Array(list.items.lazy.filter { !exclude.contains($0) }.prefix(k))
         }
-        // Normalise segment scores to [0, 1] over the list, then blend with cosine.
-        let best = list.scores.first ?? 1
-        var scored: [(Int, Double)] = []
-        for (position, item) in list.items.enumerated() where !exclude.contains(item) {
-            let cosine = Double(BLAS.dot(userVector, itemVectors.row(item)))
-            scored.append((item, (1 - blend) * list.scores[position] / max(best, 1e-12) + blend * cosine))
+        var cosines = [Float](repeating: 0, count: itemVectors.rows)
+        BLAS.gemv(itemVectors, x: userVector, into: &cosines)
+        return rank(PreparedList(list), cosines: cosines, nearest: nearest(cosines, exclude: exclude), exclude: exclude, blend: blend, k: k)
+    }
+
+    /// The segment's list (the global one for nil or an unknown segment).
+    public func list(_ segment: Int?) -> SegmentModel.Segment {
+        segment.flatMap { s in model.segments.first { $0.id == s } } ?? model.global
+    }
+
+    /// The `contentCandidates` items nearest the user (highest cosine, ties to the lower index),
+    /// without excluded ones: one pass with a bounded heap, no sort of the whole catalogue.
+    public func nearest(_ cosines: [Float], exclude: Set<Int>) -> [Int] {
+        let count = contentCandidates
+        guard count > 0 else { return [] }
+        // `worse(a, b)`: a ranks below b. The heap's root is the worst item kept so far.
+        func worse(_ a: Int, _ b: Int) -> Bool { cosines[a] != cosines[b] ? cosines[a] < cosines[b] : a > b }
+        var heap: [Int] = []
+        heap.reserveCapacity(count)
+        func siftDown(_ start: Int) {
+            var parent = start
+            while true {
+                let left = 2 * parent + 1, right = left + 1
+                var worst = parent
+                if left < heap.count, worse(heap[left], heap[worst]) { worst = left }
+                if right < heap.count, worse(heap[right], heap[worst]) { worst = right }
+                if worst == parent { return }
+                heap.swapAt(parent, worst)
+                parent = worst
+            }
         }
-        return scored.sorted { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0 < $1.0 }.prefix(k).map(\.0)
+        for item in cosines.indices where !exclude.contains(item) {
+            if heap.count < count {
+                heap.append(item)
+                var child = heap.count - 1
+                while child > 0, worse(heap[child], heap[(child - 1) / 2]) {
+                    heap.swapAt(child, (child - 1) / 2)
+                    child = (child - 1) / 2
+                }
+            } else if worse(heap[0], item) {
+                heap[0] = item
+                siftDown(0)
+            }
+        }
+        return heap.sorted { worse($1, $0) }
+    }
+
+    /// A segment's list prepared for ranking many users: its scores normalised to [0, 1] and an
+    /// index of its items (built once, not per user).
+    public struct PreparedList: Sendable {
+        public let items: [Int]
+        let normalized: [Double]
+        let position: [Int: Int]
+
+        public init(_ list: SegmentModel.Segment) {
+            items = list.items
+            let best = max(list.scores.first ?? 1, 1e-12)
+            normalized = list.scores.map { $0 / best }
+            var position = [Int: Int](minimumCapacity: list.items.count)
+            for (p, item) in list.items.enumerated() where position[item] == nil { position[item] = p }
+            self.position = position
+        }
+    }
+
+    /// The list's items and the nearest ones, scored (1 − blend)·(segment score / best) + blend·cosine;
+    /// the top `k`, kept in a small sorted buffer (no sort of every candidate).
+    public func rank(_ list: PreparedList, cosines: [Float], nearest: [Int], exclude: Set<Int>, blend: Double, k: Int) -> [Int] {
+        var top: [(item: Int, score: Double)] = []
+        top.reserveCapacity(k + 1)
+        func offer(_ item: Int, _ score: Double) {
+            if top.count == k, let last = top.last, !(score > last.score || (score == last.score && item < last.item)) { return }
+            var at = top.count
+            while at > 0, score > top[at - 1].score || (score == top[at - 1].score && item < top[at - 1].item) { at -= 1 }
+            top.insert((item, score), at: at)
+            if top.count > k { top.removeLast() }
+        }
+        for (p, item) in list.items.enumerated() where item < cosines.count && !exclude.contains(item) && list.position[item] == p {
+            offer(item, (1 - blend) * list.normalized[p] + blend * Double(cosines[item]))
+        }
+        for item in nearest where list.position[item] == nil && !exclude.contains(item) {
+            offer(item, blend * Double(cosines[item]))
+        }
+        return top.map(\.item)
+    }
+
+    /// The blends a node tries on its own users (`chooseBlend`).
+    public static let blendCandidates: [Double] = [0, 0.2, 0.4, 0.6, 0.7, 0.8, 0.9]
+
+    /// One of a node's users held out for choosing the blend: their vector without one of their
+    /// items, the items they keep (excluded from ranking) and the one held out.
+    public struct ValidationUser: Sendable {
+        public var vector: [Float]
+        public var kept: Set<Int>
+        public var heldOut: Int
+
+        public init(vector: [Float], kept: Set<Int>, heldOut: Int) {
+            self.vector = vector
+            self.kept = kept
+            self.heldOut = heldOut
+        }
+    }
+
+    /// The blend that ranks this node's own held-out items best (hits in the top 10), from the
+    /// node's own data only: no privacy cost, and each tenant weighs content against the model as
+    /// its users bear out. Fewer than `minimumUsers` users (an edge device): 0, the model alone.
+    public static func chooseBlend(model: SegmentModel, itemVectors: Matrix, users: [ValidationUser], minimumUsers: Int = 20) -> Double {
+        guard users.count >= minimumUsers, let centroids = model.centroidMatrix, centroids.cols == itemVectors.cols, itemVectors.rows > 0 else { return 0 }
+        var points = Matrix(rows: users.count, cols: centroids.cols)
+        for (u, user) in users.enumerated() { points.setRow(u, to: user.vector) }
+        let segments = KMeans.assign(points, to: centroids)
+        // One product for every user's cosines; each user's nearest items do not depend on the blend.
+        let cosines = BLAS.multiply(points, itemVectors, transB: .transpose)
+        let ranker = LocalRanker(model: model, itemVectors: itemVectors, blend: 1)
+        let lists = (0..<centroids.rows).map { PreparedList(ranker.list($0)) }
+        var hits = [Int](repeating: 0, count: blendCandidates.count)
+        for (u, user) in users.enumerated() {
+            let row = cosines.row(u)
+            let list = lists[Int(segments[u])]
+            let nearest = ranker.nearest(row, exclude: user.kept)
+            for (b, blend) in blendCandidates.enumerated()
+            where ranker.rank(list, cosines: row, nearest: blend > 0 ? nearest : [], exclude: user.kept, blend: blend, k: 10).contains(user.heldOut) {
+                hits[b] += 1
+            }
+        }
+        // The first best: ties go to the smaller blend, the model's own lists.
+        let best = hits.indices.max { hits[$0] != hits[$1] ? hits[$0] < hits[$1] : $0 > $1 } ?? 0
+        return blendCandidates[best]
     }
 }
 
@@ -240,5 +365,48 @@ public enum RankingMetrics {
     public static func coverage(_ lists: [[Int]], catalogSize: Int) -> Double {
         guard catalogSize > 0 else { return 0 }
         return Double(Set(lists.joined()).count) / Double(catalogSize)
+    }
+}
+
+/// Short readable names for segments, from public text only: for each segment, the words that
+/// recur among the seed phrases (or item texts) nearest its centroid and are rare in the other
+/// segments' (count × log(segments / segments using the word)), e.g. "fantasy · magic · epic".
+public enum SegmentLabel {
+    static let stopwords: Set<String> = [
+        "the", "and", "for", "with", "from", "that", "this", "into", "your", "you", "are", "was", "its", "his", "her", "our", "their",
+        "all", "about", "book", "books", "series", "vol", "volume", "edition", "novel",
+    ]
+
+    /// One label per segment; `phrases[j]` are the public texts nearest segment j.
+    public static func make(segments phrases: [[String]], words: Int = 3) -> [String] {
+        let counted = phrases.map(counts)
+        var segmentsUsing: [String: Int] = [:]
+        for (segmentCounts, _) in counted { for word in segmentCounts.keys { segmentsUsing[word, default: 0] += 1 } }
+        let total = Double(max(1, phrases.count))
+        return counted.map { segmentCounts, order in
+            let score = { (word: String) in Double(segmentCounts[word] ?? 0) * (log(total / Double(segmentsUsing[word] ?? 1)) + 0.1) }
+            let ranked = order.enumerated().sorted { a, b in
+                let (sa, sb) = (score(a.element), score(b.element))
+                return sa != sb ? sa > sb : a.offset < b.offset
+            }
+            return ranked.prefix(words).map(\.element).joined(separator: " · ")
+        }
+    }
+
+    /// Each word's count over the phrases (once per phrase), and the words in first-seen order.
+    static func counts(_ phrases: [String]) -> ([String: Int], [String]) {
+        var counts: [String: Int] = [:]
+        var order: [String] = []
+        for phrase in phrases {
+            var seen = Set<String>()
+            // Author credits ("by …" sentences) name people, not what a segment is about.
+            let described = phrase.lowercased().components(separatedBy: ". ").filter { !$0.hasPrefix("by ") }.joined(separator: " ")
+            let tokens = described.split { !($0.isLetter || $0.isNumber || $0 == "-") }.map(String.init)
+            for token in tokens where token.count >= 3 && !stopwords.contains(token) && !token.allSatisfy(\.isNumber) && seen.insert(token).inserted {
+                if counts[token] == nil { order.append(token) }
+                counts[token, default: 0] += 1
+            }
+        }
+        return (counts, order)
     }
 }

@@ -14,9 +14,11 @@ public enum Evaluation {
         public var ndcgAt10: Double
         public var coverage: Double
         public var coldStartRecallAt10: Double
+        /// Re-ranked rows: the blend each client chose from its own users (client order).
+        public var blends: [Double]?
 
         enum CodingKeys: String, CodingKey {
-            case model, coverage
+            case model, coverage, blends
             case recallAt10 = "recall_at_10"
             case ndcgAt10 = "ndcg_at_10"
             case coldStartRecallAt10 = "cold_start_recall_at_10"
@@ -24,9 +26,9 @@ public enum Evaluation {
     }
 
     /// Recall@10, NDCG@10 and coverage for global popularity, non-private and private segment
-    /// models and the blended local ranking; cold-start users are placed by their text alone.
+    /// models, each also re-ranked on the node; cold-start users are placed by their text alone.
     static func evaluate(
-        exact: SegmentHistogram, privateModel: SegmentModel, labels: [Int32], centroids: Matrix, prepared: PreparedDataset
+        exact: SegmentHistogram, privateModel: SegmentModel, labels: [Int32], centroids: Matrix, prepared: PreparedDataset, members: [[Int]]
     ) -> [RecommendationRow] {
         let (points, textVectors, users) = (prepared.points, prepared.textVectors, prepared.dataset.users)
         let (training, heldOut, coldStart, itemRow, itemVectors) = (prepared.training, prepared.heldOut, prepared.coldStart, prepared.itemRow, prepared.itemVectors)
@@ -36,25 +38,64 @@ public enum Evaluation {
         let popular = SegmentModel.build(from: popularity, runID: "eval", version: 1)
         let nonPrivate = SegmentModel.build(from: exact, runID: "eval", version: 1)
         let coldLabels = KMeans.assign(textVectors, to: centroids)
-        let rankers: [(String, LocalRanker, Bool)] = [
-            ("popularity", LocalRanker(model: popular), false),
-            ("segment_nonprivate", LocalRanker(model: nonPrivate), true),
-            ("segment_private", LocalRanker(model: privateModel), true),
-            ("blended", LocalRanker(model: privateModel, itemVectors: itemVectors, blend: 0.3), true),
+        var client = [Int](repeating: -1, count: users.count)
+        for (c, list) in members.enumerated() { for u in list { client[u] = c } }
+        // What each node does (*_reranked): the model's lists re-ranked with the user's own vector
+        // by the blend the node chose from its own users; popularity_reranked is the same on exact
+        // popularity, the strongest non-private rival. New users take the median client's blend.
+        // (Nodes validate on up to 500 of their users; the simulator on 200 of each client's, to stay quick.)
+        func blends(_ model: SegmentModel) -> [Double] {
+            var withModel = model
+            withModel.centroids = centroids.storage
+            withModel.dimension = centroids.cols
+            return members.map { list in
+                var texts = Matrix(rows: list.count, cols: textVectors.cols)
+                for (row, u) in list.enumerated() { texts.setRow(row, to: textVectors.row(u)) }
+                let validation = UserProfiles.validationUsers(
+                    hasText: list.map { !users[$0].texts.isEmpty }, items: list.map { training[$0] }, textVectors: texts, itemVectors: itemVectors,
+                    itemRow: itemRow, catalogIndex: itemRow, limit: 200
+                )
+                return LocalRanker.chooseBlend(model: withModel, itemVectors: itemVectors, users: validation)
+            }
+        }
+        let rankers: [(String, SegmentModel, [Double]?, Bool)] = [
+            ("popularity", popular, nil, false),
+            ("segment_nonprivate", nonPrivate, nil, true),
+            ("segment_private", privateModel, nil, true),
+            ("private_reranked", privateModel, blends(privateModel), true),
+            ("popularity_reranked", popular, blends(popular), false),
+            ("nonprivate_reranked", nonPrivate, blends(nonPrivate), true),
         ]
-        return rankers.map { name, ranker, segmented in
+        // Every evaluated user's cosines and nearest items, once for all models (one product).
+        let evaluated = users.indices.filter { !heldOut[$0].isEmpty }
+        let excludes = evaluated.map { coldStart[$0] ? Set<Int>() : Set(training[$0].compactMap { itemRow[$0] }) }
+        var queries = Matrix(rows: evaluated.count, cols: points.cols)
+        for (row, u) in evaluated.enumerated() { queries.setRow(row, to: coldStart[u] ? textVectors.row(u) : points.row(u)) }
+        let cosines = itemVectors.rows > 0 && !evaluated.isEmpty ? BLAS.multiply(queries, itemVectors, transB: .transpose) : Matrix(rows: evaluated.count, cols: 0)
+        let content = LocalRanker(model: popular, itemVectors: itemVectors, blend: 1)
+        let nearest = evaluated.indices.map { content.nearest(cosines.row($0), exclude: excludes[$0]) }
+        return rankers.map { name, model, clientBlends, segmented in
+            let coldBlend = clientBlends.map { $0.sorted()[$0.count / 2] } ?? 0
+            let ranker = LocalRanker(model: model, itemVectors: itemVectors, blend: 1)
+            let prepared = (0..<centroids.rows).map { LocalRanker.PreparedList(ranker.list($0)) }
+            let global = LocalRanker.PreparedList(model.global)
+            func ranked(_ row: Int, segment: Int?, blend: Double, hasVector: Bool) -> [Int] {
+                let list = segment.flatMap { s in model.segments.contains { $0.id == s } && s < prepared.count ? prepared[s] : nil } ?? global
+                guard blend > 0, hasVector, cosines.cols > 0 else { return Array(list.items.lazy.filter { !excludes[row].contains($0) }.prefix(10)) }
+                return ranker.rank(list, cosines: cosines.row(row), nearest: nearest[row], exclude: excludes[row], blend: blend, k: 10)
+            }
             var recall = 0.0, ndcg = 0.0, count = 0, coldRecall = 0.0, coldCount = 0
             var lists: [[Int]] = []
-            for u in users.indices where !heldOut[u].isEmpty {
+            for (row, u) in evaluated.enumerated() {
                 if coldStart[u] {
                     let hasText = !users[u].texts.isEmpty
                     let segment: Int? = segmented && hasText ? Int(coldLabels[u]) : nil
-                    let list = ranker.recommend(segment: segment, userVector: hasText ? textVectors.row(u) : nil, exclude: [])
+                    let list = ranked(row, segment: segment, blend: coldBlend, hasVector: hasText)
                     coldRecall += RankingMetrics.recall(list, relevant: heldOut[u])
                     coldCount += 1
                 } else {
-                    let exclude = Set(training[u].compactMap { itemRow[$0] })
-                    let list = ranker.recommend(segment: segmented ? Int(labels[u]) : nil, userVector: points.row(u), exclude: exclude)
+                    let blend = clientBlends.flatMap { client[u] >= 0 ? $0[client[u]] : nil } ?? 0
+                    let list = ranked(row, segment: segmented ? Int(labels[u]) : nil, blend: blend, hasVector: true)
                     recall += RankingMetrics.recall(list, relevant: heldOut[u])
                     ndcg += RankingMetrics.ndcg(list, relevant: heldOut[u])
                     count += 1
@@ -64,7 +105,7 @@ public enum Evaluation {
             return RecommendationRow(
                 model: name, recallAt10: recall / Double(max(1, count)), ndcgAt10: ndcg / Double(max(1, count)),
                 coverage: RankingMetrics.coverage(lists, catalogSize: exact.items),
-                coldStartRecallAt10: coldRecall / Double(max(1, coldCount))
+                coldStartRecallAt10: coldRecall / Double(max(1, coldCount)), blends: clientBlends
             )
         }
     }

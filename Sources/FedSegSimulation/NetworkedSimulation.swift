@@ -66,9 +66,11 @@ public struct NetworkedSimulation: Sendable {
             public var id: Int
             public var size: Int
             public var nearestItems: [String]
+            /// A short name from the public texts of the items nearest the centroid.
+            public var label: String
 
             enum CodingKeys: String, CodingKey {
-                case id, size
+                case id, size, label
                 case nearestItems = "nearest_items"
             }
         }
@@ -432,14 +434,13 @@ public struct NetworkedSimulation: Sendable {
         // A joined run may rank another catalogue than this dataset's: then there is nothing to compare.
         let comparable = model.catalogItems.isEmpty || model.catalogItems == parameters.catalog
         if !comparable { log("the run's catalogue is not this dataset's: recommendation quality is not evaluated") }
-        let recommendation = comparable ? Evaluation.evaluate(exact: exact, privateModel: model, labels: labels, centroids: centroids, prepared: prepared) : []
+        let recommendation = comparable ? Evaluation.evaluate(exact: exact, privateModel: model, labels: labels, centroids: centroids, prepared: prepared, members: members) : []
         let sizes = Metrics.clusterSizes(labels: participantLabels, k: k)
         let nearest = KMeans.squaredDistances(centroids, to: prepared.itemVectors)
+        let closest = (0..<k).map { j in nearest[j].enumerated().sorted { $0.element < $1.element }.prefix(8).map(\.offset) }
+        let names = SegmentLabel.make(segments: closest.map { $0.map { prepared.itemTexts[$0] } })
         let segments = (0..<k).map { j in
-            Report.Segment(
-                id: j, size: sizes[j],
-                nearestItems: nearest[j].enumerated().sorted { $0.element < $1.element }.prefix(3).map { dataset.items[$0.offset].title }
-            )
+            Report.Segment(id: j, size: sizes[j], nearestItems: closest[j].prefix(3).map { dataset.items[$0].title }, label: names[j])
         }
 
         // Ledgers: every chain verifies; every client charge is a release of this run; a client

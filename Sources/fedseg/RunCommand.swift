@@ -266,10 +266,14 @@ struct SegmentsCommand: AsyncParsableCommand {
         }
         print("run \(report.runID) (\(report.status)): k = \(report.k), d = \(report.dimension)")
         print("centroid shift per committed round: " + report.shiftHistory.map { String(format: "%.5f", $0) }.joined(separator: ", "))
-        print("segment  released size  nearest public seed phrases")
+        print("segment   size*  spread  label / nearest public seed phrases / top items")
         for segment in report.segments {
             let phrases = segment.nearestSeedPhrases.map { $0.count > 48 ? String($0.prefix(47)) + "…" : $0 }
-            print(String(format: "%7d  %13@  ", segment.id, segment.releasedCount.map { String(format: "%.0f", $0) } ?? "-") + phrases.joined(separator: " | "))
+            let size = segment.size.map { "≈\($0)" } ?? "-"
+            print(String(format: "%7d  ", segment.id) + String(repeating: " ", count: max(0, 6 - size.count)) + size + String(format: "  %6.3f  ", segment.spread)
+                + (segment.label.isEmpty ? "" : "[\(segment.label)] ") + phrases.joined(separator: " | "))
+            if !segment.topItems.isEmpty { print(String(repeating: " ", count: 25) + "top items: " + segment.topItems.joined(separator: ", ")) }
         }
+        print("* sizes are the last clustering round's noisy released counts, rounded and clamped at 0; spread = 1 − ‖centroid‖², the mean squared distance of a member to it (unit-norm vectors), derived from released values")
     }
 }

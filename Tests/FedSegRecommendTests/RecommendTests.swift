@@ -1,6 +1,7 @@
 import FedSegCrypto
 import FedSegMath
 import FedSegPrivacy
+import FedSegProtocol
 import FedSegRecommend
 import Foundation
 import Testing
@@ -113,6 +114,56 @@ struct RecommendTests {
         #expect(abs(RankingMetrics.ndcg([2, 1], relevant: [2], k: 2) - 1) < 1e-12)
         #expect(abs(RankingMetrics.ndcg([1, 2], relevant: [2], k: 2) - 1 / log2(3)) < 1e-12)
         #expect(RankingMetrics.coverage([[0, 1], [1, 2]], catalogSize: 4) == 0.75)
+    }
+
+    @Test("the node's re-ranking reaches items off the segment's list that are nearest the user in content, never owned ones")
+    func contentCandidates() {
+        var histogram = SegmentHistogram(segments: 1, items: 6)
+        histogram.counts = [40, 30, 20, 0, 0, 0]
+        // The list keeps the top 3 only; items 4 and 5 are off it, item 5 is the user's own direction.
+        let model = SegmentModel.build(from: histogram, runID: "r", version: 1, topN: 3, shrinkage: 0)
+        let items = Matrix(rowVectors: [[1, 0], [1, 0], [1, 0], [1, 0], [0.6, 0.8], [0, 1]])
+        let user: [Float] = [0, 1]
+        #expect(LocalRanker(model: model, itemVectors: items, blend: 0.8, contentCandidates: 0).recommend(segment: 0, userVector: user, exclude: [], k: 1) == [0])
+        let ranker = LocalRanker(model: model, itemVectors: items, blend: 0.8, contentCandidates: 2)
+        #expect(ranker.recommend(segment: 0, userVector: user, exclude: [], k: 2) == [5, 4])
+        #expect(ranker.recommend(segment: 0, userVector: user, exclude: [5], k: 1) == [4])
+        #expect(!ranker.recommend(segment: 0, userVector: user, exclude: [5, 4], k: 6).contains(5))
+    }
+
+    @Test("a node chooses its blend from its own held-out users: content where content predicts, the model's list where the list does, 0 for an edge device")
+    func chooseBlend() {
+        var histogram = SegmentHistogram(segments: 1, items: 6)
+        histogram.counts = [40, 30, 20, 0, 0, 0]
+        var model = SegmentModel.build(from: histogram, runID: "r", version: 1, topN: 3, shrinkage: 0)
+        model.centroids = [1, 0]
+        model.dimension = 2
+        let items = Matrix(rowVectors: [[1, 0], [1, 0], [1, 0], [0.8, 0.6], [0.6, 0.8], [0, 1]])
+        let contentUsers = (0..<30).map { _ in LocalRanker.ValidationUser(vector: [0, 1], kept: [0, 1, 2, 3], heldOut: 5) }
+        #expect(LocalRanker.chooseBlend(model: model, itemVectors: items, users: contentUsers) > 0)
+        let listUsers = (0..<30).map { _ in LocalRanker.ValidationUser(vector: [0, 1], kept: [1, 2, 3, 4, 5], heldOut: 0) }
+        // Every blend finds item 0 here (it is all that is left): ties go to the model's own list.
+        #expect(LocalRanker.chooseBlend(model: model, itemVectors: items, users: listUsers) == 0)
+        #expect(LocalRanker.chooseBlend(model: model, itemVectors: items, users: Array(contentUsers.prefix(3))) == 0, "too few users to tell")
+    }
+
+    @Test("segment labels are the words that recur among the nearest public texts; released sizes are never negative")
+    func labelsAndSizes() {
+        let labels = SegmentLabel.make(segments: [
+            [
+                "The Way of Kings. by Brandon Sanderson. epic-fantasy, fantasy, magic, fiction",
+                "Mistborn. by Brandon Sanderson. fantasy, magic, young-adult, fiction",
+                "The Name of the Wind. by Patrick Rothfuss. fantasy, epic-fantasy, fiction",
+            ],
+            ["Gone Girl. by Gillian Flynn. thriller, mystery, fiction", "The Girl on the Train. by Paula Hawkins. thriller, fiction"],
+        ])
+        // Words every segment shares ("fiction") say nothing; author credits are left out.
+        #expect(labels == ["fantasy · epic-fantasy · magic", "girl · thriller · gone"], "\(labels)")
+        #expect(SegmentLabel.make(segments: [[]]) == [""])
+        let noisy = SegmentsReport.Segment(id: 4, norm: 0.6, releasedCount: -9.4, nearestSeedPhrases: [])
+        #expect(noisy.size == 0 && abs(noisy.spread - 0.64) < 1e-12)
+        #expect(SegmentsReport.Segment(id: 0, norm: 0.9, releasedCount: 41.6, nearestSeedPhrases: []).size == 42)
+        #expect(SegmentsReport.Segment(id: 0, norm: 0.9, releasedCount: nil, nearestSeedPhrases: []).size == nil)
     }
 }
 

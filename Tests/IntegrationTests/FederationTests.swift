@@ -52,7 +52,7 @@ struct FederationTests {
         #expect((report["segments"] as? [[String: Any]])?.count == 8)
         let rows = try #require(report["recommendation"] as? [[String: Any]])
         let recall = Dictionary(uniqueKeysWithValues: rows.compactMap { row in (row["model"] as? String).map { ($0, row["recall_at_10"] as? Double ?? -1) } })
-        #expect(Set(recall.keys) == ["popularity", "segment_nonprivate", "segment_private", "blended"])
+        #expect(Set(recall.keys) == ["popularity", "segment_nonprivate", "segment_private", "private_reranked", "popularity_reranked", "nonprivate_reranked"])
         #expect(recall["segment_private"]! > 2 * recall["popularity"]!, "private segment models beat popularity: \(recall)")
         #expect((report["rejected_updates"] as? [String: Int])?.isEmpty == true)
 

@@ -28,7 +28,7 @@ struct SimulateCLITests {
         #expect((object["segments"] as? [Any])?.count == 4)
         // All four recommendation rows; the private segment model beats global popularity by ≥ 20%.
         let rows = try #require(object["recommendation"] as? [[String: Any]])
-        #expect(rows.compactMap { $0["model"] as? String } == ["popularity", "segment_nonprivate", "segment_private", "blended"])
+        #expect(rows.compactMap { $0["model"] as? String } == ["popularity", "segment_nonprivate", "segment_private", "private_reranked", "popularity_reranked", "nonprivate_reranked"])
         let recall = Dictionary(uniqueKeysWithValues: rows.map { ($0["model"] as! String, $0["recall_at_10"] as! Double) })
         #expect(recall["segment_private"]! >= 1.2 * recall["popularity"]!)
         #expect(rows.allSatisfy { ($0["cold_start_recall_at_10"] as? Double) != nil && ($0["coverage"] as? Double ?? 0) > 0 })
