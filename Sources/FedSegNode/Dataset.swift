@@ -55,6 +55,11 @@ public struct Dataset: Sendable {
         )
     }
 
+    /// The catalogue alone (`items.jsonl`), for what needs no users.
+    public static func loadItems(from directory: URL) throws -> [Item] {
+        try readLines(directory.appendingPathComponent("items.jsonl"), as: Item.self)
+    }
+
     public func write(to directory: URL) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try Self.writeLines(users, to: directory.appendingPathComponent("users.jsonl"))

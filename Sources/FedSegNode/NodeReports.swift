@@ -165,9 +165,9 @@ extension NodeHome {
     /// The items of the data directory `serve` last read (empty when it is gone).
     func catalogue() throws -> [String: Dataset.Item] {
         guard let path = try store.settings().dataDirectory,
-            let dataset = try? Dataset.load(from: URL(fileURLWithPath: path, isDirectory: true))
+            let items = try? Dataset.loadItems(from: URL(fileURLWithPath: path, isDirectory: true))
         else { return [:] }
-        return Dictionary(dataset.items.map { ($0.item, $0) }, uniquingKeysWith: { first, _ in first })
+        return Dictionary(items.map { ($0.item, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
     public struct Status: Sendable, Codable {

@@ -121,17 +121,17 @@ public final class NodeStore: Sendable {
     }
 
     public func users() throws -> [User] {
-        let decoder = JSONDecoder()
-        return try queue.read { db in
-            try Row.fetchAll(db, sql: "SELECT user, vector, items FROM users ORDER BY user").map { row in
-                let bytes = row["vector"] as Data
-                let vector = bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-                return User(id: row["user"], vector: vector, items: try decoder.decode([String].self, from: Data((row["items"] as String).utf8)))
-            }
-        }
+        try queue.read { db in try Row.fetchAll(db, sql: "SELECT user, vector, items FROM users ORDER BY user").map(Self.user) }
     }
 
-    public func user(_ id: String) throws -> User? { try users().first { $0.id == id } }
+    public func user(_ id: String) throws -> User? {
+        try queue.read { db in try Row.fetchOne(db, sql: "SELECT user, vector, items FROM users WHERE user = ?", arguments: [id]).map(Self.user) }
+    }
+
+    static func user(_ row: Row) throws -> User {
+        let vector = (row["vector"] as Data).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        return User(id: row["user"], vector: vector, items: try JSONDecoder().decode([String].self, from: Data((row["items"] as String).utf8)))
+    }
 
     /// Keeps a received model (a model already kept is left as it is).
     public func keep(runID: String, version: Int, publication: [UInt8], at time: Double) throws {
