@@ -163,8 +163,17 @@ struct SimulationOptions: ParsableArguments {
     @Option(name: .long, help: "Number of clients.")
     var clients = 20
 
-    @Option(name: .long, help: "Number of segments.")
-    var k = 8
+    @Option(name: .long, help: "Number of segments, or auto: chosen in 2...--max-k from the first Lloyd round's released centroids (no extra ε).")
+    var k = "8"
+
+    @Option(name: .long, help: "With --k auto or --clusterer density: the most segments allowed.")
+    var maxK = 24
+
+    @Option(name: .long, help: "kmeans, or density: DBSCAN on the DP-weighted public candidates picks the segments (no extra ε).")
+    var clusterer: Clusterer = .kmeans
+
+    @Option(name: .long, help: "Drop a segment whose released count in the last Lloyd round falls under this share of all (0 keeps every segment).")
+    var minSegmentShare = 0.02
 
     @Option(name: .long, help: "iid, dirichlet:ALPHA or shards:SIZES (comma-separated relative sizes).")
     var partition = "iid"
@@ -227,7 +236,12 @@ struct SimulationOptions: ParsableArguments {
     var maxItemsPerUser = 20
 
     func check() throws {
-        guard clients >= 1, k >= 1, rounds >= 1 else { throw ValidationError("--clients, --k and --rounds must be positive") }
+        guard clients >= 1, rounds >= 1 else { throw ValidationError("--clients and --rounds must be positive") }
+        do {
+            _ = try RunParameters.segmentCount(k, maxK: maxK)
+        } catch {
+            throw ValidationError("--k: \(error)")
+        }
         guard (0..<1).contains(dropout) else { throw ValidationError("--dropout must be in [0, 1)") }
         guard quorum > 0, quorum <= 1 else { throw ValidationError("--quorum must be in (0, 1]") }
         guard (1...100_000_000).contains(maxUsers) else { throw ValidationError("--max-users must be in 1...10^8") }
@@ -267,7 +281,13 @@ struct SimulationOptions: ParsableArguments {
         } catch let error as SimulationError {
             throw ValidationError(error.description)
         }
-        configuration.k = k
+        do {
+            (configuration.k, configuration.kSelection) = try RunParameters.segmentCount(k, maxK: maxK)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        configuration.clusterer = clusterer
+        configuration.minSegmentShare = minSegmentShare
         configuration.dropout = dropout
         configuration.privacyMode = privacyMode
         configuration.quorum = quorum
@@ -314,6 +334,12 @@ struct SimulationOptions: ParsableArguments {
         print(String(format: "ε spent %.4f of %.4f (δ = %g); ledgers verified: %@, client and coordinator ledgers agree: %@", result.epsilonSpent, result.epsilon, result.delta, result.ledgersVerified ? "yes" : "NO", result.ledgersAgree ? "yes" : "NO"))
         print(String(format: "cost ratio vs centralised non-private K-means: %.4f; ARI vs centralised: %.4f", result.costRatio, result.ariCentralized))
         if let ari = result.ariTruth, let nmi = result.nmiTruth { print(String(format: "against ground truth: ARI %.4f, NMI %.4f", ari, nmi)) }
+        if let segmentation = result.segmentation {
+            print("segments chosen: \(segmentation.reason)")
+            for dropped in segmentation.dropped {
+                print(String(format: "  round %d dropped segment %d: %.2f%% of the released counts", dropped.round, dropped.segment, dropped.share * 100))
+            }
+        }
         print("segments:")
         for segment in result.segments {
             print(String(format: "  %2d  %6d users  ", segment.id, segment.size) + (segment.label.isEmpty ? "" : "[\(segment.label)] ") + segment.nearestItems.joined(separator: " | "))
@@ -334,3 +360,4 @@ struct SimulationOptions: ParsableArguments {
 
 // Modes on the command line take the same raw values as the admin API and the database.
 extension PrivacyMode: ExpressibleByArgument {}
+extension Clusterer: ExpressibleByArgument {}

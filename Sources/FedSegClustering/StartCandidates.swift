@@ -42,6 +42,14 @@ public struct StartCandidates: Codable, Sendable, Equatable {
         precondition(histogram.count == count, "one count per candidate")
         let candidates = matrix
         let centroids = WeightedKMeans.fit(candidates, weights: histogram, k: k, restarts: 20, seed: seed, starts: [publicStart])
+        return (centroids, variances(of: centroids))
+    }
+
+    /// Each centroid's variance as a public estimate: the pooled spread of the seed phrases over
+    /// the number nearest it.
+    public func variances(of centroids: Matrix) -> [Double] {
+        let candidates = matrix
+        let k = centroids.rows
         let labels = KMeans.assign(candidates, to: centroids)
         var sizes = [Int](repeating: 0, count: k)
         var squares = 0.0
@@ -53,7 +61,7 @@ public struct StartCandidates: Codable, Sendable, Equatable {
         }
         let phrases = publicCounts.reduce(0, +)
         let pooled = squares / Double(max(1, phrases - k))
-        return (centroids, sizes.map { pooled / Double(max(1, $0)) })
+        return sizes.map { pooled / Double(max(1, $0)) }
     }
 
     public static func squaredDistance(_ a: Matrix, _ i: Int, _ b: Matrix, _ j: Int) -> Double {

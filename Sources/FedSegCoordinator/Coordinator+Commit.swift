@@ -21,22 +21,21 @@ extension Coordinator {
         case .start:
             guard let candidates = run.startCandidates else { throw CoordinatorError.state("a start round without candidates") }
             var updated = run
-            (updated.centroids, updated.variances) = candidates.weightedStart(
-                histogram: result.sums, k: run.parameters.k, seed: run.parameters.seed, publicStart: run.centroids
-            )
+            (updated.centroids, updated.variances, updated.segmentation) = Self.startSegments(run: run, candidates: candidates, histogram: result.sums)
             updated.phase = .clustering
             try store.commit(
                 .init(
                     runID: run.id, round: Int64(round.id), participants: round.participants, declined: round.declined,
                     shift: run.centroids.maxRowDistance(to: updated.centroids), centroids: updated.centroids, variances: updated.variances,
-                    releasedCounts: result.sums, committedRounds: 0, phase: .clustering
+                    releasedCounts: result.sums, committedRounds: 0, phase: .clustering, segmentation: updated.segmentation
                 ),
                 charge: charge, beforeCommit: { crash(at: .commit) }
             )
             active = updated
             logger.info("start histogram committed", metadata: [
-                "round": "\(round.id)", "participants": "\(round.participants)", "candidates": "\(candidates.count)",
+                "round": "\(round.id)", "participants": "\(round.participants)", "candidates": "\(candidates.count)", "k": "\(updated.k)",
             ])
+            if let segmentation = updated.segmentation { logger.notice("segments chosen", metadata: ["run": "\(run.id)", "why": "\(segmentation.reason)"]) }
         case .clustering:
             var updated = run
             let previous = run.centroids
@@ -45,17 +44,45 @@ extension Coordinator {
                 sumVariance: result.sumVariance, countVariance: result.countVariance
             )
             let shift = previous.maxRowDistance(to: updated.centroids)
+            var releasedCounts = result.counts
+            if let chosen = Self.chooseSegmentCount(run, centroids: &updated.centroids, variances: &updated.variances, counts: result.counts, round: round.id) {
+                updated.segmentation = chosen.record
+                releasedCounts = chosen.counts
+                logger.notice("segments chosen", metadata: ["run": "\(run.id)", "k": "\(updated.k)", "why": "\(chosen.record.reason)"])
+            }
             updated.committedRounds += 1
             updated.abandonedInARow = 0
             // Converged, or out of rounds: on to recommendation (or done), in the same transaction.
-            if updated.committedRounds >= run.parameters.rounds || shift < run.parameters.convergenceTolerance {
-                updated.phase = run.parameters.catalog.isEmpty ? .done : .recommendation
+            let last = updated.committedRounds >= run.parameters.rounds || shift < run.parameters.convergenceTolerance
+            if last { updated.phase = run.parameters.catalog.isEmpty ? .done : .recommendation }
+            // Tiny segments are dropped once the Lloyd rounds are over: dropping them between
+            // rounds cost goodbooks 8% of its private recall (a segment small after one round
+            // can grow in the next).
+            let (dropped, keptCounts) = last
+                ? PrivateClustering.dropSmall(
+                    centroids: &updated.centroids, variances: &updated.variances, counts: releasedCounts, minShare: run.parameters.minSegmentShare
+                )
+                : ([], releasedCounts)
+            if !dropped.isEmpty {
+                let total = releasedCounts.reduce(0) { $0 + max(0, $1) }
+                var record = updated.segmentation ?? SegmentationRecord(
+                    requestedK: run.parameters.k, selection: run.parameters.kSelection, clusterer: run.parameters.clusterer, chosenK: run.k,
+                    currentK: run.k, reason: "k = \(run.parameters.k) as requested"
+                )
+                record.dropped += dropped.map { .init(round: round.id, segment: $0, share: max(0, releasedCounts[$0]) / total) }
+                record.currentK = updated.k
+                updated.segmentation = record
+                logger.notice("segments dropped", metadata: [
+                    "round": "\(round.id)", "dropped": "\(dropped)", "k": "\(updated.k)",
+                    "why": "each held under \(run.parameters.minSegmentShare * 100)% of the released counts",
+                ])
             }
             try store.commit(
                 .init(
                     runID: run.id, round: Int64(round.id), participants: round.participants, declined: round.declined, shift: shift,
-                    centroids: updated.centroids, variances: updated.variances, releasedCounts: result.counts,
-                    committedRounds: updated.committedRounds, phase: updated.phase
+                    centroids: updated.centroids, variances: updated.variances, releasedCounts: keptCounts,
+                    committedRounds: updated.committedRounds, phase: updated.phase,
+                    segmentation: updated.segmentation == run.segmentation ? nil : updated.segmentation
                 ),
                 charge: charge, beforeCommit: { crash(at: .commit) }
             )
@@ -65,7 +92,7 @@ extension Coordinator {
                 "centroid_shift": "\(String(format: "%.5f", shift))",
             ])
         case .recommendation, .done:
-            var histogram = SegmentHistogram(segments: run.parameters.k, items: run.parameters.catalog.count)
+            var histogram = SegmentHistogram(segments: run.k, items: run.parameters.catalog.count)
             histogram.counts = result.sums
             let model = try publication(of: SegmentModel.build(
                 from: histogram, runID: run.id, version: try store.latestModelVersion(runID: run.id) + 1, noiseStd: result.sumVariance.squareRoot()
@@ -136,5 +163,75 @@ extension Coordinator {
         try store.finish(runID: run.id, status: status, reason: reason, openRound: abandoned.map { Int64($0.id) })
         active = nil
         logger.notice("run finished", metadata: ["run": "\(run.id)", "status": "\(status)", "reason": "\(reason ?? "")"])
+    }
+}
+
+extension Coordinator {
+    /// The run's first centroids from the released start histogram: weighted K-means with the
+    /// run's k, or k chosen by weighted silhouette (`auto`), or the dense regions (`density`),
+    /// all on the DP-weighted public candidates, so the choice costs no privacy.
+    static func startSegments(
+        run: ActiveRun, candidates: StartCandidates, histogram: [Double]
+    ) -> (centroids: Matrix, variances: [Double], segmentation: SegmentationRecord?) {
+        let p = run.parameters
+        switch (p.kSelection, p.clusterer) {
+        case (.fixed, .kmeans):
+            let start = candidates.weightedStart(histogram: histogram, k: p.k, seed: p.seed, publicStart: run.centroids)
+            return (start.centroids, start.variances, nil)
+        case (_, .density):
+            if let choice = CandidateSegmentation.density(candidates.matrix, weights: histogram, maxK: p.k, minShare: p.minSegmentShare) {
+                return record(choice, prefix: "")
+            }
+            let fallback = CandidateSegmentation.autoK(candidates.matrix, weights: histogram, maxK: p.k, minShare: p.minSegmentShare, seed: p.seed)
+            return record(fallback, prefix: "density: no ε found two dense regions, so K-means chose k instead; ")
+        case (.auto, .kmeans):
+            // k is chosen after the first Lloyd round, from its released centroids (`chooseSegmentCount`).
+            let start = candidates.weightedStart(histogram: histogram, k: p.k, seed: p.seed, publicStart: run.centroids)
+            return (start.centroids, start.variances, nil)
+        }
+        func record(_ choice: CandidateSegmentation.Choice, prefix: String) -> (Matrix, [Double], SegmentationRecord?) {
+            let k = choice.centroids.rows
+            return (
+                choice.centroids, candidates.variances(of: choice.centroids),
+                SegmentationRecord(
+                    requestedK: p.k, selection: p.kSelection, clusterer: p.clusterer, chosenK: k, currentK: k, reason: prefix + choice.reason,
+                    scores: choice.scores.map { .init(k: $0.k, silhouette: $0.silhouette) }
+                )
+            )
+        }
+    }
+}
+
+extension Coordinator {
+    /// `k_selection` auto: the first Lloyd round runs with the most segments allowed; its
+    /// released centroids and counts then choose k (weighted silhouette of the users behind the
+    /// centroids, `CandidateSegmentation.spreadDistances`), and weighted K-means merges the
+    /// centroids into k. Post-processing of that round's release: no extra ε.
+    static func chooseSegmentCount(
+        _ run: ActiveRun, centroids: inout Matrix, variances: inout [Double], counts: [Double], round: UInt64
+    ) -> (record: SegmentationRecord, counts: [Double])? {
+        let p = run.parameters
+        guard p.kSelection == .auto, p.clusterer == .kmeans, run.segmentation == nil, centroids.rows > 2 else { return nil }
+        // Segments that would be dropped anyway do not vote: a near-empty one would otherwise
+        // stand as a cluster of its own and make every larger k ineligible.
+        let total = counts.reduce(0) { $0 + max(0, $1) }
+        var voters = counts.indices.filter { counts[$0] >= p.minSegmentShare * total && counts[$0] > 0 }
+        if voters.count < 2 { voters = Array(counts.indices) }
+        let points = KMeans.gatherRows(centroids, voters)
+        let choice = CandidateSegmentation.autoK(
+            points, weights: voters.map { counts[$0] }, maxK: p.k, minShare: p.minSegmentShare, seed: p.seed,
+            distances: CandidateSegmentation.spreadDistances(points, clipNorm: p.clipNorm, variances: voters.map { variances[$0] })
+        )
+        let labels = KMeans.assign(centroids, to: choice.centroids).map(Int.init)
+        var merged = [Double](repeating: 0, count: choice.centroids.rows)
+        for (i, count) in counts.enumerated() { merged[labels[i]] += count }
+        variances = CandidateSegmentation.mergedVariances(centroids, weights: counts, variances: variances, into: choice.centroids)
+        centroids = choice.centroids
+        let record = SegmentationRecord(
+            requestedK: p.k, selection: p.kSelection, clusterer: p.clusterer, chosenK: choice.centroids.rows, currentK: choice.centroids.rows,
+            reason: "round \(round), run with k = \(p.k): \(choice.reason) (silhouette of the users behind its released centroids, their spread derived from the centroid norms); merged by weighted K-means",
+            scores: choice.scores.map { .init(k: $0.k, silhouette: $0.silhouette) }
+        )
+        return (record, merged)
     }
 }

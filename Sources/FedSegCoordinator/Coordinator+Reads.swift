@@ -39,7 +39,7 @@ extension Coordinator {
         let spent = try store.ledger.budget(for: "run:\(runID)") == nil ? 0 : try store.ledger.spent(by: "run:\(runID)")
         let current = open.flatMap { $0.plan.runID == runID ? $0 : nil }
         var summary = RunSummary(
-            id: runID, status: run.status, reason: run.reason, phase: run.phase, k: parameters.k, dimension: parameters.dimension,
+            id: runID, status: run.status, reason: run.reason, phase: run.phase, k: run.centroids.count / max(1, 4 * parameters.dimension), dimension: parameters.dimension,
             embedderID: parameters.embedderID, privacyMode: parameters.privacyMode, epsilon: parameters.epsilon, delta: parameters.delta,
             epsilonSpent: spent, plannedRounds: parameters.rounds, committedRounds: run.committedRounds,
             noiseMultiplier: try parameters.privacyPlan().clustering.noiseMultiplier,
@@ -62,6 +62,7 @@ extension Coordinator {
             }
         )
         if run.status == .running { summary.staleClients = try staleClientIDs() }
+        summary.segmentation = try run.segmentation.map { try JSONDecoder().decode(SegmentationRecord.self, from: $0) }
         return summary
     }
 

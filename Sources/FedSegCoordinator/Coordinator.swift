@@ -62,6 +62,10 @@ public actor Coordinator {
         var startedAt: Double
         /// The start histogram's public candidates (nil: the run starts from its seed phrases alone).
         var startCandidates: StartCandidates?
+        var segmentation: SegmentationRecord? = nil
+
+        /// The run's segments now: `parameters.k`, or what the start chose, less dropped ones.
+        var k: Int { centroids.rows }
     }
 
     struct OpenRound {
@@ -158,10 +162,11 @@ public actor Coordinator {
         let parameters = try run.decodedParameters()
         active = ActiveRun(
             id: run.id, parameters: parameters, privacy: try parameters.privacyPlan(),
-            centroids: try Packing.unpackMatrix(run.centroids, rows: parameters.k, cols: parameters.dimension),
+            centroids: try Packing.unpackMatrix(run.centroids, cols: parameters.dimension, maxRows: parameters.k),
             variances: Packing.unpackDoubles(run.variances), committedRounds: run.committedRounds, phase: run.phase,
             abandonedInARow: run.abandonedInARow, startedAt: run.createdAt,
-            startCandidates: try run.startCandidates.map { try JSONDecoder().decode(StartCandidates.self, from: $0) }
+            startCandidates: try run.startCandidates.map { try JSONDecoder().decode(StartCandidates.self, from: $0) },
+            segmentation: try run.segmentation.map { try JSONDecoder().decode(SegmentationRecord.self, from: $0) }
         )
         guard let latest = try store.latestRound(runID: run.id), latest.status == .collecting, let id = latest.id else {
             logger.notice("resuming run", metadata: ["run": "\(run.id)", "committed_rounds": "\(run.committedRounds)"])

@@ -30,6 +30,8 @@ extension CoordinatorStore {
         var committedRounds: Int
         /// The run's phase after this round (the switch to recommendation commits with it).
         var phase: RunPhase
+        /// A new segmentation record when this round chose or dropped segments (nil: unchanged).
+        var segmentation: SegmentationRecord? = nil
     }
 
     // MARK: Reads
@@ -154,6 +156,7 @@ extension CoordinatorStore {
             run.committedRounds = commit.committedRounds
             run.abandonedInARow = 0
             run.phase = commit.phase
+            if let segmentation = commit.segmentation { run.segmentation = try JSONEncoder().encode(segmentation) }
             run.checksum = run.computeChecksum()
             try run.update(db)
             try Self.dropEnvelopes(db, round: commit.round)

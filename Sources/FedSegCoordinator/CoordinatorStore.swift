@@ -32,11 +32,14 @@ public final class CoordinatorStore: Sendable {
         public var finishedAt: Double?
         /// The public candidates of the start histogram (JSON `StartCandidates`), while it matters.
         public var startCandidates: Data?
-        /// `StoredChecksum` of id, parameters, centroids, variances and start candidates.
+        /// `StoredChecksum` of id, parameters, centroids, variances, start candidates and segmentation.
         public var checksum: String? = nil
+        /// How the run's segments were chosen and dropped (JSON `SegmentationRecord`); nil until
+        /// a start chooses them or a round drops one.
+        public var segmentation: Data? = nil
 
         enum CodingKeys: String, CodingKey {
-            case id, parameters, status, reason, phase, centroids, variances, checksum
+            case id, parameters, status, reason, phase, centroids, variances, checksum, segmentation
             case startCandidates = "start_candidates"
             case committedRounds = "committed_rounds"
             case abandonedInARow = "abandoned_in_a_row"
@@ -157,6 +160,9 @@ public final class CoordinatorStore: Sendable {
             }
             try Self.backfillChecksums(db)
         }
+        migrator.registerMigration("coordinator-v5-segmentation") { db in
+            try db.alter(table: Run.databaseTableName) { t in t.add(column: "segmentation", .blob) }
+        }
         try migrator.migrate(database)
     }
 
@@ -191,33 +197,34 @@ extension CoordinatorStore {
     public func segments(runID: String?, seedVectors: Matrix?) throws -> SegmentsReport {
         guard let runID = try runID ?? runs().last?.id, let run = try run(runID) else { throw CoordinatorError.noRun }
         let parameters = try run.decodedParameters()
-        let centroids = try Packing.unpackMatrix(run.centroids, rows: parameters.k, cols: parameters.dimension)
+        let centroids = try Packing.unpackMatrix(run.centroids, cols: parameters.dimension, maxRows: parameters.k)
+        let k = centroids.rows
         let rounds = try rounds(run: runID).filter { $0.status == .committed && $0.phase == .clustering }
-        let released = rounds.last?.counts.map(Packing.unpackDoubles).flatMap { $0.count == parameters.k ? $0 : nil }
-        var nearest = [[String]](repeating: [], count: parameters.k)
-        var labels = [String](repeating: "", count: parameters.k)
+        let released = rounds.last?.counts.map(Packing.unpackDoubles).flatMap { $0.count == k ? $0 : nil }
+        var nearest = [[String]](repeating: [], count: k)
+        var labels = [String](repeating: "", count: k)
         if let seedVectors, seedVectors.rows == parameters.seedPhrases.count, seedVectors.cols == parameters.dimension {
             let distances = KMeans.squaredDistances(centroids, to: seedVectors)
-            let closest = (0..<parameters.k).map { j in
+            let closest = (0..<k).map { j in
                 distances[j].enumerated().sorted { $0.element < $1.element }.prefix(8).map { parameters.seedPhrases[$0.offset] }
             }
             nearest = closest.map { Array($0.prefix(3)) }
             labels = SegmentLabel.make(segments: closest)
         }
         // The published model's lists, when this run has one (signed by this coordinator).
-        var topItems = [[String]](repeating: [], count: parameters.k)
+        var topItems = [[String]](repeating: [], count: k)
         if let published = try database.read({ db in
             try PublishedModel.filter(Column("run_id") == runID).order(Column("version").desc).fetchOne(db)?.verified()
         }), let signed = try? Fedseg_V1_SignedPublication(serializedBytes: published.publication),
             let model = try? SegmentModel(message: Fedseg_V1_SegmentModel(serializedBytes: signed.payload)), model.catalogItems.count == model.catalogSize {
-            for segment in model.segments where (0..<parameters.k).contains(segment.id) {
+            for segment in model.segments where (0..<k).contains(segment.id) {
                 topItems[segment.id] = segment.items.prefix(5).map { model.catalogItems[$0] }
             }
         }
         return SegmentsReport(
-            runID: runID, status: run.status, k: parameters.k, dimension: parameters.dimension,
+            runID: runID, status: run.status, k: k, dimension: parameters.dimension,
             shiftHistory: rounds.compactMap(\.centroidShift),
-            segments: (0..<parameters.k).map { j in
+            segments: (0..<k).map { j in
                 SegmentsReport.Segment(
                     id: j, norm: Double(BLAS.nrm2(centroids.row(j))), releasedCount: released?[j], nearestSeedPhrases: nearest[j],
                     label: labels[j], topItems: topItems[j]
@@ -231,6 +238,16 @@ extension CoordinatorStore {
 enum Packing {
     static func pack(_ matrix: Matrix) -> Data {
         matrix.storage.withUnsafeBytes { Data($0) }
+    }
+
+    /// A centroid blob of 1...maxRows rows of `cols` (a run's k can shrink: chosen or dropped segments).
+    static func unpackMatrix(_ data: Data, cols: Int, maxRows: Int) throws -> Matrix {
+        let row = cols * MemoryLayout<Float>.size
+        let rows = row > 0 ? data.count / row : 0
+        guard (1...max(1, maxRows)).contains(rows), rows * row == data.count else {
+            throw CoordinatorError.state("centroid blob of \(data.count) bytes is not 1...\(maxRows) rows of \(cols) floats")
+        }
+        return try unpackMatrix(data, rows: rows, cols: cols)
     }
 
     static func unpackMatrix(_ data: Data, rows: Int, cols: Int) throws -> Matrix {

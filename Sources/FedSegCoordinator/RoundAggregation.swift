@@ -1,3 +1,4 @@
+import FedSegClustering
 import FedSegMath
 import FedSegProtocol
 import FedSegRecommend
@@ -250,8 +251,12 @@ extension SecAggRound: RoundAggregation {
 }
 
 extension Matrix {
-    /// The largest L2 distance between a row and the same row of `other`.
+    /// The largest L2 distance between a row and the same row of `other`; where the two have
+    /// different rows (a start that chose its own k), between a row of `other` and its nearest row here.
     func maxRowDistance(to other: Matrix) -> Double {
+        guard rows == other.rows else {
+            return KMeans.squaredDistances(other, to: self).map { Swift.max(0, $0.min() ?? 0).squareRoot() }.max() ?? 0
+        }
         var largest = 0.0
         for j in 0..<rows {
             var squared = 0.0

@@ -18,7 +18,7 @@ enum RoundPlanner {
         var plan = Fedseg_V1_RoundPlan()
         plan.protocolVersion = fedsegProtocolVersion
         plan.runID = run.id
-        plan.k = UInt32(p.k)
+        plan.k = UInt32(run.k)
         plan.dimension = UInt32(p.dimension)
         plan.centroids = run.centroids.storage
         plan.clipNorm = p.clipNorm
@@ -43,7 +43,7 @@ enum RoundPlanner {
             plan.candidates = candidates.centers
         case .clustering:
             // The fixed-point grid of a local round; a distributed round's is in its SecAgg plan.
-            let noise = FixedPointNoise.local(noise: run.privacy.clustering.noise, k: p.k, dimension: p.dimension)
+            let noise = FixedPointNoise.local(noise: run.privacy.clustering.noise, k: run.k, dimension: p.dimension)
             plan.noiseMultiplier = run.privacy.clustering.noiseMultiplier
             if p.privacyMode == .local {
                 plan.sumScale = noise.sumScale
@@ -113,7 +113,7 @@ enum RoundPlanner {
             secagg.clientSigma = noise.clientSigma
         case .clustering:
             let noise = try FixedPointNoise.distributed(
-                noise: run.privacy.clustering.noise, k: p.k, dimension: p.dimension, minimumSurvivors: minimum, colluders: colluders,
+                noise: run.privacy.clustering.noise, k: run.k, dimension: p.dimension, minimumSurvivors: minimum, colluders: colluders,
                 maxUsers: p.maxUsers, clients: cohort.count
             )
             secagg.sumScale = noise.sumScale

@@ -28,7 +28,8 @@ enum StoredChecksum {
 
 extension CoordinatorStore.Run {
     func computeChecksum() -> String {
-        StoredChecksum.of("run", [StoredChecksum.data(id), parameters, centroids, variances, startCandidates])
+        // The segmentation record is sealed where present; rows written before it existed keep their checksum.
+        StoredChecksum.of("run", [StoredChecksum.data(id), parameters, centroids, variances, startCandidates] + (segmentation.map { [$0] } ?? []))
     }
 
     func verified() throws -> Self {

@@ -114,4 +114,24 @@ public enum PrivateClustering {
             variances[j] = priorVariance.isFinite ? priorVariance * dpVariance / (priorVariance + dpVariance) : dpVariance
         }
     }
+
+    /// Drops the segments whose released count is under `minShare` of all released counts
+    /// (negative noisy counts taken as 0): such a segment's model would be global popularity
+    /// anyway, and its few users are better placed in the nearest segment that has data.
+    /// Post-processing of the release. Returns the dropped indices (in the old numbering) and
+    /// the kept segments' counts; at least one segment is always kept.
+    public static func dropSmall(
+        centroids: inout Matrix, variances: inout [Double], counts: [Double], minShare: Double
+    ) -> (dropped: [Int], keptCounts: [Double]) {
+        let clamped = counts.map { max(0, $0) }
+        let total = clamped.reduce(0, +)
+        guard minShare > 0, total > 0, centroids.rows > 1 else { return ([], counts) }
+        var kept = (0..<centroids.rows).filter { clamped[$0] >= minShare * total }
+        if kept.isEmpty { kept = [clamped.indices.max { clamped[$0] < clamped[$1] }!] }
+        guard kept.count < centroids.rows else { return ([], counts) }
+        let dropped = (0..<centroids.rows).filter { !kept.contains($0) }
+        centroids = KMeans.gatherRows(centroids, kept)
+        variances = kept.map { variances[$0] }
+        return (dropped, kept.map { counts[$0] })
+    }
 }

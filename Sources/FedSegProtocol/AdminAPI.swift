@@ -7,7 +7,15 @@ import Foundation
 /// `fedseg run start`). JSON with snake_case keys; every field but `k`, `epsilon` and `delta`
 /// has a default that works for a small federation on loopback.
 public struct RunParameters: Codable, Sendable, Equatable {
+    /// Segments; with `k_selection` `auto` or the `density` clusterer, the most segments allowed.
     public var k: Int
+    /// `fixed` (k segments) or `auto` (chosen in 2...k after the first Lloyd round).
+    public var kSelection: SegmentCountSelection = .fixed
+    /// `kmeans` or `density` (dense regions of the DP-weighted candidates).
+    public var clusterer: Clusterer = .kmeans
+    /// A segment whose released count falls under this share of all released counts in the last
+    /// Lloyd round is dropped (its users join the nearest other segment); 0 keeps all.
+    public var minSegmentShare: Double = 0.02
     /// The embedder every client must use: `all-MiniLM-L6-v2` or `hashing-v1-d<D>-s<S>`.
     public var embedderID: String = "all-MiniLM-L6-v2"
     public var dimension: Int = 384
@@ -76,6 +84,9 @@ public struct RunParameters: Codable, Sendable, Equatable {
         case maxUsers = "max_users"
         case assumedColluders = "assumed_colluders"
         case startHistogramShare = "start_histogram_share"
+        case kSelection = "k_selection"
+        case clusterer
+        case minSegmentShare = "min_segment_share"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -103,6 +114,9 @@ public struct RunParameters: Codable, Sendable, Equatable {
         try take(.maxUsers, \.maxUsers)
         try take(.assumedColluders, \.assumedColluders)
         try take(.startHistogramShare, \.startHistogramShare)
+        try take(.kSelection, \.kSelection)
+        try take(.clusterer, \.clusterer)
+        try take(.minSegmentShare, \.minSegmentShare)
         self = p
     }
 
@@ -131,6 +145,16 @@ public struct RunParameters: Codable, Sendable, Equatable {
         try require(convergenceTolerance >= 0, "convergence_tolerance", "must not be negative")
         try require(initialization == .random || seedPhrases.count >= k, "seed_phrases", "needs at least k phrases for a public start")
         try require(startHistogramShare >= 0 && startHistogramShare < 1, "start_histogram_share", "must be in [0, 1)")
+        try require(
+            clusterer == .kmeans || (initialization == .public && startHistogramShare > 0), "clusterer",
+            "density finds the dense regions of the start histogram: it needs a public start (seed phrases) and start_histogram_share > 0"
+        )
+        try require(
+            (kSelection == .fixed && clusterer == .kmeans) || k <= 64, "k",
+            "must be at most 64 with k_selection auto or the density clusterer (it is the most segments allowed)"
+        )
+        try require(kSelection == .fixed || k >= 2, "k", "must be at least 2 with k_selection auto (it is the most segments allowed)")
+        try require(minSegmentShare >= 0 && minSegmentShare < 0.5, "min_segment_share", "must be in [0, 0.5)")
         try require(catalog.count <= 1_000_000, "catalog", "must hold at most 10^6 items")
         try require(Set(catalog).count == catalog.count, "catalog", "must not repeat an item")
         try require(maxItemsPerUser >= 1, "max_items_per_user", "must be at least 1")
@@ -139,6 +163,16 @@ public struct RunParameters: Codable, Sendable, Equatable {
             throw ProtocolError.invalidField("embedder_id", "must be all-MiniLM-L6-v2 or hashing-v1-d<D>-s<S> (the embedders clients run)")
         }
         try require(embedder.dimension == dimension, "dimension", "is \(dimension), but \(embedderID) embeds in \(embedder.dimension) dimensions")
+    }
+}
+
+extension RunParameters {
+    /// The command line's `--k N` or `--k auto`: auto chooses k in 2...`maxK` after the first
+    /// Lloyd round (`k_selection` auto, `k` = maxK).
+    public static func segmentCount(_ text: String, maxK: Int) throws -> (k: Int, selection: SegmentCountSelection) {
+        if text == SegmentCountSelection.auto.rawValue { return (maxK, .auto) }
+        guard let k = Int(text), k >= 1 else { throw ProtocolError.invalidField("k", "must be a positive number of segments or auto (got \"\(text)\")") }
+        return (k, .fixed)
     }
 }
 
@@ -163,6 +197,9 @@ public struct RunSummary: Codable, Sendable {
     /// Active clients not seen within the coordinator's `stale_after_seconds` (at most 100 ids):
     /// rounds do not wait for them. nil for runs that are over.
     public var staleClients: [String]?
+    /// How the run's segments were chosen and which were dropped (nil until a run that chooses
+    /// them has, and for fixed-k runs that dropped none).
+    public var segmentation: SegmentationRecord?
 
     public init(id: String, status: RunStatus, reason: String?, phase: RunPhase, k: Int, dimension: Int, embedderID: String, privacyMode: PrivacyMode, epsilon: Double, delta: Double, epsilonSpent: Double, plannedRounds: Int, committedRounds: Int, noiseMultiplier: Double, openRound: OpenRoundSummary?, rounds: [RoundSummary]) {
         self.id = id
@@ -201,6 +238,82 @@ public struct RunSummary: Codable, Sendable {
         case openRound = "open_round"
         case rounds
         case staleClients = "stale_clients"
+        case segmentation
+    }
+}
+
+/// Why a run has the segments it has: the k it was given, what chose the k it has, the score of
+/// every k tried, and the segments dropped for holding too few users. Computed from released
+/// values only (the start histogram, the first round's centroids, the last round's noisy
+/// counts), so it costs no privacy.
+public struct SegmentationRecord: Codable, Sendable, Equatable {
+    public struct Score: Codable, Sendable, Equatable {
+        public var k: Int
+        /// The weighted silhouette of the candidates under that k (−1...1, higher is better);
+        /// nil where some segment held under `min_segment_share` of the weight.
+        public var silhouette: Double?
+
+        public init(k: Int, silhouette: Double?) {
+            self.k = k
+            self.silhouette = silhouette
+        }
+
+        /// `silhouette` is written as null where not eligible, as docs/PROTOCOL.md says.
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(k, forKey: .k)
+            try c.encode(silhouette, forKey: .silhouette)
+        }
+
+        enum CodingKeys: String, CodingKey { case k, silhouette }
+    }
+
+    public struct Dropped: Codable, Sendable, Equatable {
+        /// The round whose released counts showed it.
+        public var round: UInt64
+        /// Its index among the segments before that round's drop.
+        public var segment: Int
+        /// Its share of the round's released counts.
+        public var share: Double
+
+        public init(round: UInt64, segment: Int, share: Double) {
+            self.round = round
+            self.segment = segment
+            self.share = share
+        }
+    }
+
+    public var requestedK: Int
+    public var selection: SegmentCountSelection
+    public var clusterer: Clusterer
+    /// Segments after the start (before any drop).
+    public var chosenK: Int
+    /// Segments now.
+    public var currentK: Int
+    /// In words, for `fedseg run status`.
+    public var reason: String
+    public var scores: [Score]
+    public var dropped: [Dropped]
+
+    public init(
+        requestedK: Int, selection: SegmentCountSelection, clusterer: Clusterer, chosenK: Int, currentK: Int, reason: String, scores: [Score] = [],
+        dropped: [Dropped] = []
+    ) {
+        self.requestedK = requestedK
+        self.selection = selection
+        self.clusterer = clusterer
+        self.chosenK = chosenK
+        self.currentK = currentK
+        self.reason = reason
+        self.scores = scores
+        self.dropped = dropped
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case selection, clusterer, reason, scores, dropped
+        case requestedK = "requested_k"
+        case chosenK = "chosen_k"
+        case currentK = "current_k"
     }
 }
 

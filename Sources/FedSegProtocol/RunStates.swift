@@ -128,3 +128,25 @@ public enum ClientStatus: String, NamedState {
 
     public static let fieldName = "status"
 }
+
+/// How a run's number of segments is set.
+public enum SegmentCountSelection: String, NamedState {
+    /// Exactly `k` (fewer only where a segment falls under `min_segment_share`).
+    case fixed
+    /// Chosen in 2...k from the first Lloyd round's released centroids and counts (run with k
+    /// segments, then merged), released values only; costs no extra ε.
+    case auto
+
+    public static let fieldName = "k_selection"
+}
+
+/// What turns the start histogram into the run's first centroids.
+public enum Clusterer: String, NamedState {
+    /// Weighted K-means on the DP-weighted public candidates, then private Lloyd rounds.
+    case kmeans
+    /// DBSCAN on the DP-weighted public candidates (the dense regions become segments, at most
+    /// k), then the same private Lloyd rounds. Chooses its own number of segments.
+    case density
+
+    public static let fieldName = "clusterer"
+}

@@ -21,7 +21,11 @@ public struct NetworkedSimulation: Sendable {
         /// PEM CA (or pinned certificate) for an `https://` coordinator.
         public var caCertificate: String?
         public var clients: Int
+        /// Segments; with `kSelection` auto or the density clusterer, the most allowed.
         public var k: Int = 8
+        public var kSelection: SegmentCountSelection = .fixed
+        public var clusterer: Clusterer = .kmeans
+        public var minSegmentShare = 0.02
         public var partition: Partition = .iid
         public var dropout: Double = 0
         public var stragglers: (probability: Double, seconds: Double)?
@@ -97,9 +101,11 @@ public struct NetworkedSimulation: Sendable {
         public var ledgersAgree: Bool
         public var embedSeconds: Double
         public var wallSeconds: Double
+        /// How the run chose its segments and which it dropped (nil: k as asked, none dropped).
+        public var segmentation: SegmentationRecord? = nil
 
         enum CodingKeys: String, CodingKey {
-            case clients, users, rounds, embedder, epsilon, delta, segments, recommendation
+            case clients, users, rounds, embedder, epsilon, delta, segments, recommendation, segmentation
             case runID = "run_id"
             case participantsPerRound = "participants_per_round"
             case privacyMode = "privacy_mode"
@@ -141,6 +147,7 @@ public struct NetworkedSimulation: Sendable {
             try c.encode(ledgersAgree, forKey: .ledgersAgree)
             try c.encode(embedSeconds, forKey: .embedSeconds)
             try c.encode(wallSeconds, forKey: .wallSeconds)
+            try c.encode(segmentation, forKey: .segmentation)
         }
     }
 
@@ -180,6 +187,9 @@ public struct NetworkedSimulation: Sendable {
     /// catalogue); nothing in it is computed from the users' data.
     static func runParameters(_ c: Configuration, embedderID: String, dimension: Int, seedPhrases: [String], catalog: [String]) -> RunParameters {
         var parameters = RunParameters(k: c.k, epsilon: c.epsilon, delta: c.delta)
+        parameters.kSelection = c.kSelection
+        parameters.clusterer = c.clusterer
+        parameters.minSegmentShare = c.minSegmentShare
         parameters.embedderID = embedderID
         parameters.dimension = dimension
         parameters.rounds = c.rounds
@@ -341,14 +351,13 @@ public struct NetworkedSimulation: Sendable {
                 // A start whose answer was lost to a restart: the run in progress is the one it made
                 // if it has these parameters.
                 let current = try await Retry.untilDeadline(seconds: 120) { try await admin.currentRun() }
-                guard current.k == parameters.k, current.embedderID == parameters.embedderID, current.epsilon == parameters.epsilon,
+                guard (current.segmentation?.requestedK ?? current.k) == parameters.k, current.embedderID == parameters.embedderID, current.epsilon == parameters.epsilon,
                     current.committedRounds == 0
                 else { throw failure }
                 started_ = current
             }
         }
         let runID = started_.id
-        let k = started_.k
         log(String(format: "run %@ started: %@%d DP Lloyd round(s) at z = %.3f, then the recommendation release; ε = %g, δ = %g", runID, started_.phase == .start ? "the start histogram, " : "", started_.plannedRounds, started_.noiseMultiplier, started_.epsilon, started_.delta))
 
         // Rounds: one fetch of the signed plan per round, handed to every node, which verifies
@@ -416,6 +425,8 @@ public struct NetworkedSimulation: Sendable {
         guard let model = try await Retry.untilDeadline(seconds: 120, { try await first.refreshModel(transport: transport) }), model.runID == runID,
             let centroids = model.centroidMatrix
         else { throw SimulationError.runFailed("no segment model for \(runID)") }
+        // The run's k may differ from the one asked for: chosen at the start, or segments dropped.
+        let k = centroids.rows
         for node in nodes.dropFirst() where !suspendIdle { await node.adopt(model) }
         log("segment model v\(model.version) verified; evaluating")
 
@@ -487,7 +498,7 @@ public struct NetworkedSimulation: Sendable {
             costRatio: Metrics.inertia(points: participantPoints, centroids: centroids, labels: participantLabels) / baseline.inertia,
             recommendation: recommendation, rejectedUpdates: rejected,
             misbehaviourAttempts: await attempts.counts, ledgersVerified: verified, ledgersAgree: agree,
-            embedSeconds: prepared.embedSeconds, wallSeconds: Evaluation.seconds(clock.now - started)
+            embedSeconds: prepared.embedSeconds, wallSeconds: Evaluation.seconds(clock.now - started), segmentation: summary.segmentation
         )
     }
 

@@ -71,8 +71,17 @@ struct RunCommand: AsyncParsableCommand {
 
         @OptionGroup var remote: CoordinatorOptions
 
-        @Option(name: .long, help: "Number of segments.")
-        var k: Int
+        @Option(name: .long, help: "Number of segments (with --clusterer density: the most allowed), or auto: chosen in 2...--max-k from the first Lloyd round's released centroids (no extra ε).")
+        var k: String
+
+        @Option(name: .long, help: "With --k auto or --clusterer density: the most segments allowed.")
+        var maxK = 24
+
+        @Option(name: .long, help: "kmeans, or density: DBSCAN on the DP-weighted public candidates picks the segments (no extra ε).")
+        var clusterer: Clusterer = .kmeans
+
+        @Option(name: .long, help: "Drop a segment whose released count in the last Lloyd round falls under this share of all (0 keeps every segment).")
+        var minSegmentShare = 0.02
 
         @Option(name: .long, help: "ε of the whole run, for every user.")
         var epsilon: Double
@@ -132,7 +141,16 @@ struct RunCommand: AsyncParsableCommand {
         var json = false
 
         func run() async throws {
-            var parameters = RunParameters(k: k, epsilon: epsilon, delta: delta)
+            let count: (k: Int, selection: SegmentCountSelection)
+            do {
+                count = try RunParameters.segmentCount(k, maxK: maxK)
+            } catch {
+                throw CommandFailure("\(error)")
+            }
+            var parameters = RunParameters(k: count.k, epsilon: epsilon, delta: delta)
+            parameters.kSelection = count.selection
+            parameters.clusterer = clusterer
+            parameters.minSegmentShare = minSegmentShare
             parameters.embedderID = embedderID
             parameters.dimension = dimension
             parameters.rounds = rounds
@@ -197,6 +215,12 @@ struct RunCommand: AsyncParsableCommand {
             return
         }
         print("run \(summary.id): \(summary.status)\(summary.reason.map { " (\($0))" } ?? ""), phase \(summary.phase)")
+        if let segmentation = summary.segmentation {
+            print("segments: \(segmentation.reason)")
+            for dropped in segmentation.dropped {
+                print(String(format: "  round %d dropped segment %d: %.2f%% of the released counts", dropped.round, dropped.segment, dropped.share * 100))
+            }
+        }
         print("k = \(summary.k), d = \(summary.dimension), embedder \(summary.embedderID), \(summary.privacyMode) noise, z = \(String(format: "%.4f", summary.noiseMultiplier)) per clustering round")
         print(String(format: "ε spent %.4f of %.4f (δ = %g); %d of %d clustering rounds committed", summary.epsilonSpent, summary.epsilon, summary.delta, summary.committedRounds, summary.plannedRounds))
         if let open = summary.openRound, let stage = open.secAggStage {

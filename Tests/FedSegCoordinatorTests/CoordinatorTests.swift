@@ -377,6 +377,89 @@ struct CoordinatorStateTests {
         #expect(try coordinator.store.run(round.plan.runID)?.phase == .clustering)
     }
 
+    @Test("k auto: the first Lloyd round runs with the most segments; its released centroids choose k (recorded with every k's score) and are merged; the record survives a restart")
+    func chosenSegments() async throws {
+        let directory = try temporaryDirectory()
+        let clock = ManualWallClock()
+        let coordinator = try makeCoordinator(directory, clock: clock)
+        let clients = try enroll(2, in: coordinator)
+        var parameters = smallRun(rounds: 2, minParticipants: 2)
+        parameters.k = 6
+        parameters.kSelection = .auto
+        parameters.initialization = .public
+        parameters.seedPhrases = (0..<40).map { "phrase \($0) about topic \($0 % 4)" }
+        let prepared = try RunStart.prepare(parameters, settings: coordinator.settings)
+        let candidates = try #require(prepared.startCandidates)
+        _ = try await coordinator.start(prepared)
+        let round = try #require(await coordinator.snapshot())
+        let key = coordinator.keys.identity.keyAgreement.publicKey
+        for client in clients {
+            let histogram = Fedseg_V1_StartHistogram.with {
+                $0.runID = round.plan.runID
+                $0.round = round.round
+                $0.counts = (0..<candidates.count).map { _ in 10 }
+            }
+            #expect(try await offer(try client.seal(histogram, kind: .startHistogram, round: round.round, to: key), to: coordinator) == .added)
+        }
+        let first = try #require(await coordinator.snapshot())
+        #expect(first.plan.phase == .clustering && first.plan.k == 6, "the first Lloyd round runs with the most segments allowed")
+        #expect(try await coordinator.summary().segmentation == nil)
+
+        // Its release: segments 0 and 1 near one direction, 2 and 3 near another, 4 on a third,
+        // 5 (a handful of users) on a fourth. Three groups of users, one stray segment.
+        let places: [[Float]] = [[0.9, 0, 0, 0], [0.88, 0.05, 0, 0], [0, 0.9, 0, 0], [0.05, 0.88, 0, 0], [0, 0, 0.9, 0], [0, 0, 0, 0.9]]
+        let counts: [Float] = [250, 250, 250, 250, 250, 1]
+        for client in clients {
+            let sums = zip(places, counts).flatMap { place, count in place.map { $0 * count } }
+            let sealed = try client.seal(update(first.plan, sums: sums, counts: counts), kind: .clientUpdate, round: first.round, to: key)
+            #expect(try await offer(sealed, to: coordinator) == .added)
+        }
+        let second = try #require(await coordinator.snapshot())
+        #expect(second.plan.k == 3 && second.plan.centroids.count == 3 * 4)
+        let record = try #require(try await coordinator.summary().segmentation)
+        #expect(record.requestedK == 6 && record.selection == .auto && record.chosenK == 3 && record.currentK == 3, "\(record)")
+        // The stray segment (under 2% of the counts) does not vote: five voters, k in 2...5.
+        #expect(record.scores.map(\.k) == Array(2...5), "\(record.scores)")
+        let best = record.scores.compactMap { score in score.silhouette.map { (score.k, $0) } }.max { $0.1 < $1.1 }
+        #expect(best?.0 == 3, "\(record.scores)")
+        #expect(record.reason.contains("k = 3") && record.dropped.isEmpty)
+        // Merged by count: one centroid sits between segments 0 and 1.
+        let merged = Matrix(rows: 3, cols: 4, storage: second.plan.centroids)
+        #expect((0..<3).contains { abs(merged[$0, 0] - 0.89) < 0.02 && abs(merged[$0, 1] - 0.025) < 0.02 }, "\(merged.storage)")
+        #expect(try await coordinator.summary().k == 3)
+
+        let restarted = try makeCoordinator(directory, clock: clock)
+        try await restarted.recover()
+        #expect(try #require(await restarted.snapshot()).plan.k == 3)
+        #expect(try await restarted.summary().segmentation == record)
+    }
+
+    @Test("a segment under min_segment_share of the last Lloyd round's released counts is dropped before the recommendation release, and the record is stored")
+    func droppedSegments() async throws {
+        let directory = try temporaryDirectory()
+        let coordinator = try makeCoordinator(directory, clock: ManualWallClock())
+        let clients = try enroll(2, in: coordinator)
+        _ = try await coordinator.start(try RunStart.prepare(smallRun(rounds: 1, minParticipants: 2), settings: coordinator.settings))
+        let first = try #require(await coordinator.snapshot())
+        let key = coordinator.keys.identity.keyAgreement.publicKey
+        // Segment 1 holds 0.5% of the released counts, under the 2% minimum.
+        for client in clients {
+            let sealed = try client.seal(update(first.plan, sums: [Float](repeating: 0, count: 8), counts: [500, 2.5]), kind: .clientUpdate, round: first.round, to: key)
+            #expect(try await offer(sealed, to: coordinator) == .added)
+        }
+        let done = try await coordinator.summary()
+        #expect(done.status == .completed && done.k == 1)
+        let record = try #require(done.segmentation)
+        #expect(record.requestedK == 2 && record.chosenK == 2 && record.currentK == 1 && record.reason == "k = 2 as requested")
+        #expect(record.dropped.map(\.segment) == [1] && record.dropped.first?.round == first.round)
+        #expect(abs((record.dropped.first?.share ?? 0) - 5 / 1005.0) < 1e-3)
+        let stored = try #require(try coordinator.store.rounds(run: first.plan.runID).first { $0.id == Int64(first.round) }?.counts.map(Packing.unpackDoubles))
+        #expect(stored.count == 1, "the round keeps the released counts of the segments it kept")
+        #expect(try coordinator.store.segments(runID: first.plan.runID, seedVectors: nil).segments.count == 1)
+        let restarted = try makeCoordinator(directory, clock: ManualWallClock())
+        #expect(try await restarted.summary(first.plan.runID).segmentation == record)
+    }
+
     @Test("a run is refused when its releases would exceed the coordinator's total budget")
     func totalBudget() async throws {
         let coordinator = try makeCoordinator(try temporaryDirectory(), totalEpsilon: 2)
@@ -553,6 +636,16 @@ struct CoordinatorStateTests {
         #expect(parameters.embedderID == "hashing-v1-d8-s1")
         #expect(try JSONDecoder().decode(RunParameters.self, from: JSONEncoder().encode(parameters)) == parameters)
         #expect(throws: (any Error).self) { try JSONDecoder().decode(RunParameters.self, from: Data(#"{"k": 4}"#.utf8)) }
+        #expect(parameters.kSelection == .fixed && parameters.clusterer == .kmeans && parameters.minSegmentShare == 0.02)
+        // Choosing segments needs the start histogram; the refusal names the field and why.
+        let auto = try JSONDecoder().decode(RunParameters.self, from: Data(json.replacingOccurrences(of: "}", with: #", "k_selection": "auto", "clusterer": "density"}"#).utf8))
+        #expect(auto.kSelection == .auto && auto.clusterer == .density)
+        #expect(throws: ProtocolError.self) { try auto.validate() }
+        #expect(throws: (any Error).self) {
+            try JSONDecoder().decode(RunParameters.self, from: Data(json.replacingOccurrences(of: "}", with: #", "clusterer": "dbscan"}"#).utf8))
+        }
+        #expect(try RunParameters.segmentCount("auto", maxK: 24) == (24, .auto) && RunParameters.segmentCount("7", maxK: 24) == (7, .fixed))
+        #expect(throws: ProtocolError.self) { try RunParameters.segmentCount("seven", maxK: 24) }
     }
 
     @Test("embedders are named exactly; a wrong dimension is refused")

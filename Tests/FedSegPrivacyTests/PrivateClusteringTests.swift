@@ -80,4 +80,18 @@ struct PrivateClusteringTests {
         let weightedARI = Metrics.adjustedRandIndex(KMeans.assign(points, to: weighted.centroids), truth)
         #expect(weightedARI > plainARI + 0.1, "weighted \(weightedARI), plain \(plainARI)")
     }
+
+    @Test("segments under the minimum share of the released counts are dropped, negative counts as 0, one always kept")
+    func dropSmall() {
+        var centroids = Matrix(rows: 4, cols: 2, storage: [0, 0, 1, 1, 2, 2, 3, 3])
+        var variances = [0.1, 0.2, 0.3, 0.4]
+        let (dropped, kept) = PrivateClustering.dropSmall(centroids: &centroids, variances: &variances, counts: [500, 9, -4, 480], minShare: 0.02)
+        #expect(dropped == [1, 2])
+        #expect(kept == [500, 480] && variances == [0.1, 0.4] && centroids.storage == [0, 0, 3, 3])
+        var unchanged = Matrix(rows: 2, cols: 2, storage: [0, 0, 1, 1])
+        var v = [1.0, 1]
+        #expect(PrivateClustering.dropSmall(centroids: &unchanged, variances: &v, counts: [5, 0.05], minShare: 0).dropped.isEmpty, "0 keeps every segment")
+        #expect(PrivateClustering.dropSmall(centroids: &unchanged, variances: &v, counts: [-1, -2], minShare: 0.02).dropped.isEmpty, "no signal: nothing to judge by")
+        #expect(unchanged.rows == 2)
+    }
 }
