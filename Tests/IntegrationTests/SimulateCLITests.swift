@@ -51,6 +51,30 @@ struct SimulateCLITests {
         #expect(cached.count == 1 && cached[0].hasSuffix(".vectors"))
     }
 
+    @Test("--k auto through the daemon's application: the first round at max-k chooses the planted 8 segments (±1) from its release, and the report records why")
+    func chosenSegmentCount() throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("sim-auto-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let data = base.appendingPathComponent("data"), report = base.appendingPathComponent("report.json")
+        #expect(try Executables.run("client-sim", ["generate", "--out", data.path, "--users", "10000", "--segments", "8", "--seed", "2"]).status == 0)
+        let run = try Executables.run("client-sim", [
+            "simulate", "--data", data.path, "--clients", "10", "--k", "auto", "--max-k", "16", "--epsilon", "8", "--embedder", "hashing",
+            "--state-dir", base.appendingPathComponent("state").path, "--report", report.path, "--no-cache",
+        ])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("segments chosen: round "), "\(run.stdout)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any])
+        let segmentation = try #require(object["segmentation"] as? [String: Any], "\(object)")
+        #expect(segmentation["requested_k"] as? Int == 16 && segmentation["selection"] as? String == "auto")
+        let chosen = try #require(segmentation["chosen_k"] as? Int)
+        #expect((7...9).contains(chosen), "chose \(chosen): \(segmentation["reason"] ?? "")")
+        let kept = try #require((object["segments"] as? [Any])?.count)
+        #expect((7...9).contains(kept) && segmentation["current_k"] as? Int == kept)
+        #expect((segmentation["scores"] as? [[String: Any]])?.first?["k"] as? Int == 2)
+        #expect((object["ari_truth"] as? Double ?? 0) > 0.95, "\(object["ari_truth"] ?? "-")")
+        #expect(object["ledgers_agree"] as? Bool == true)
+    }
+
     /// What a ledger released, without the run's random id: release (round), population kind,
     /// mechanism, noise multiplier, mode and ε after each, in order.
     static func releases(_ path: URL) throws -> [String] {
