@@ -134,6 +134,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(name: "FedSegCommandLine", dependencies: ["FedSegProtocol", argumentParser], swiftSettings: swiftSettings),
         .target(
             name: "FedSegTestSupport",
             dependencies: [],
@@ -150,7 +151,9 @@ let package = Package(
         ),
         .executableTarget(
             name: "client-sim",
-            dependencies: ["FedSegMath", "FedSegEmbedding", "FedSegProtocol", "FedSegClient", "FedSegNode", "FedSegSimulation", argumentParser],
+            dependencies: [
+                "FedSegMath", "FedSegEmbedding", "FedSegProtocol", "FedSegClient", "FedSegNode", "FedSegSimulation", "FedSegCommandLine", argumentParser,
+            ],
             path: "client-sim",
             swiftSettings: swiftSettings
         ),
@@ -164,12 +167,13 @@ let package = Package(
             name: "fedseg",
             dependencies: [
                 "FedSegMath", "FedSegCrypto", "FedSegEmbedding", "FedSegClustering", "FedSegPrivacy", "FedSegProtocol",
-                "FedSegCoordinator", "FedSegClient", "FedSegSimulation", argumentParser, httpClient,
+                "FedSegCoordinator", "FedSegClient", "FedSegSimulation", "FedSegCommandLine", argumentParser, httpClient,
             ],
             swiftSettings: swiftSettings
         ),
 
         .testTarget(name: "FedSegMathTests", dependencies: ["FedSegMath"], swiftSettings: swiftSettings),
+        .testTarget(name: "FedSegCommandLineTests", dependencies: ["FedSegCommandLine", "FedSegProtocol", argumentParser], swiftSettings: swiftSettings),
         .testTarget(
             name: "FedSegEmbeddingTests",
             dependencies: ["FedSegEmbedding", "FedSegMath", "FedSegTestSupport"],

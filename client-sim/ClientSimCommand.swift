@@ -1,5 +1,6 @@
 import ArgumentParser
 import FedSegClient
+import FedSegCommandLine
 import FedSegEmbedding
 import FedSegMath
 import FedSegNode
@@ -163,17 +164,10 @@ struct SimulationOptions: ParsableArguments {
     @Option(name: .long, help: "Number of clients.")
     var clients = 20
 
-    @Option(name: .long, help: "Number of segments, or auto: chosen in 2...--max-k from the first Lloyd round's released centroids (no extra ε).")
+    @Option(name: .long, help: SegmentationOptions.kHelp)
     var k = "8"
 
-    @Option(name: .long, help: "With --k auto or --clusterer density: the most segments allowed.")
-    var maxK = 24
-
-    @Option(name: .long, help: "kmeans, or density: DBSCAN on the DP-weighted public candidates picks the segments (no extra ε).")
-    var clusterer: Clusterer = .kmeans
-
-    @Option(name: .long, help: "Drop a segment whose released count in the last Lloyd round falls under this share of all (0 keeps every segment).")
-    var minSegmentShare = 0.02
+    @OptionGroup var segmentation: SegmentationOptions
 
     @Option(name: .long, help: "iid, dirichlet:ALPHA or shards:SIZES (comma-separated relative sizes).")
     var partition = "iid"
@@ -238,9 +232,10 @@ struct SimulationOptions: ParsableArguments {
     func check() throws {
         guard clients >= 1, rounds >= 1 else { throw ValidationError("--clients and --rounds must be positive") }
         do {
-            _ = try RunParameters.segmentCount(k, maxK: maxK)
+            var parameters = RunParameters(k: 1, epsilon: 1, delta: 0.5)
+            try segmentation.apply(k: k, to: &parameters)
         } catch {
-            throw ValidationError("--k: \(error)")
+            throw ValidationError("\(error)")
         }
         guard (0..<1).contains(dropout) else { throw ValidationError("--dropout must be in [0, 1)") }
         guard quorum > 0, quorum <= 1 else { throw ValidationError("--quorum must be in (0, 1]") }
@@ -282,12 +277,13 @@ struct SimulationOptions: ParsableArguments {
             throw ValidationError(error.description)
         }
         do {
-            (configuration.k, configuration.kSelection) = try RunParameters.segmentCount(k, maxK: maxK)
+            var parameters = RunParameters(k: 1, epsilon: 1, delta: 0.5)
+            try segmentation.apply(k: k, to: &parameters)
+            (configuration.k, configuration.kSelection) = (parameters.k, parameters.kSelection)
+            (configuration.clusterer, configuration.minSegmentShare) = (parameters.clusterer, parameters.minSegmentShare)
         } catch {
             throw ValidationError("\(error)")
         }
-        configuration.clusterer = clusterer
-        configuration.minSegmentShare = minSegmentShare
         configuration.dropout = dropout
         configuration.privacyMode = privacyMode
         configuration.quorum = quorum
@@ -360,4 +356,3 @@ struct SimulationOptions: ParsableArguments {
 
 // Modes on the command line take the same raw values as the admin API and the database.
 extension PrivacyMode: ExpressibleByArgument {}
-extension Clusterer: ExpressibleByArgument {}

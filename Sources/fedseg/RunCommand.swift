@@ -1,4 +1,5 @@
 import ArgumentParser
+import FedSegCommandLine
 import AsyncHTTPClient
 import FedSegClient
 import FedSegCoordinator
@@ -71,17 +72,10 @@ struct RunCommand: AsyncParsableCommand {
 
         @OptionGroup var remote: CoordinatorOptions
 
-        @Option(name: .long, help: "Number of segments (with --clusterer density: the most allowed), or auto: chosen in 2...--max-k from the first Lloyd round's released centroids (no extra ε).")
+        @Option(name: .long, help: SegmentationOptions.kHelp)
         var k: String
 
-        @Option(name: .long, help: "With --k auto or --clusterer density: the most segments allowed.")
-        var maxK = 24
-
-        @Option(name: .long, help: "kmeans, or density: DBSCAN on the DP-weighted public candidates picks the segments (no extra ε).")
-        var clusterer: Clusterer = .kmeans
-
-        @Option(name: .long, help: "Drop a segment whose released count in the last Lloyd round falls under this share of all (0 keeps every segment).")
-        var minSegmentShare = 0.02
+        @OptionGroup var segmentation: SegmentationOptions
 
         @Option(name: .long, help: "ε of the whole run, for every user.")
         var epsilon: Double
@@ -141,16 +135,12 @@ struct RunCommand: AsyncParsableCommand {
         var json = false
 
         func run() async throws {
-            let count: (k: Int, selection: SegmentCountSelection)
+            var parameters = RunParameters(k: 1, epsilon: epsilon, delta: delta)
             do {
-                count = try RunParameters.segmentCount(k, maxK: maxK)
+                try segmentation.apply(k: k, to: &parameters)
             } catch {
                 throw CommandFailure("\(error)")
             }
-            var parameters = RunParameters(k: count.k, epsilon: epsilon, delta: delta)
-            parameters.kSelection = count.selection
-            parameters.clusterer = clusterer
-            parameters.minSegmentShare = minSegmentShare
             parameters.embedderID = embedderID
             parameters.dimension = dimension
             parameters.rounds = rounds
