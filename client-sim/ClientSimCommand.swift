@@ -232,8 +232,7 @@ struct SimulationOptions: ParsableArguments {
     func check() throws {
         guard clients >= 1, rounds >= 1 else { throw ValidationError("--clients and --rounds must be positive") }
         do {
-            var parameters = RunParameters(k: 1, epsilon: 1, delta: 0.5)
-            try segmentation.apply(k: k, to: &parameters)
+            _ = try segmentation.segmentCount(k)
         } catch {
             throw ValidationError("\(error)")
         }
@@ -277,13 +276,12 @@ struct SimulationOptions: ParsableArguments {
             throw ValidationError(error.description)
         }
         do {
-            var parameters = RunParameters(k: 1, epsilon: 1, delta: 0.5)
-            try segmentation.apply(k: k, to: &parameters)
-            (configuration.k, configuration.kSelection) = (parameters.k, parameters.kSelection)
-            (configuration.clusterer, configuration.minSegmentShare) = (parameters.clusterer, parameters.minSegmentShare)
+            (configuration.k, configuration.kSelection) = try segmentation.segmentCount(k)
         } catch {
             throw ValidationError("\(error)")
         }
+        configuration.clusterer = segmentation.clusterer
+        configuration.minSegmentShare = segmentation.minSegmentShare
         configuration.dropout = dropout
         configuration.privacyMode = privacyMode
         configuration.quorum = quorum

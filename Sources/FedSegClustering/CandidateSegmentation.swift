@@ -1,10 +1,11 @@
 import FedSegMath
 import Foundation
 
-/// Choosing a run's segments from the DP-weighted public candidates alone: the candidates are
-/// public (K-means centres of the seed phrases) and their weights are the start histogram's
-/// released counts, so everything here is post-processing and costs no privacy. Candidates are
-/// few (at most a few hundred), so all pairwise distances are computed once.
+/// Choosing a run's segments from released values alone, so everything here is post-processing
+/// and costs no privacy: weighted points that are either the start histogram's public candidates
+/// (K-means centres of the seed phrases, weighted by their noisy counts) or a Lloyd round's
+/// released centroids (weighted by their noisy counts). Points are few (at most a few hundred),
+/// so all pairwise distances are computed once.
 public enum CandidateSegmentation {
     /// The weighted silhouette of one k tried; nil where a segment held under the minimum share.
     public struct Score: Sendable, Equatable {
@@ -80,18 +81,21 @@ public enum CandidateSegmentation {
         return out
     }
 
-    /// The variance of each merged centroid (a count-weighted mean of independent estimates):
-    /// Σ w_i² v_i / (Σ w_i)² over the centroids nearest it.
-    public static func mergedVariances(_ points: Matrix, weights: [Double], variances: [Double], into merged: Matrix) -> [Double] {
+    /// Centroids merged into `merged` (each joins the nearest): the sum of their counts, and the
+    /// variance of each merged centroid as a count-weighted mean of independent estimates,
+    /// Σ w_i² v_i / (Σ w_i)² with w = max(0, count).
+    public static func merge(_ points: Matrix, counts: [Double], variances: [Double], into merged: Matrix) -> (counts: [Double], variances: [Double]) {
         let labels = KMeans.assign(points, to: merged).map(Int.init)
+        var sums = [Double](repeating: 0, count: merged.rows)
         var mass = [Double](repeating: 0, count: merged.rows)
-        var sum = [Double](repeating: 0, count: merged.rows)
+        var spread = [Double](repeating: 0, count: merged.rows)
         for i in 0..<points.rows {
-            let w = max(0, weights[i])
+            let w = max(0, counts[i])
+            sums[labels[i]] += counts[i]
             mass[labels[i]] += w
-            sum[labels[i]] += w * w * variances[i]
+            spread[labels[i]] += w * w * variances[i]
         }
-        return (0..<merged.rows).map { mass[$0] > 0 ? sum[$0] / (mass[$0] * mass[$0]) : .infinity }
+        return (sums, (0..<merged.rows).map { mass[$0] > 0 ? spread[$0] / (mass[$0] * mass[$0]) : .infinity })
     }
 
     /// K-means with k chosen in 2...maxK: weighted K-means for each k, scored by weighted

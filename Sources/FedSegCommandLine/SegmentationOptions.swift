@@ -22,9 +22,14 @@ public struct SegmentationOptions: ParsableArguments, Sendable {
     public static let kHelp: ArgumentHelp =
         "Number of segments (with --clusterer density: the most allowed), or auto: chosen in 2...--max-k from the first Lloyd round's released centroids (no extra ε)."
 
-    /// `--k` as given (a number or `auto`), applied with these options to the run's parameters.
+    /// `--k` as given (a number or `auto`): the run's k (the most allowed with auto) and how it is chosen.
+    public func segmentCount(_ k: String) throws -> (k: Int, selection: SegmentCountSelection) {
+        try RunParameters.segmentCount(k, maxK: maxK)
+    }
+
+    /// `--k` as given, applied with these options to the run's parameters.
     public func apply(k: String, to parameters: inout RunParameters) throws {
-        (parameters.k, parameters.kSelection) = try RunParameters.segmentCount(k, maxK: maxK)
+        (parameters.k, parameters.kSelection) = try segmentCount(k)
         parameters.clusterer = clusterer
         parameters.minSegmentShare = minSegmentShare
     }

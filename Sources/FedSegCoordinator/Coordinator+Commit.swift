@@ -174,30 +174,16 @@ extension Coordinator {
         run: ActiveRun, candidates: StartCandidates, histogram: [Double]
     ) -> (centroids: Matrix, variances: [Double], segmentation: SegmentationRecord?) {
         let p = run.parameters
-        switch (p.kSelection, p.clusterer) {
-        case (.fixed, .kmeans):
+        switch p.clusterer {
+        case .kmeans:
+            // With k auto, k is chosen after the first Lloyd round, from its released centroids (`chooseSegmentCount`).
             let start = candidates.weightedStart(histogram: histogram, k: p.k, seed: p.seed, publicStart: run.centroids)
             return (start.centroids, start.variances, nil)
-        case (_, .density):
-            if let choice = CandidateSegmentation.density(candidates.matrix, weights: histogram, maxK: p.k, minShare: p.minSegmentShare) {
-                return record(choice, prefix: "")
-            }
-            let fallback = CandidateSegmentation.autoK(candidates.matrix, weights: histogram, maxK: p.k, minShare: p.minSegmentShare, seed: p.seed)
-            return record(fallback, prefix: "density: no ε found two dense regions, so K-means chose k instead; ")
-        case (.auto, .kmeans):
-            // k is chosen after the first Lloyd round, from its released centroids (`chooseSegmentCount`).
-            let start = candidates.weightedStart(histogram: histogram, k: p.k, seed: p.seed, publicStart: run.centroids)
-            return (start.centroids, start.variances, nil)
-        }
-        func record(_ choice: CandidateSegmentation.Choice, prefix: String) -> (Matrix, [Double], SegmentationRecord?) {
-            let k = choice.centroids.rows
-            return (
-                choice.centroids, candidates.variances(of: choice.centroids),
-                SegmentationRecord(
-                    requestedK: p.k, selection: p.kSelection, clusterer: p.clusterer, chosenK: k, currentK: k, reason: prefix + choice.reason,
-                    scores: choice.scores.map { .init(k: $0.k, silhouette: $0.silhouette) }
-                )
-            )
+        case .density:
+            let choice = CandidateSegmentation.density(candidates.matrix, weights: histogram, maxK: p.k, minShare: p.minSegmentShare)
+            let chosen = choice ?? CandidateSegmentation.autoK(candidates.matrix, weights: histogram, maxK: p.k, minShare: p.minSegmentShare, seed: p.seed)
+            let prefix = choice == nil ? "density: no ε found two dense regions, so K-means chose k instead; " : ""
+            return (chosen.centroids, candidates.variances(of: chosen.centroids), SegmentationRecord(parameters: p, choice: chosen, reason: prefix + chosen.reason))
         }
     }
 }
@@ -222,16 +208,23 @@ extension Coordinator {
             points, weights: voters.map { counts[$0] }, maxK: p.k, minShare: p.minSegmentShare, seed: p.seed,
             distances: CandidateSegmentation.spreadDistances(points, clipNorm: p.clipNorm, variances: voters.map { variances[$0] })
         )
-        let labels = KMeans.assign(centroids, to: choice.centroids).map(Int.init)
-        var merged = [Double](repeating: 0, count: choice.centroids.rows)
-        for (i, count) in counts.enumerated() { merged[labels[i]] += count }
-        variances = CandidateSegmentation.mergedVariances(centroids, weights: counts, variances: variances, into: choice.centroids)
+        let merged = CandidateSegmentation.merge(centroids, counts: counts, variances: variances, into: choice.centroids)
+        variances = merged.variances
         centroids = choice.centroids
         let record = SegmentationRecord(
-            requestedK: p.k, selection: p.kSelection, clusterer: p.clusterer, chosenK: choice.centroids.rows, currentK: choice.centroids.rows,
-            reason: "round \(round), run with k = \(p.k): \(choice.reason) (silhouette of the users behind its released centroids, their spread derived from the centroid norms); merged by weighted K-means",
-            scores: choice.scores.map { .init(k: $0.k, silhouette: $0.silhouette) }
+            parameters: p, choice: choice,
+            reason: "round \(round), run with k = \(p.k): \(choice.reason) (silhouette of the users behind its released centroids, their spread derived from the centroid norms); merged by weighted K-means"
         )
-        return (record, merged)
+        return (record, merged.counts)
+    }
+}
+
+extension SegmentationRecord {
+    /// The record of segments a run chose (`choice`), before any is dropped.
+    init(parameters p: RunParameters, choice: CandidateSegmentation.Choice, reason: String) {
+        self.init(
+            requestedK: p.k, selection: p.kSelection, clusterer: p.clusterer, chosenK: choice.centroids.rows, currentK: choice.centroids.rows,
+            reason: reason, scores: choice.scores.map { .init(k: $0.k, silhouette: $0.silhouette) }
+        )
     }
 }

@@ -39,7 +39,7 @@ extension Coordinator {
         let spent = try store.ledger.budget(for: "run:\(runID)") == nil ? 0 : try store.ledger.spent(by: "run:\(runID)")
         let current = open.flatMap { $0.plan.runID == runID ? $0 : nil }
         var summary = RunSummary(
-            id: runID, status: run.status, reason: run.reason, phase: run.phase, k: run.centroids.count / max(1, 4 * parameters.dimension), dimension: parameters.dimension,
+            id: runID, status: run.status, reason: run.reason, phase: run.phase, k: try Packing.unpackMatrix(run.centroids, cols: parameters.dimension, maxRows: parameters.k).rows, dimension: parameters.dimension,
             embedderID: parameters.embedderID, privacyMode: parameters.privacyMode, epsilon: parameters.epsilon, delta: parameters.delta,
             epsilonSpent: spent, plannedRounds: parameters.rounds, committedRounds: run.committedRounds,
             noiseMultiplier: try parameters.privacyPlan().clustering.noiseMultiplier,
