@@ -1,6 +1,6 @@
 # FedSeg: `make test` and `make demo` work on a fresh Debian machine; both install what is missing.
 SWIFT ?= swift
-BENCH_SUITES ?= gemm kmeans embed coordinator secagg
+BENCH_SUITES ?= gemm kmeans embed coordinator secagg compare
 
 DEMO_DIR ?= .demo
 export DEMO_DIR
@@ -55,8 +55,10 @@ demo-synthetic: setup
 	scripts/demo planted $(DEMO_DIR)/planted-data --clients 20 --k 8 --epsilon 8 --delta 1e-6 --embedder minilm
 
 bench: setup
-	@# A nested package keeps a stale list of the root package's files; rebuild clean if it trips.
-	cd Benchmarks && ($(SWIFT) build -c release || ($(SWIFT) package clean && $(SWIFT) build -c release))
+	@# A nested package keeps a stale list of the root package's files in its build plan: drop the
+	@# plan (seconds to redo), and rebuild clean only if it still trips.
+	cd Benchmarks && rm -f .build/*.yaml .build/*/description.json && \
+		($(SWIFT) build -c release || ($(SWIFT) package clean && $(SWIFT) build -c release))
 	@for suite in $(BENCH_SUITES); do echo "== $$suite"; Benchmarks/.build/release/fedseg-bench $$suite || exit 1; done
 
 # Regenerates the committed Swift code from Protos/ (needs protoc: apt-get install protobuf-compiler).

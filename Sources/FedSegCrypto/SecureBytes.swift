@@ -1,35 +1,57 @@
 import Foundation
 internal import CSodium
 
-/// Secret bytes in libsodium's guarded memory (`sodium_malloc`: guard pages, locked against
-/// swapping), zeroed and freed when the value goes away. Non-copyable, so a secret exists once.
+/// Secret bytes in libsodium's guarded memory (guard pages, locked against swapping), zeroed
+/// when the value goes away. Non-copyable, so a secret exists once.
 ///
-/// Each guarded allocation costs the process several memory mappings, and the kernel allows
-/// 65,530 per process by default (`vm.max_map_count`); exhausting them makes every later
-/// `mmap` — thread stacks, large `malloc`s — fail. So at most `guardedLimit` secrets are guarded
-/// at once; beyond that (a simulation of thousands of nodes in one process) the bytes live in
-/// ordinary memory, still zeroed when released (`isGuarded` says which). A real node holds a
-/// handful of secrets.
+/// Secrets of up to `SecretArena.slotBytes` (every key and seed FedSeg holds) take a slot of a
+/// pooled guarded slab, so making and dropping one costs no system call; longer ones get their
+/// own `sodium_malloc`.
+///
+/// Each guarded allocation (a slab, or a long secret) costs the process several memory mappings,
+/// and the kernel allows 65,530 per process by default (`vm.max_map_count`); exhausting them
+/// makes every later `mmap` — thread stacks, large `malloc`s — fail. So at most `guardedLimit`
+/// such allocations exist at once; beyond that the bytes live in ordinary memory, still zeroed
+/// when released (`isGuarded` says which).
 public struct SecureBytes: ~Copyable, @unchecked Sendable {
+    private enum Storage {
+        /// A slot of a `SecretArena` slab.
+        case slot
+        /// Its own `sodium_malloc`.
+        case guarded
+        /// `malloc`, past the guarded budget.
+        case ordinary
+    }
+
     private let pointer: UnsafeMutableRawPointer
     public let count: Int
-    /// Whether the bytes sit between guard pages (sodium_malloc) rather than in ordinary memory.
-    public let isGuarded: Bool
+    private let storage: Storage
 
-    /// Guarded secrets alive at once, at most: about a quarter of the default mapping limit.
+    /// Whether the bytes sit between guard pages rather than in ordinary memory.
+    public var isGuarded: Bool { storage != .ordinary }
+
+    /// Guarded allocations (slabs and long secrets) alive at once, at most: about a quarter of
+    /// the default mapping limit.
     public static let guardedLimit = 4096
 
     public init(count: Int) {
         Sodium.ensureInitialized()
         precondition(count > 0, "secret of no bytes")
-        let reserved = GuardedCount.shared.reserve(limit: Self.guardedLimit)
-        if reserved, let memory = sodium_malloc(count) {
-            pointer = memory
-            isGuarded = true
+        if count <= SecretArena.slotBytes, let slot = SecretArena.shared.take() {
+            pointer = slot
+            storage = .slot
+        } else if GuardedCount.shared.reserve(limit: Self.guardedLimit) {
+            if let memory = sodium_malloc(count) {
+                pointer = memory
+                storage = .guarded
+            } else {
+                GuardedCount.shared.release()
+                pointer = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 16)
+                storage = .ordinary
+            }
         } else {
-            if reserved { GuardedCount.shared.release() }
             pointer = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 16)
-            isGuarded = false
+            storage = .ordinary
         }
         self.count = count
         sodium_memzero(pointer, count)
@@ -52,10 +74,13 @@ public struct SecureBytes: ~Copyable, @unchecked Sendable {
     }
 
     deinit {
-        if isGuarded {
+        switch storage {
+        case .slot:
+            SecretArena.shared.give(pointer)  // zeroes the whole slot
+        case .guarded:
             sodium_free(pointer)  // zeroes before freeing
             GuardedCount.shared.release()
-        } else {
+        case .ordinary:
             sodium_memzero(pointer, count)
             pointer.deallocate()
         }
@@ -98,7 +123,7 @@ extension Sequence<UInt8> {
     }
 }
 
-/// How many guarded secrets are alive.
+/// How many guarded allocations (slabs and long secrets) are alive.
 final class GuardedCount: @unchecked Sendable {
     static let shared = GuardedCount()
     private let lock = NSLock()

@@ -205,12 +205,11 @@ public final class MiniLMEncoder: Sendable {
                                 let row = s + r * n
                                 var maximum = row[0]
                                 for c in 1..<n { maximum = max(maximum, row[c]) }
+                                // Exponentials in a loop of their own, so it runs on vector lanes;
+                                // the sum (in order, as before) is a separate, cheap pass.
+                                for c in 0..<n { row[c] = VectorExp.exp(row[c] - maximum) }
                                 var total: Float = 0
-                                for c in 0..<n {
-                                    let e = expf(row[c] - maximum)
-                                    row[c] = e
-                                    total += e
-                                }
+                                for c in 0..<n { total += row[c] }
                                 let inverse = 1 / total
                                 for c in 0..<n { row[c] *= inverse }
                             }

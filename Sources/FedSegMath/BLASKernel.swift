@@ -103,6 +103,14 @@ public enum BLASKernel {
             return .select(core: mode, reason: "\(Variable.mode)=\(mode) requested; the CPU supports it")
         }
         if let requested = environment[Variable.coreType], !requested.isEmpty {
+            // An explicit choice stands, but a weaker kernel than the CPU runs costs a lot (on an
+            // AVX-512 machine whose environment pinned Haswell: SGEMM 98 against 162 GFLOP/s).
+            if let best = bestCore(for: cpu), rank(ofCore: requested) < best.rank {
+                return .keep(
+                    reason: "\(Variable.coreType)=\(requested) set by the user; this CPU runs \(best.core), whose SGEMM is faster: "
+                        + "unset \(Variable.coreType) to let FedSeg choose"
+                )
+            }
             return .keep(reason: "\(Variable.coreType)=\(requested) set by the user")
         }
         guard let best = bestCore(for: cpu) else {

@@ -33,7 +33,12 @@ public enum SecAggSession {
         public var survivors: Set<Int>
         /// Seconds of all clients' work added up (each client timed on its own), and the server's.
         public var clientSeconds: Double
+        /// CPU seconds of all clients' work added up (the CPU time of the thread each piece of
+        /// client work ran on), which other load on the machine disturbs less than wall time.
+        public var clientCPUSeconds: Double
         public var serverSeconds: Double
+        /// CPU seconds of the server's work (it runs on one thread).
+        public var serverCPUSeconds: Double
     }
 
     /// Runs the four rounds. `input(i)` is client i's vector (length `parameters.length`).
@@ -44,15 +49,21 @@ public enum SecAggSession {
         let clock = ContinuousClock()
         let clientTime = TimeAccount()
         var serverTime = Duration.zero
+        var serverCPU = 0.0
         func serverWork<T>(_ body: () throws -> T) rethrows -> T {
             let start = clock.now
-            defer { serverTime += clock.now - start }
+            let startCPU = threadCPUSeconds()
+            defer {
+                serverTime += clock.now - start
+                serverCPU += threadCPUSeconds() - startCPU
+            }
             return try body()
         }
         // Each client's work is timed on its own (clients run on all cores, like real devices in parallel).
         @Sendable func clientWork<T>(_ body: () throws -> T) rethrows -> T {
             let start = ContinuousClock.now
-            defer { clientTime.add(ContinuousClock.now - start) }
+            let startCPU = threadCPUSeconds()
+            defer { clientTime.add(ContinuousClock.now - start, cpu: threadCPUSeconds() - startCPU) }
             return try body()
         }
         var server = SecAggServer(parameters: p)
@@ -81,7 +92,10 @@ public enum SecAggSession {
         let reveals = try revealing.flatMap { client in try clientWork { try client.unmask(survivors: survivors) } }
         let sum = try serverWork { try server.unmask(reveals, graph: graph) }
         func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
-        return Outcome(sum: sum, survivors: survivors, clientSeconds: seconds(clientTime.total), serverSeconds: seconds(serverTime))
+        return Outcome(
+            sum: sum, survivors: survivors, clientSeconds: seconds(clientTime.total), clientCPUSeconds: clientTime.cpu,
+            serverSeconds: seconds(serverTime), serverCPUSeconds: serverCPU
+        )
     }
 
     /// Map over all cores (clients are independent); order preserved.
@@ -99,14 +113,29 @@ public enum SecAggSession {
     }
 }
 
+/// CPU time of the calling thread.
+func threadCPUSeconds() -> Double {
+    var spec = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &spec)
+    return Double(spec.tv_sec) + Double(spec.tv_nsec) * 1e-9
+}
+
 final class TimeAccount: @unchecked Sendable {
     private var sum = Duration.zero
+    private var cpuSum = 0.0
     private let lock = NSLock()
 
-    func add(_ duration: Duration) {
+    func add(_ duration: Duration, cpu: Double) {
         lock.lock()
         sum += duration
+        cpuSum += cpu
         lock.unlock()
+    }
+
+    var cpu: Double {
+        lock.lock()
+        defer { lock.unlock() }
+        return cpuSum
     }
 
     var total: Duration {

@@ -1,4 +1,4 @@
-import FedSegCrypto
+@testable import FedSegCrypto
 import Foundation
 import Testing
 
@@ -115,22 +115,52 @@ struct EnvelopeTests {
         #expect(throws: CryptoError.self) { _ = try NodeIdentity.load(from: path + ".short") }
     }
 
-    @Test("past the guarded limit secrets live in ordinary memory, all usable, and guarding resumes once they are released")
+    final class Box { let bytes: SecureBytes; init(_ b: consuming SecureBytes) { bytes = b } }
+
+    @Test("past the guarded limit long secrets live in ordinary memory, all usable, and guarding resumes once they are released")
     func manySecrets() throws {
-        final class Box { let bytes: SecureBytes; init(_ b: consuming SecureBytes) { bytes = b } }
+        // Longer than an arena slot, so each takes its own sodium_malloc.
+        let long = SecretArena.slotBytes + 36
         var boxes: [Box] = []
-        for i in 0..<(SecureBytes.guardedLimit + 100) { boxes.append(Box(SecureBytes(copying: [UInt8(i & 0xFF), 7]))) }
+        for i in 0..<(SecureBytes.guardedLimit + 100) { boxes.append(Box(SecureBytes(copying: [UInt8(i & 0xFF)] + [UInt8](repeating: 7, count: long - 1)))) }
         let first = boxes[0].bytes.isGuarded
         let last = boxes[SecureBytes.guardedLimit + 99].bytes.isGuarded
         #expect(first)
         #expect(!last, "past the mapping limit the bytes are no longer guarded")
         for (i, box) in boxes.enumerated() {
             let bytes = box.bytes.withUnsafeBytes { Array($0) }
-            #expect(bytes == [UInt8(i & 0xFF), 7])
+            #expect(bytes == [UInt8(i & 0xFF)] + [UInt8](repeating: 7, count: long - 1))
         }
         boxes.removeAll()
-        let again = SecureBytes(count: 8).isGuarded
+        let again = SecureBytes(count: long).isGuarded
         #expect(again, "guarded again once released")
+    }
+
+    @Test("short secrets share pooled guarded slabs: thousands at once are all guarded and keep their own bytes; released slots come back zeroed and are reused")
+    func pooledSecrets() throws {
+        let count = SecureBytes.guardedLimit + 100  // more than the mapping budget allows one by one
+        var boxes: [Box] = []
+        for i in 0..<count { boxes.append(Box(SecureBytes(copying: [UInt8(i & 0xFF), UInt8((i >> 8) & 0xFF), 7]))) }
+        #expect(boxes.allSatisfy { $0.bytes.isGuarded }, "short secrets stay guarded well past the per-allocation limit")
+        for (i, box) in boxes.enumerated() {
+            #expect(box.bytes.withUnsafeBytes { Array($0) } == [UInt8(i & 0xFF), UInt8((i >> 8) & 0xFF), 7])
+        }
+        let slabs = SecretArena.shared.slabCount
+        #expect(slabs >= (count + SecretArena.slotsPerSlab - 1) / SecretArena.slotsPerSlab)
+        boxes.removeAll()
+        for _ in 0..<count { boxes.append(Box(SecureBytes(count: SecretArena.slotBytes))) }
+        // Other suites make a few secrets meanwhile: at most one more slab, not another few.
+        #expect(SecretArena.shared.slabCount <= slabs + 1, "released slots are reused")
+
+        // A slot is wiped when it is given back, before anyone can take it again.
+        let arena = SecretArena()
+        let slot = try #require(arena.take())
+        slot.initializeMemory(as: UInt8.self, repeating: 0xAB, count: SecretArena.slotBytes)
+        arena.give(slot)
+        let again = try #require(arena.take())
+        #expect(again == slot, "the pool hands the last slot back first")
+        #expect(UnsafeRawBufferPointer(start: again, count: SecretArena.slotBytes).allSatisfy { $0 == 0 })
+        arena.give(again)
     }
 
     @Test("secure bytes compare in constant time and by value")

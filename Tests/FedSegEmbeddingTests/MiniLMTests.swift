@@ -100,6 +100,26 @@ struct VectorErfTests {
     }
 }
 
+@Suite("Vectorised exp")
+struct VectorExpTests {
+    @Test("within 2 ulp of libm's exp over softmax's range [-87, 0], finite and ordered at the clamps")
+    func accuracy() {
+        var worstUlps: Float = 0
+        var x: Float = -87
+        while x <= 0.5 {
+            let exact = Foundation.exp(Double(x))
+            let approximate = VectorExp.exp(x)
+            worstUlps = max(worstUlps, Float(abs(Double(approximate) - exact)) / Float(exact).ulp)
+            x += 0.0007
+        }
+        #expect(worstUlps <= 2, "max error \(worstUlps) ulp")
+        #expect(VectorExp.exp(0) == 1)
+        #expect(VectorExp.exp(-1000) > 0 && VectorExp.exp(-1000) < 1.3e-38, "no zero and no subnormal below the clamp")
+        #expect(VectorExp.exp(1000).isFinite)
+        #expect(VectorExp.exp(-1) < VectorExp.exp(-0.999))
+    }
+}
+
 @Suite("MiniLM embedder edge cases")
 struct MiniLMEdgeCaseTests {
     @Test("no texts give an empty matrix")

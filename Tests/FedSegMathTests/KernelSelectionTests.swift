@@ -83,12 +83,17 @@ struct KernelSelectionTests {
         #expect(BLASKernel.decide(cpu: .none, libraryCore: "Prescott", environment: [:]).isKeep)
     }
 
-    @Test("the user's OPENBLAS_CORETYPE wins")
+    @Test("the user's OPENBLAS_CORETYPE wins, and a weaker one than the CPU runs says how to get the faster kernel")
     func userSettingWins() {
         let decision = BLASKernel.decide(
-            cpu: avx512CPU, libraryCore: "Prescott", environment: ["OPENBLAS_CORETYPE": "Prescott"]
+            cpu: avx512CPU, libraryCore: "Haswell", environment: ["OPENBLAS_CORETYPE": "Haswell"]
         )
         #expect(decision.isKeep)
+        guard case .keep(let reason) = decision else { return }
+        #expect(reason.contains("SkylakeX") && reason.contains("unset OPENBLAS_CORETYPE"), "\(reason)")
+        let best = BLASKernel.decide(cpu: avx512CPU, libraryCore: "SkylakeX", environment: ["OPENBLAS_CORETYPE": "SkylakeX"])
+        guard case .keep(let plain) = best else { Issue.record("a user's choice was overridden"); return }
+        #expect(!plain.contains("unset"), "no advice when the user's choice is already the best: \(plain)")
     }
 
     @Test("FEDSEG_BLAS_KERNEL=off disables selection")

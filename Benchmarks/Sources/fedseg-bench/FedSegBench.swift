@@ -14,7 +14,7 @@ struct FedSegBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fedseg-bench",
         abstract: "FedSeg benchmark suites. Each prints a table, or one JSON object with --json.",
-        subcommands: [GEMMSuite.self, KMeansSuite.self, EmbedSuite.self, CoordinatorSuite.self, SecAggSuite.self]
+        subcommands: [GEMMSuite.self, KMeansSuite.self, EmbedSuite.self, CoordinatorSuite.self, SecAggSuite.self, CompareSuite.self]
     )
 }
 
@@ -45,9 +45,6 @@ func medianSeconds(budget: Double = 0.5, minimumRuns: Int = 3, _ body: () -> Voi
 
 /// Runs this benchmark binary again with a different environment and decodes its JSON.
 func runChild<T: Decodable>(_ type: T.Type, arguments: [String], environment: [String: String]) throws -> T {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-    process.arguments = arguments
     var env = ProcessInfo.processInfo.environment
     for key in [
         BLASKernel.Variable.coreType, BLASKernel.Variable.mode, BLASKernel.Variable.selectedBy,
@@ -56,14 +53,23 @@ func runChild<T: Decodable>(_ type: T.Type, arguments: [String], environment: [S
         env.removeValue(forKey: key)
     }
     env.merge(environment) { $1 }
-    process.environment = env
+    let (status, data) = try runCapturingOutput(URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath(), arguments: arguments, environment: env)
+    guard status == 0 else { throw ExitCode(status) }
+    let decoder = JSONDecoder()
+    decoder.keyDecodingStrategy = .convertFromSnakeCase
+    return try decoder.decode(T.self, from: data)
+}
+
+/// Runs `executable` to completion; its stdout, and stderr left on ours so its messages show.
+func runCapturingOutput(_ executable: URL, arguments: [String], environment: [String: String]) throws -> (status: Int32, output: Data) {
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = arguments
+    process.environment = environment
     let pipe = Pipe()
     process.standardOutput = pipe
     try process.run()
     let data = pipe.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
-    guard process.terminationStatus == 0 else { throw ExitCode(process.terminationStatus) }
-    let decoder = JSONDecoder()
-    decoder.keyDecodingStrategy = .convertFromSnakeCase
-    return try decoder.decode(T.self, from: data)
+    return (process.terminationStatus, data)
 }

@@ -37,8 +37,9 @@ struct KMeansSuite: ParsableCommand {
         var gbPerSecondReadingX: Double
     }
 
-    func run() throws {
-        // Unit vectors around k directions, like normalised sentence embeddings.
+    /// Unit vectors around k directions, like normalised sentence embeddings, and k of them
+    /// drawn as the starting centroids.
+    static func unitVectorsAroundDirections(n: Int, d: Int, k: Int, seed: UInt64) -> (points: Matrix, start: Matrix) {
         var rng = SeededRandom(seed: seed)
         var directions = rng.normalMatrix(rows: k, cols: d)
         directions.normalizeRows()
@@ -51,6 +52,11 @@ struct KMeansSuite: ParsableCommand {
         points.normalizeRows()
         var initRNG = SeededRandom(seed: seed, stream: 1)
         let start = KMeans.gatherRows(points, (0..<k).map { _ in Int(initRNG.next(upperBound: UInt64(n))) })
+        return (points, start)
+    }
+
+    func run() throws {
+        let (points, start) = Self.unitVectorsAroundDirections(n: n, d: d, k: k, seed: seed)
         var centroids = start
         let update = GlobalUpdate()
         let seconds = medianSeconds(budget: 3, minimumRuns: 10) {
