@@ -1,4 +1,5 @@
-import FedSegEmbedding
+@testable import FedSegEmbedding
+import FedSegMath
 import Foundation
 import Testing
 
@@ -24,6 +25,26 @@ struct TokenizerTests {
         #expect(tokenizer.tokenize(String(repeating: "a", count: 101)) == ["[UNK]"])
         #expect(tokenizer.tokenize(String(repeating: "a", count: 100)).allSatisfy { $0 != "[UNK]" })
         #expect(tokenizer.tokenize("hello \u{1F600}") == ["hello", "[UNK]"])
+    }
+
+    @Test("the ASCII fast path gives the same words as the Unicode path on every byte 0-127, and declines other text")
+    func asciiFastPath() throws {
+        let tokenizer = try #require(Self.tokenizer)
+        var rng = SeededRandom(seed: 11)
+        // Every ASCII byte on its own and between letters, then random mixes weighted to letters,
+        // spaces, controls and punctuation.
+        var texts = (0..<128).map { "Ab\(Character(Unicode.Scalar(UInt8($0))))cD" }
+        let alphabet = Array((0..<128).map { Character(Unicode.Scalar(UInt8($0))) }) + Array("  aZ.,'-\t\n")
+        for _ in 0..<2000 {
+            let length = Int(rng.next(upperBound: UInt64(60)))
+            texts.append(String((0..<length).map { _ in alphabet[Int(rng.next(upperBound: UInt64(alphabet.count)))] }))
+        }
+        for text in texts {
+            let fast = try #require(tokenizer.asciiWords(text))
+            #expect(fast == tokenizer.preTokenize(tokenizer.normalize(text)), "\(Array(text.utf8))")
+        }
+        #expect(tokenizer.asciiWords("café au lait") == nil)
+        #expect(tokenizer.encode("Café, au LAIT!") == tokenizer.encode("cafe, au lait!"), "the Unicode path strips the accent")
     }
 
     @Test("truncation keeps [CLS] and [SEP] within the maximum length")
