@@ -33,8 +33,11 @@ struct SecAggSuite: ParsableCommand {
         var survivors: Int
         /// One client's work in one round (all four protocol rounds), milliseconds.
         var clientMillisecondsPerClient: Double
+        /// The same in CPU time of the thread it ran on, which other load disturbs less.
+        var clientCPUMillisecondsPerClient: Double
         /// The server's work for the round (routing, summing, rebuilding secrets, removing masks), seconds.
         var serverSeconds: Double
+        var serverCPUSeconds: Double
         var exact: Bool
     }
 
@@ -69,7 +72,9 @@ struct SecAggSuite: ParsableCommand {
             for i in outcome.survivors { for j in 0..<length { plain[j] &+= inputs[i][j] } }
             rows.append(Row(
                 clients: n, length: length, degree: parameters.degree, threshold: parameters.threshold, survivors: outcome.survivors.count,
-                clientMillisecondsPerClient: outcome.clientSeconds / Double(n) * 1000, serverSeconds: outcome.serverSeconds, exact: plain == outcome.sum
+                clientMillisecondsPerClient: outcome.clientSeconds / Double(n) * 1000,
+                clientCPUMillisecondsPerClient: outcome.clientCPUSeconds / Double(n) * 1000, serverSeconds: outcome.serverSeconds,
+                serverCPUSeconds: outcome.serverCPUSeconds, exact: plain == outcome.sum
             ))
         }
         // The noise share each client adds before masking: the other half of a client's work.
@@ -91,9 +96,12 @@ struct SecAggSuite: ParsableCommand {
         )
         if json { try printJSON(Output(dropout: dropout, rows: rows, noiseShare: share)); return }
         print("SecAgg+ round, vector of \(length) words, \(Int(dropout * 100))% dropout after sharing keys")
-        print("clients  degree  t  survivors  client ms/client  server s  exact")
+        print("clients  degree  t  survivors  client ms/client (CPU)  server s (CPU)  exact")
         for r in rows {
-            print(String(format: "%7d  %6d %2d  %9d  %16.2f  %8.3f  %@", r.clients, r.degree, r.threshold, r.survivors, r.clientMillisecondsPerClient, r.serverSeconds, r.exact ? "yes" : "NO"))
+            print(String(
+                format: "%7d  %6d %2d  %9d  %9.2f (%6.2f)   %6.3f (%6.3f)  %@", r.clients, r.degree, r.threshold, r.survivors,
+                r.clientMillisecondsPerClient, r.clientCPUMillisecondsPerClient, r.serverSeconds, r.serverCPUSeconds, r.exact ? "yes" : "NO"
+            ))
         }
         print(String(format: "one client's discrete Gaussian share, %d words at σ = %.0f: %.2f ms (%.2f ms with the CSPRNG drawn 4 KiB at a time)", length, shareSigma, share.milliseconds, share.bufferedMilliseconds))
     }
