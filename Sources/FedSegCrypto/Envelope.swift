@@ -101,19 +101,24 @@ public enum Envelope {
     ) throws -> (header: Header, plaintext: [UInt8]) {
         let (header, headerEnd) = try peek(bytes, limit: limit)
         guard let key = sessionKey(asClient: false, own: recipient, peer: senderPublicKey) else { throw EnvelopeError.decryptionFailed }
-        let associatedData = Array(bytes[0..<headerEnd])
-        let nonce = Array(bytes[headerEnd..<headerEnd + nonceLength])
-        let ciphertext = Array(bytes[(headerEnd + nonceLength)...])
-        var plaintext = [UInt8](repeating: 0, count: ciphertext.count - tagLength)
+        // Header, nonce and ciphertext are read in place (an update's envelope is ~18 KB): no copies.
+        let ciphertextStart = headerEnd + nonceLength
+        let ciphertextLength = bytes.count - ciphertextStart
+        var plaintext = [UInt8](repeating: 0, count: ciphertextLength - tagLength)
         var written: UInt64 = 0
         let result = key.withUnsafeBytes { k in
-            crypto_aead_xchacha20poly1305_ietf_decrypt(
-                &plaintext, &written, nil, ciphertext, UInt64(ciphertext.count), associatedData, UInt64(associatedData.count),
-                nonce, k.bindMemory(to: UInt8.self).baseAddress!
-            )
+            bytes.withUnsafeBufferPointer { message in
+                let base = message.baseAddress!
+                return crypto_aead_xchacha20poly1305_ietf_decrypt(
+                    &plaintext, &written, nil, base + ciphertextStart, UInt64(ciphertextLength), base, UInt64(headerEnd),
+                    base + headerEnd, k.bindMemory(to: UInt8.self).baseAddress!
+                )
+            }
         }
         guard result == 0 else { throw EnvelopeError.decryptionFailed }
-        return (header, Array(plaintext[0..<Int(written)]))
+        // The AEAD writes exactly ciphertext − tag bytes on success.
+        precondition(Int(written) == plaintext.count, "XChaCha20-Poly1305 wrote \(written) of \(plaintext.count) bytes")
+        return (header, plaintext)
     }
 
     /// The client → coordinator key: the client's `tx`, which is the coordinator's `rx`.
