@@ -118,10 +118,11 @@ def secagg(job):
 
     import numpy as np
     from flwr.app import ConfigRecord
-    from flwr.common import ndarrays_to_parameters
+    from flwr.common import bytes_to_ndarray, ndarrays_to_parameters
     from flwr.common.secure_aggregation.crypto.shamir import combine_shares
     from flwr.common.secure_aggregation.crypto.symmetric_encryption import generate_shared_key
     from flwr.common.secure_aggregation.ndarrays_arithmetic import (
+        factor_extract,
         get_parameters_shape,
         parameters_addition,
         parameters_mod,
@@ -184,7 +185,7 @@ def secagg(job):
 
         def add():
             nonlocal aggregate
-            vector = [_to_array(b) for b in res[Key.MASKED_PARAMETERS]]
+            vector = [bytes_to_ndarray(b) for b in res[Key.MASKED_PARAMETERS]]
             aggregate = vector if aggregate is None else parameters_addition(aggregate, vector)
         server(add)
 
@@ -214,8 +215,6 @@ def secagg(job):
     total = server(unmask)
     # The unmasked total must equal the sum of the survivors' quantised vectors: each survivor's
     # quantised value is ⌊(x + c)·q / 2c⌋ with stochastic rounding, so compare to within n.
-    from flwr.common.secure_aggregation.ndarrays_arithmetic import factor_extract
-
     _, values = factor_extract(total)
     expected = sum(((inputs[nid][0].astype(np.float64) + clipping) * quant / (2 * clipping)) for nid in survivors)
     exact = bool(np.max(np.abs(values[0].astype(np.float64) - expected)) <= len(survivors))
@@ -225,12 +224,6 @@ def secagg(job):
         "survivors": len(survivors),
         "sums_agree": exact,
     }
-
-
-def _to_array(b):
-    from flwr.common import bytes_to_ndarray
-
-    return bytes_to_ndarray(b)
 
 
 def versions(_job):

@@ -5,8 +5,9 @@ internal import CSodium
 /// `sodium_malloc` slabs.
 ///
 /// A `sodium_malloc` per secret costs two `mprotect`s, an `mlock` and an `munmap` on release:
-/// measured, the kernel work under those calls was 41% of a SecAgg+ client's CPU time, which
-/// creates and drops a few session keys per neighbour. A slab of `slotsPerSlab` slots costs
+/// measured, the kernel work under those calls was 41% (Intel Xeon) to 80% (AMD EPYC, with TLB
+/// shootdowns between cores) of a SecAgg+ client's CPU time, which creates and drops a few
+/// session keys per neighbour. A slab of `slotsPerSlab` slots costs
 /// that once. Each slab sits between guard pages and is locked against swapping, as a single
 /// `sodium_malloc` is; what a slab does not give is a guard page between two slots of the same
 /// slab. A slot is wiped with `sodium_memzero` when its secret is released, before it can be
@@ -43,20 +44,9 @@ final class SecretArena: @unchecked Sendable {
         lock.unlock()
     }
 
-    /// Slots not in use now.
-    var freeSlots: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return free.count
-    }
-
     private func grow() -> Bool {
-        guard GuardedCount.shared.reserve(limit: SecureBytes.guardedLimit) else { return false }
         let bytes = Self.slotBytes * Self.slotsPerSlab
-        guard let slab = sodium_malloc(bytes) else {
-            GuardedCount.shared.release()
-            return false
-        }
+        guard let slab = GuardedMemory.shared.allocate(bytes) else { return false }
         sodium_memzero(slab, bytes)
         free.reserveCapacity(free.count + Self.slotsPerSlab)
         // Handed out from the slab's start, so a process with few secrets touches few pages.

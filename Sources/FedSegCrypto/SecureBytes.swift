@@ -40,15 +40,9 @@ public struct SecureBytes: ~Copyable, @unchecked Sendable {
         if count <= SecretArena.slotBytes, let slot = SecretArena.shared.take() {
             pointer = slot
             storage = .slot
-        } else if GuardedCount.shared.reserve(limit: Self.guardedLimit) {
-            if let memory = sodium_malloc(count) {
-                pointer = memory
-                storage = .guarded
-            } else {
-                GuardedCount.shared.release()
-                pointer = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 16)
-                storage = .ordinary
-            }
+        } else if let memory = GuardedMemory.shared.allocate(count) {
+            pointer = memory
+            storage = .guarded
         } else {
             pointer = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 16)
             storage = .ordinary
@@ -78,8 +72,7 @@ public struct SecureBytes: ~Copyable, @unchecked Sendable {
         case .slot:
             SecretArena.shared.give(pointer)  // zeroes the whole slot
         case .guarded:
-            sodium_free(pointer)  // zeroes before freeing
-            GuardedCount.shared.release()
+            GuardedMemory.shared.free(pointer)
         case .ordinary:
             sodium_memzero(pointer, count)
             pointer.deallocate()
@@ -123,21 +116,37 @@ extension Sequence<UInt8> {
     }
 }
 
-/// How many guarded allocations (slabs and long secrets) are alive.
-final class GuardedCount: @unchecked Sendable {
-    static let shared = GuardedCount()
+/// Guarded allocations (slabs and long secrets), at most `SecureBytes.guardedLimit` alive.
+final class GuardedMemory: @unchecked Sendable {
+    static let shared = GuardedMemory()
     private let lock = NSLock()
     private var live = 0
 
-    func reserve(limit: Int) -> Bool {
+    /// `sodium_malloc(bytes)` within the budget; nil when the budget is spent or it fails.
+    func allocate(_ bytes: Int) -> UnsafeMutableRawPointer? {
+        guard reserve() else { return nil }
+        guard let memory = sodium_malloc(bytes) else {
+            release()
+            return nil
+        }
+        return memory
+    }
+
+    /// `sodium_free` (which zeroes first) of what `allocate` returned.
+    func free(_ memory: UnsafeMutableRawPointer) {
+        sodium_free(memory)
+        release()
+    }
+
+    private func reserve() -> Bool {
         lock.lock()
         defer { lock.unlock() }
-        guard live < limit else { return false }
+        guard live < SecureBytes.guardedLimit else { return false }
         live += 1
         return true
     }
 
-    func release() {
+    private func release() {
         lock.lock()
         live -= 1
         lock.unlock()

@@ -29,6 +29,10 @@ struct CompareSuite: ParsableCommand {
     @Option(name: .long, help: "Pairs of runs per job (FedSeg then the alternative, repeated).")
     var repetitions = 5
 
+    enum Job: String, CaseIterable {
+        case minilm, lloyd, secagg
+    }
+
     @Option(name: .long, help: "Jobs to run, comma-separated: minilm, lloyd, secagg.")
     var jobs = "minilm,lloyd,secagg"
 
@@ -73,6 +77,18 @@ struct CompareSuite: ParsableCommand {
         /// FedSeg's median CPU seconds ÷ the CPU seconds of the job's matrix products alone at
         /// the SGEMM rate this process measures (`sgemm_gflops_per_core`): how far from the floor.
         var timesGEMMFloor: Double?
+
+        /// From the paired runs; `floorSeconds` is the products' CPU time at the measured rate.
+        init(job: Job, size: String, fedseg: [Double], alternative: [Double], outputsAgree: Bool, agreement: String, floorSeconds: Double? = nil) {
+            self.job = job.rawValue
+            self.size = size
+            fedsegCPUSeconds = Spread(fedseg)
+            alternativeCPUSeconds = Spread(alternative)
+            ratio = Spread(zip(fedseg, alternative).map { $0 / $1 })
+            self.outputsAgree = outputsAgree
+            self.agreement = agreement
+            timesGEMMFloor = floorSeconds.map { fedsegCPUSeconds.median / $0 }
+        }
     }
 
     struct Output: Codable {
@@ -88,16 +104,19 @@ struct CompareSuite: ParsableCommand {
     }
 
     func run() throws {
-        let selected = Set(jobs.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) })
-        let unknown = selected.subtracting(["minilm", "lloyd", "secagg"])
-        guard unknown.isEmpty else { throw ValidationError("unknown job \(unknown.sorted().joined(separator: ", ")): choose from minilm, lloyd, secagg") }
+        let names = jobs.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let unknown = names.filter { Job(rawValue: $0) == nil }
+        guard unknown.isEmpty else {
+            throw ValidationError("unknown job \(unknown.joined(separator: ", ")): choose from \(Job.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let selected = Set(names.compactMap(Job.init(rawValue:)))
         let worker = try PythonWorker(python: try python ?? Self.setupVenv())
         let sgemmRate = Self.sgemmRatePerCore()
         defer { worker.stop() }
         var alternatives = try worker.call(["job": "versions"]).compactMapValues { $0 as? String }
         var rows: [Row] = []
         var notes: [String] = []
-        if selected.contains("minilm") {
+        if selected.contains(.minilm) {
             let (row, versions) = try compareMiniLM(worker, sgemmRate: sgemmRate)
             rows.append(row)
             alternatives.merge(versions) { $1 }
@@ -106,7 +125,7 @@ struct CompareSuite: ParsableCommand {
                     + "sentence-transformers pads each batch to its longest sentence, FedSeg packs batches without padding, so part of the difference is padding avoided."
             )
         }
-        if selected.contains("lloyd") {
+        if selected.contains(.lloyd) {
             let (lloydRows, versions) = try compareLloyd(worker, sgemmRate: sgemmRate)
             rows += lloydRows
             alternatives.merge(versions) { $1 }
@@ -115,7 +134,7 @@ struct CompareSuite: ParsableCommand {
                     + "FedSeg sums in Float64 (so clients' statistics add up exactly); both use their OpenBLAS SGEMM for the distances."
             )
         }
-        if selected.contains("secagg") {
+        if selected.contains(.secagg) {
             rows += try compareSecAgg(worker)
             notes.append(
                 "SecAgg+: the same graph degree, threshold, vector length (6,144 words) and dropout. The cryptography differs: Flower uses P-384 ECDH, "
@@ -180,10 +199,9 @@ struct CompareSuite: ParsableCommand {
         }
         let meanTokens = Double(tokens.reduce(0, +)) / Double(tokens.count)
         let row = Row(
-            job: "minilm", size: String(format: "%d sentences, %.0f tokens", texts.count, meanTokens),
-            fedsegCPUSeconds: Spread(ours), alternativeCPUSeconds: Spread(theirs), ratio: Spread(zip(ours, theirs).map { $0 / $1 }),
+            job: .minilm, size: String(format: "%d sentences, %.0f tokens", texts.count, meanTokens), fedseg: ours, alternative: theirs,
             outputsAgree: worst >= 0.9999, agreement: String(format: "min cosine %.6f", worst),
-            timesGEMMFloor: Spread(ours).median / (EmbedSuite.flops(lengths: tokens, configuration: embedder.encoder.configuration) / sgemmRate)
+            floorSeconds: EmbedSuite.flops(lengths: tokens, configuration: embedder.encoder.configuration) / sgemmRate
         )
         return (row, reply.compactMapValues { $0 as? String })
     }
@@ -212,8 +230,9 @@ struct CompareSuite: ParsableCommand {
             _ = try worker.call(["job": "lloyd"])
             var ours: [Double] = []
             var theirs: [Double] = []
-            for repetition in 0..<max(repetitions, 5) {
-                progress("lloyd k=\(k): pair \(repetition + 1) of \(max(repetitions, 5))")
+            let pairs = max(repetitions, 5)
+            for repetition in 0..<pairs {
+                progress("lloyd k=\(k): pair \(repetition + 1) of \(pairs)")
                 ours.append(processCPUSeconds {
                     let statistics = LocalStatistics.compute(points: data.points, centroids: data.start)
                     next = update.apply(previous: data.start, statistics: statistics).centroids
@@ -237,11 +256,10 @@ struct CompareSuite: ParsableCommand {
             apart.sort()
             let largest = apart[max(0, k - 1 - 2 * empty)]
             rows.append(Row(
-                job: "lloyd", size: "n=\(points) d=\(d) k=\(k)", fedsegCPUSeconds: Spread(ours), alternativeCPUSeconds: Spread(theirs),
-                ratio: Spread(zip(ours, theirs).map { $0 / $1 }), outputsAgree: largest <= 1e-4,
+                job: .lloyd, size: "n=\(points) d=\(d) k=\(k)", fedseg: ours, alternative: theirs, outputsAgree: largest <= 1e-4,
                 agreement: String(format: "centres within %.1e", Double(largest))
                     + (empty > 0 ? " but \(2 * empty) (\(empty) empty: kept by FedSeg, relocated by scikit-learn)" : ""),
-                timesGEMMFloor: Spread(ours).median / (2 * Double(points) * Double(k) * Double(d) / sgemmRate)
+                floorSeconds: 2 * Double(points) * Double(k) * Double(d) / sgemmRate
             ))
         }
         return (rows, versions)
@@ -252,12 +270,8 @@ struct CompareSuite: ParsableCommand {
         let dropout = 0.1
         var rows: [Row] = []
         for n in secaggClients.split(separator: ",").compactMap({ Int($0) }) {
-            let parameters = SecAgg.Parameters(clients: n, length: length, round: 1, graphSeed: 42)
-            let inputs = (0..<n).map { i -> [UInt32] in
-                var rng = SeededRandom(seed: UInt64(i))
-                return (0..<length).map { _ in UInt32(truncatingIfNeeded: rng.next()) }
-            }
-            let dropouts = SecAggSession.Dropouts.random(fraction: dropout, clients: n, seed: 7)
+            let workload = SecAggSuite.Workload(clients: n, length: length, dropout: dropout)
+            let parameters = workload.parameters
             var ours: [Double] = []
             var theirs: [Double] = []
             var oursServer: [Double] = []
@@ -267,10 +281,8 @@ struct CompareSuite: ParsableCommand {
             let pairs = n >= 1000 ? largeSecaggRepetitions : repetitions
             for pair in 0..<max(1, pairs) {
                 progress("secagg n=\(n): pair \(pair + 1) of \(max(1, pairs))")
-                let outcome = try SecAggSession.run(parameters: parameters, input: { inputs[$0] }, dropouts: dropouts)
-                var plain = [UInt32](repeating: 0, count: length)
-                for i in outcome.survivors { for j in 0..<length { plain[j] &+= inputs[i][j] } }
-                exact = exact && plain == outcome.sum
+                let (outcome, sumIsExact) = try workload.run()
+                exact = exact && sumIsExact
                 ours.append(outcome.clientCPUSeconds / Double(n))
                 oursServer.append(outcome.serverCPUSeconds)
                 // Flower's neighbourhoods include the client itself: degree + 1 shares.
@@ -287,12 +299,11 @@ struct CompareSuite: ParsableCommand {
             }
             let agreement = "FedSeg sum \(exact ? "exact" : "WRONG"), Flower's \(flowerAgrees ? "within its quantisation" : "WRONG")"
             rows.append(Row(
-                job: "secagg", size: "client, n=\(n), degree \(parameters.degree)", fedsegCPUSeconds: Spread(ours), alternativeCPUSeconds: Spread(theirs),
-                ratio: Spread(zip(ours, theirs).map { $0 / $1 }), outputsAgree: exact && flowerAgrees, agreement: agreement
+                job: .secagg, size: "client, n=\(n), degree \(parameters.degree)", fedseg: ours, alternative: theirs,
+                outputsAgree: exact && flowerAgrees, agreement: agreement
             ))
             rows.append(Row(
-                job: "secagg", size: "server, n=\(n), \(Int(dropout * 100))% dropout", fedsegCPUSeconds: Spread(oursServer),
-                alternativeCPUSeconds: Spread(theirsServer), ratio: Spread(zip(oursServer, theirsServer).map { $0 / $1 }),
+                job: .secagg, size: "server, n=\(n), \(Int(dropout * 100))% dropout", fedseg: oursServer, alternative: theirsServer,
                 outputsAgree: exact && flowerAgrees, agreement: agreement
             ))
         }

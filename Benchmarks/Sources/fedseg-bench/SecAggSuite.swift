@@ -58,23 +58,43 @@ struct SecAggSuite: ParsableCommand {
         var noiseShare: NoiseShare
     }
 
-    func run() throws {
-        var rows: [Row] = []
-        for n in clients.split(separator: ",").compactMap({ Int($0) }) {
-            let parameters = SecAgg.Parameters(clients: n, length: length, round: 1, graphSeed: 42)
-            let inputs = (0..<n).map { i -> [UInt32] in
+    /// One round's fixed inputs: random words per client (seeded by the client's index), a
+    /// fixed graph seed, and `dropout` of the clients vanishing after sharing keys.
+    struct Workload {
+        let parameters: SecAgg.Parameters
+        let inputs: [[UInt32]]
+        let dropouts: SecAggSession.Dropouts
+
+        init(clients n: Int, length: Int, dropout: Double) {
+            parameters = SecAgg.Parameters(clients: n, length: length, round: 1, graphSeed: 42)
+            inputs = (0..<n).map { i -> [UInt32] in
                 var rng = SeededRandom(seed: UInt64(i))
                 return (0..<length).map { _ in UInt32(truncatingIfNeeded: rng.next()) }
             }
-            let dropouts = SecAggSession.Dropouts.random(fraction: dropout, clients: n, seed: 7)
+            dropouts = SecAggSession.Dropouts.random(fraction: dropout, clients: n, seed: 7)
+        }
+
+        /// The round, and whether its unmasked sum equals the survivors' plain sum.
+        func run() throws -> (outcome: SecAggSession.Outcome, exact: Bool) {
+            let inputs = self.inputs
             let outcome = try SecAggSession.run(parameters: parameters, input: { inputs[$0] }, dropouts: dropouts)
-            var plain = [UInt32](repeating: 0, count: length)
-            for i in outcome.survivors { for j in 0..<length { plain[j] &+= inputs[i][j] } }
+            var plain = [UInt32](repeating: 0, count: parameters.length)
+            for i in outcome.survivors { for j in 0..<parameters.length { plain[j] &+= inputs[i][j] } }
+            return (outcome, plain == outcome.sum)
+        }
+    }
+
+    func run() throws {
+        var rows: [Row] = []
+        for n in clients.split(separator: ",").compactMap({ Int($0) }) {
+            let workload = Workload(clients: n, length: length, dropout: dropout)
+            let parameters = workload.parameters
+            let (outcome, exact) = try workload.run()
             rows.append(Row(
                 clients: n, length: length, degree: parameters.degree, threshold: parameters.threshold, survivors: outcome.survivors.count,
                 clientMillisecondsPerClient: outcome.clientSeconds / Double(n) * 1000,
                 clientCPUMillisecondsPerClient: outcome.clientCPUSeconds / Double(n) * 1000, serverSeconds: outcome.serverSeconds,
-                serverCPUSeconds: outcome.serverCPUSeconds, exact: plain == outcome.sum
+                serverCPUSeconds: outcome.serverCPUSeconds, exact: exact
             ))
         }
         // The noise share each client adds before masking: the other half of a client's work.
