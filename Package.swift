@@ -19,6 +19,7 @@ let prometheus = Target.Dependency.product(name: "Prometheus", package: "swift-p
 let toml = Target.Dependency.product(name: "TOMLKit", package: "TOMLKit")
 let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
 let nioHTTP1 = Target.Dependency.product(name: "NIOHTTP1", package: "swift-nio")
+let nioEmbedded = Target.Dependency.product(name: "NIOEmbedded", package: "swift-nio")
 let httpTypes = Target.Dependency.product(name: "HTTPTypes", package: "swift-http-types")
 let unixSignals = Target.Dependency.product(name: "UnixSignals", package: "swift-service-lifecycle")
 let coreMetrics = Target.Dependency.product(name: "CoreMetrics", package: "swift-metrics")
@@ -130,7 +131,8 @@ let package = Package(
             name: "FedSegSimulation",
             dependencies: [
                 "FedSegNode", "FedSegMath", "FedSegEmbedding", "FedSegClustering", "FedSegPrivacy", "FedSegProtocol", "FedSegRecommend", "FedSegClient",
-                "FedSegCoordinator", "FedSegSecureAggregation", httpClient, logging, serviceLifecycle, swiftProtobuf,
+                "FedSegCoordinator", "FedSegSecureAggregation", httpClient, logging, serviceLifecycle, swiftProtobuf, hummingbird, httpTypes,
+                nioCore, nioHTTP1, nioEmbedded,
             ],
             swiftSettings: swiftSettings
         ),
@@ -223,7 +225,7 @@ let package = Package(
             name: "FedSegClientTests",
             dependencies: [
                 "FedSegClient", "FedSegCrypto", "FedSegMath", "FedSegPrivacy", "FedSegProtocol", "FedSegSecureAggregation",
-                swiftProtobuf,
+                swiftProtobuf, grdb,
             ],
             swiftSettings: swiftSettings
         ),
@@ -234,7 +236,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FedSegSimulationTests",
-            dependencies: ["FedSegSimulation", "FedSegNode", "FedSegClustering", "FedSegEmbedding", "FedSegMath"],
+            dependencies: ["FedSegSimulation", "FedSegNode", "FedSegClustering", "FedSegEmbedding", "FedSegMath", "FedSegClient", "FedSegProtocol", nioHTTP1, swiftProtobuf],
             swiftSettings: swiftSettings
         ),
         .testTarget(

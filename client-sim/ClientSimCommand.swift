@@ -129,6 +129,9 @@ struct ClientSimCommand: AsyncParsableCommand {
 
         @OptionGroup var options: SimulationOptions
 
+        @Option(name: .long, help: "How the simulated nodes reach the in-process coordinator: memory (its router, no sockets) or http (loopback).")
+        var transport: SimulatedTransport = .memory
+
         func validate() throws {
             try options.check()
             let state = URL(fileURLWithPath: stateDir, isDirectory: true)
@@ -145,15 +148,22 @@ struct ClientSimCommand: AsyncParsableCommand {
                 stateDirectory: state.appendingPathComponent("coordinator", isDirectory: true),
                 totalEpsilon: totalEpsilon ?? options.epsilon, totalDelta: totalDelta ?? max(1e-5, options.delta),
                 embeddingCache: options.cacheDirectory
-            ) { url, token in
-                FileHandle.standardError.write(Data("client-sim: coordinator serving \(url) in this process\n".utf8))
-                let configuration = try options.configuration(
-                    coordinatorURL: url, adminToken: token, workDirectory: state
+            ) { [transport] coordinator in
+                FileHandle.standardError.write(Data("client-sim: coordinator serving \(coordinator.url) in this process; nodes reach it over \(transport == .memory ? "its router in memory" : "HTTP")\n".utf8))
+                var configuration = try options.configuration(
+                    coordinatorURL: coordinator.url, adminToken: coordinator.adminToken, workDirectory: state
                 )
+                if transport == .memory { configuration.exchange = coordinator.exchange }
                 try await options.simulate(configuration)
             }
         }
     }
+}
+
+/// How `client-sim simulate`'s nodes reach its in-process coordinator.
+enum SimulatedTransport: String, ExpressibleByArgument, CaseIterable {
+    case memory
+    case http
 }
 
 /// What `client-sim run` and `client-sim simulate` share: the data, the federation and the run.

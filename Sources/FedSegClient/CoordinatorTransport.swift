@@ -54,17 +54,36 @@ public enum TransportError: Error, CustomStringConvertible {
     }
 }
 
-/// The coordinator's HTTP API (docs/PROTOCOL.md) over async-http-client.
+/// One request to the coordinator's HTTP API and its answer (status and body), however it
+/// travels: `HTTPCoordinatorTransport` sends it over the network; an in-process simulator can hand
+/// it straight to the coordinator's router (`RouterExchange`), the same handlers without sockets.
+public protocol CoordinatorExchange: Sendable {
+    /// `path` starts with `/` and may carry a query.
+    func exchange(_ method: HTTPMethod, _ path: String, body: [UInt8]?) async throws -> (status: Int, body: [UInt8])
+}
+
+/// The coordinator's HTTP API (docs/PROTOCOL.md): over async-http-client, or any exchange.
 public final class HTTPCoordinatorTransport: CoordinatorTransport {
     public let baseURL: String
-    let client: HTTPClient
+    private enum Route: Sendable {
+        case network(HTTPClient)
+        case exchange(any CoordinatorExchange)
+    }
+    private let route: Route
     let timeout: TimeAmount
 
     /// `client` is shared by all nodes of a process (one connection pool).
     public init(baseURL: String, client: HTTPClient, timeout: TimeAmount = .seconds(30)) {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
-        self.client = client
+        self.route = .network(client)
         self.timeout = timeout
+    }
+
+    /// Requests go to `exchange` (the answers are read exactly as over HTTP).
+    public init(exchange: any CoordinatorExchange, name: String = "in-process") {
+        self.baseURL = name
+        self.route = .exchange(exchange)
+        self.timeout = .seconds(30)
     }
 
     /// A pool sized for many concurrent simulated clients.
@@ -101,6 +120,11 @@ public final class HTTPCoordinatorTransport: CoordinatorTransport {
     }
 
     func exchange(_ method: HTTPMethod, _ path: String, body: [UInt8]? = nil) async throws -> (status: Int, body: [UInt8]) {
+        let client: HTTPClient
+        switch route {
+        case .network(let network): client = network
+        case .exchange(let exchange): return try await exchange.exchange(method, path, body: body)
+        }
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
         if let body {

@@ -88,7 +88,7 @@ public enum CoordinatorDaemon {
     /// same application in its own process.
     public static func buildCoordinator(
         _ configuration: CoordinatorConfiguration, logger: Logger, onListening: (@Sendable (Int) async -> Void)? = nil
-    ) async throws -> some ApplicationProtocol {
+    ) async throws -> Application<RouterResponder<BasicRequestContext>> {
         try configuration.validate()
         let directory = URL(fileURLWithPath: configuration.stateDirectory, isDirectory: true)
         let keyPath = directory.appendingPathComponent(keyFile).path

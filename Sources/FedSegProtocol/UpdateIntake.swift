@@ -59,10 +59,13 @@ public struct UpdateIntake: Sendable {
 
     public let registry: ClientRegistry
     public var limits: ProtocolLimits
+    /// Each sender's session key, derived from its enrolled key on its first message.
+    public let sessionKeys: Envelope.SessionKeyCache
 
-    public init(registry: ClientRegistry, limits: ProtocolLimits = .init()) {
+    public init(registry: ClientRegistry, limits: ProtocolLimits = .init(), sessionKeys: Envelope.SessionKeyCache = .init()) {
         self.registry = registry
         self.limits = limits
+        self.sessionKeys = sessionKeys
     }
 
     /// A decoded, validated client message.
@@ -215,22 +218,30 @@ public struct UpdateIntake: Sendable {
 
     /// The first checks, which need no round: size, envelope header, enrolled and active sender.
     public func identify(_ envelope: [UInt8], checkStatus: Bool = true) throws -> (header: Envelope.Header, client: ClientRegistry.Client) {
+        let identified = try identified(envelope, checkStatus: checkStatus)
+        return (identified.header, identified.client)
+    }
+
+    func identified(
+        _ envelope: [UInt8], checkStatus: Bool
+    ) throws -> (header: Envelope.Header, associatedDataLength: Int, client: ClientRegistry.Client) {
         guard envelope.count <= limits.maximumMessageBytes else { throw Rejection.oversized(envelope.count) }
         let header: Envelope.Header
+        let associatedDataLength: Int
         do {
-            header = try Envelope.peek(envelope, limit: limits.maximumMessageBytes).header
+            (header, associatedDataLength) = try Envelope.peek(envelope, limit: limits.maximumMessageBytes)
         } catch {
             throw Rejection.malformedEnvelope("\(error)")
         }
         guard let client = try registry.client(header.clientID) else { throw Rejection.unknownSender(header.clientID) }
         guard !checkStatus || client.status == .active else { throw Rejection.revoked(header.clientID) }
-        return (header, client)
+        return (header, associatedDataLength, client)
     }
 
     func open(
         _ envelope: [UInt8], round: UInt64, kind: UInt8, coordinator: borrowing KeyAgreement.PrivateKey, checkStatus: Bool = true
     ) throws -> (ClientRegistry.Client, [UInt8]) {
-        let (header, client) = try identify(envelope, checkStatus: checkStatus)
+        let (header, associatedDataLength, client) = try identified(envelope, checkStatus: checkStatus)
         guard header.round == round else { throw Rejection.wrongRound(expected: round, found: header.round) }
         guard header.kind == kind else { throw Rejection.wrongKind(expected: kind, found: header.kind) }
         let senderKey: KeyAgreement.PublicKey
@@ -240,7 +251,8 @@ public struct UpdateIntake: Sendable {
             throw Rejection.unknownSender(header.clientID)
         }
         do {
-            return (client, try Envelope.open(envelope, recipient: coordinator, senderPublicKey: senderKey, limit: limits.maximumMessageBytes).plaintext)
+            let key = try sessionKeys.coordinatorKey(coordinator, from: senderKey)
+            return (client, try Envelope.open(envelope, associatedDataLength: associatedDataLength, key: key))
         } catch {
             throw Rejection.tampered
         }

@@ -1,3 +1,4 @@
+import FedSegClient
 import FedSegCoordinator
 import Foundation
 import Logging
@@ -7,11 +8,19 @@ import ServiceLifecycle
 /// this process on a free loopback port for as long as `body` runs: `client-sim simulate` is
 /// `client-sim run` against it, so what the simulator measures is what operators deploy.
 public enum InProcessCoordinator {
+    /// What `body` is handed: where the coordinator listens, its admin token, and the same
+    /// application's router for requests that skip the sockets.
+    public struct Handle: Sendable {
+        public var url: String
+        public var adminToken: String
+        public var exchange: any CoordinatorExchange
+    }
+
     /// Initialises `stateDirectory` if it is new (recording the lifetime budget), serves it on 127.0.0.1, and hands `body` the
-    /// base URL and the admin token; stops the server gracefully afterwards, error or not.
+    /// base URL, the admin token and the in-process exchange; stops the server gracefully afterwards, error or not.
     public static func with<T: Sendable>(
         stateDirectory: URL, totalEpsilon: Double, totalDelta: Double, embeddingCache: URL?, logLevel: Logger.Level = .warning,
-        _ body: @Sendable (_ url: String, _ adminToken: String) async throws -> T
+        _ body: @Sendable (Handle) async throws -> T
     ) async throws -> T {
         let keyPath = stateDirectory.appendingPathComponent(CoordinatorDaemon.keyFile).path
         if !FileManager.default.fileExists(atPath: keyPath) {
@@ -29,6 +38,7 @@ public enum InProcessCoordinator {
             portSink.yield(port)
             portSink.finish()
         })
+        let exchange = try await RouterExchange(app: app, logger: logger)
         let token = try CoordinatorDaemon.readAdminToken(path: stateDirectory.appendingPathComponent(CoordinatorDaemon.adminTokenFile).path)
         let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
         return try await withThrowingTaskGroup(of: T?.self) { tasks in
@@ -45,7 +55,7 @@ public enum InProcessCoordinator {
             }
             let result: T
             do {
-                result = try await body("http://127.0.0.1:\(port)", token)
+                result = try await body(Handle(url: "http://127.0.0.1:\(port)", adminToken: token, exchange: exchange))
             } catch {
                 await group.triggerGracefulShutdown()
                 try? await tasks.waitForAll()

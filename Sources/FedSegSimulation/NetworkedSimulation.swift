@@ -18,6 +18,10 @@ public struct NetworkedSimulation: Sendable {
     public struct Configuration: Sendable {
         public var coordinatorURL: String
         public var adminToken: String
+        /// Client traffic (plans, updates, stages, models) goes here instead of over HTTP to
+        /// `coordinatorURL`: the in-process coordinator's router (`RouterExchange`). Admin
+        /// requests still use HTTP.
+        public var exchange: (any CoordinatorExchange)?
         /// PEM CA (or pinned certificate) for an `https://` coordinator.
         public var caCertificate: String?
         public var clients: Int
@@ -272,28 +276,35 @@ public struct NetworkedSimulation: Sendable {
     ) async throws -> Report {
         let c = configuration
         let dataset = prepared.dataset
-        let transport = HTTPCoordinatorTransport(baseURL: c.coordinatorURL, client: http)
+        let transport = c.exchange.map { HTTPCoordinatorTransport(exchange: $0) } ?? HTTPCoordinatorTransport(baseURL: c.coordinatorURL, client: http)
         let admin = AdminClient(baseURL: c.coordinatorURL, token: c.adminToken, client: http)
         let nodesDirectory = c.workDirectory.appendingPathComponent("clients", isDirectory: true)
-        let suspendIdle = c.clients > 500
+        // An open node holds three files (its database, WAL and shared-memory index): nodes stay
+        // open between rounds while the process's file limit allows it (reopening costs a
+        // node more than answering), and are closed between uses beyond that.
+        let suspendIdle = c.clients > Self.openNodeLimit()
 
         // Nodes: keys, state, shard; then enrollment with one-time tokens from the admin API.
         log("creating \(c.clients) client nodes under \(nodesDirectory.path)")
-        var nodes: [ClientNode] = []
-        nodes.reserveCapacity(c.clients)
-        for index in 0..<c.clients {
+        // Making a node writes its key file and database and waits for the disk: made on dispatch
+        // threads, many at once, off the cooperative pool.
+        let made = NodeList(count: c.clients)
+        try await forEach(0..<c.clients, concurrency: c.concurrency) { index in
             let users = members[index]
             let data = ClientData(
                 userIDs: users.map { dataset.users[$0].user }, points: KMeans.gatherRows(prepared.points, users),
                 items: users.map { prepared.training[$0] }
             )
-            let node = try ClientNode(
-                directory: nodesDirectory.appendingPathComponent("client-\(index)", isDirectory: true), id: "sim-\(runTag)-\(index)",
-                embedderID: prepared.embedderID, data: data, epsilonBudget: c.epsilon, delta: c.delta
-            )
+            let node = try await Self.blocking {
+                try ClientNode(
+                    directory: nodesDirectory.appendingPathComponent("client-\(index)", isDirectory: true), id: "sim-\(runTag)-\(index)",
+                    embedderID: prepared.embedderID, data: data, epsilonBudget: c.epsilon, delta: c.delta
+                )
+            }
             if suspendIdle { try await node.suspend() }
-            nodes.append(node)
+            await made.set(index, node)
         }
+        let nodes = await made.nodes()
         // Tokens, enrolment and the run's start are retried across a coordinator restart.
         let count = c.clients
         let tokens = try await Retry.untilDeadline(seconds: 120) { try await admin.createTokens(count: count) }
@@ -692,6 +703,42 @@ public struct NetworkedSimulation: Sendable {
                     next += 1
                 }
             }
+        }
+    }
+}
+
+extension NetworkedSimulation {
+    /// How many nodes may stay open at once: a quarter of the open-file limit (raised to its hard
+    /// limit first), which leaves room for sockets and the coordinator's files.
+    static func openNodeLimit() -> Int {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 500 }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        return max(100, Int(min(limit.rlim_cur, 1 << 20)) / 4 / 3)
+    }
+}
+
+/// Nodes made concurrently, kept in client order.
+actor NodeList {
+    private var slots: [ClientNode?]
+
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+
+    func set(_ index: Int, _ node: ClientNode) { slots[index] = node }
+
+    func nodes() -> [ClientNode] { slots.map { $0! } }
+}
+
+extension NetworkedSimulation {
+    /// Runs blocking work (files, fsync) on a dispatch thread and waits for it without holding a
+    /// thread of the cooperative pool.
+    static func blocking<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(with: Result { try work() }) }
         }
     }
 }

@@ -1,5 +1,5 @@
 import FedSegMath
-import FedSegPrivacy
+@testable import FedSegPrivacy
 import Foundation
 import Testing
 
@@ -89,6 +89,29 @@ struct SamplerTests {
         // df = cells − 1 (about 40); P(χ²₄₀ > 110) < 1e-8.
         #expect(cells > 20)
         #expect(chiSquare < Double(cells - 1) + 12 * Double(cells - 1).squareRoot(), "chi-square \(chiSquare) over \(cells) cells")
+    }
+
+    @Test("the sampler's uniform draws stay below n and are uniform, across the 64-bit boundary")
+    func uniformBelow() throws {
+        var sampler = try DiscreteGaussianSampler(sigma: 2, generator: SeededRandom(seed: 404))
+        let two64 = Int128(1) << 64
+        for n in [Int128(1), 2, 3, 1000, two64 - 1, two64, two64 + 1, (Int128(1) << 100) + 7, Int128.max] {
+            for _ in 0..<2000 {
+                let u = sampler.uniform(below: n)
+                #expect(u >= 0 && u < n, "uniform(below: \(n)) gave \(u)")
+            }
+        }
+        // n = 3 (a mask of 2 bits, a quarter rejected) and n = 2^64 + 1 (two words, nearly half
+        // rejected): each cell of the first and of the top third holds its share.
+        for n in [Int128(3), two64 + 1] {
+            var cells = [0, 0, 0]
+            let trials = 300_000
+            for _ in 0..<trials { cells[Int(sampler.uniform(below: n) * 3 / n)] += 1 }
+            let expected = Double(trials) / 3
+            let chiSquare = cells.reduce(0.0) { $0 + pow(Double($1) - expected, 2) / expected }
+            // df = 2: P(χ²₂ > 40) ≈ 2e-9.
+            #expect(chiSquare < 40, "n = \(n): \(cells)")
+        }
     }
 
     @Test("discrete Gaussian with a large σ keeps its variance")
