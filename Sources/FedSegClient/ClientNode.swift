@@ -35,7 +35,7 @@ public struct ClientData: Sendable {
 /// answered twice with different noise, across restarts too.
 public actor ClientNode {
     public nonisolated let id: String
-    private nonisolated let executor: NodeExecutor
+    private nonisolated let executor: SerialQueueExecutor
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
     public nonisolated let directory: URL
     public nonisolated let population: String
@@ -119,7 +119,7 @@ public actor ClientNode {
         try migrator.migrate(database)
         queue = database
         self.id = id
-        executor = NodeExecutor(label: "fedseg.node.\(id)")
+        executor = SerialQueueExecutor(label: "fedseg.node.\(id)")
         self.directory = directory
         self.embedderID = embedderID
         self.data = data

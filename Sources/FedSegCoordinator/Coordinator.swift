@@ -95,8 +95,16 @@ public actor Coordinator {
     let logger: Logger
     var active: ActiveRun?
     var open: OpenRound?
+    /// Messages waiting for the next group commit (`accept`).
+    var pendingAccepts: [PendingAccept] = []
+    var acceptFlushScheduled = false
     /// The current run's embedded seed phrases (for `segments()`), kept from its start.
     var seedVectors: (runID: String, vectors: Matrix)?
+
+    /// The state machine commits to SQLite as it goes (each commit waits for the disk): on its
+    /// own queue, so a commit never holds a thread the HTTP server and handlers need.
+    private nonisolated let executor = SerialQueueExecutor(label: "fedseg.coordinator")
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
     public init(store: CoordinatorStore, keys: CoordinatorKeys, settings: Settings, metrics: CoordinatorMetrics, logger: Logger) throws {
         self.store = store
@@ -294,40 +302,122 @@ public actor Coordinator {
         case rejected(UpdateIntake.Rejection)
     }
 
+    /// A message waiting for the next group commit, and who waits for its outcome.
+    struct PendingAccept {
+        var decoded: UpdateIntake.Decoded
+        var envelope: [UInt8]
+        var round: UInt64
+        var continuation: CheckedContinuation<AcceptOutcome, any Error>
+    }
+
     /// Records a message decoded by the intake and adds it to the open round, in one step: the
     /// round cannot close between the two. Local mode: the round's first update also charges the
     /// run and all users, in the same transaction (the coordinator has now seen private data).
-    public func accept(_ decoded: UpdateIntake.Decoded, envelope: [UInt8], round: UInt64) throws -> AcceptOutcome {
-        guard var current = open, current.id == round, current.aggregation.expects(decoded.message, from: decoded.clientID) else {
-            // Closed since the route looked: a message it had accepted before is still a replay.
-            if try store.registry.wasAccepted(clientID: decoded.clientID, round: round, kind: decoded.kind) {
-                return .rejected(.replay(client: decoded.clientID, round: round))
+    ///
+    /// Group commit: messages that arrive while a commit is being written wait for the next
+    /// one, which records all of them (replay records with their envelopes, and the charge) in
+    /// one transaction and one fsync; each caller gets its own outcome once that transaction is
+    /// on disk, so an `added` answer still means the message is durable. One writer and one
+    /// fsync per message had been most of the intake's time.
+    public func accept(_ decoded: UpdateIntake.Decoded, envelope: [UInt8], round: UInt64) async throws -> AcceptOutcome {
+        try await withCheckedThrowingContinuation { continuation in
+            pendingAccepts.append(PendingAccept(decoded: decoded, envelope: envelope, round: round, continuation: continuation))
+            if !acceptFlushScheduled {
+                acceptFlushScheduled = true
+                Task { self.flushAccepts() }
             }
-            return .late(open?.id == round
-                ? "round \(round) no longer takes this message from \(decoded.clientID)"
-                : "round \(round) closed before the message was added")
         }
-        let charge = !current.charged && current.aggregation.revealsOnAccept(decoded.message) ? try charge(for: current) : nil
+    }
+
+    /// Commits every waiting message at once and answers each.
+    func flushAccepts() {
+        acceptFlushScheduled = false
+        let batch = pendingAccepts
+        pendingAccepts = []
+        guard !batch.isEmpty else { return }
+        let results: [Result<AcceptOutcome, any Error>]
         do {
-            try store.accept(clientID: decoded.clientID, round: round, kind: decoded.kind, envelope: envelope, charge: charge)
-        } catch let rejection as UpdateIntake.Rejection {
-            return .rejected(rejection)
+            results = try acceptBatch(batch)
+        } catch {
+            results = Array(repeating: .failure(error), count: batch.count)
+        }
+        for (item, result) in zip(batch, results) { item.continuation.resume(with: result) }
+    }
+
+    /// The batch's messages in arrival order: each is checked against the open round as before,
+    /// those it takes are recorded together (a replay within the batch is refused by the same
+    /// transaction that recorded its first copy), then added, and the round moves on once.
+    func acceptBatch(_ batch: [PendingAccept]) throws -> [Result<AcceptOutcome, any Error>] {
+        var results = [Result<AcceptOutcome, any Error>?](repeating: nil, count: batch.count)
+        var admitted: [Int] = []
+        for (i, item) in batch.enumerated() {
+            if let current = open, current.id == item.round, current.aggregation.expects(item.decoded.message, from: item.decoded.clientID) {
+                admitted.append(i)
+            } else {
+                results[i] = Result { try closedOutcome(item.decoded, round: item.round) }
+            }
+        }
+        guard var current = open, !admitted.isEmpty else { return results.map { $0! } }
+        let reveals = admitted.contains { current.aggregation.revealsOnAccept(batch[$0].decoded.message) }
+        let charge = !current.charged && reveals ? try charge(for: current) : nil
+        let rejections: [UpdateIntake.Rejection?]
+        do {
+            rejections = try store.accept(
+                admitted.map {
+                    (clientID: batch[$0].decoded.clientID, round: batch[$0].round, kind: batch[$0].decoded.kind, envelope: batch[$0].envelope,
+                     reveals: current.aggregation.revealsOnAccept(batch[$0].decoded.message))
+                },
+                charge: charge
+            )
         } catch let failure as PrivacyLedger.Failure {
             guard case .budgetExceeded = failure else { throw failure }
-            try finish(.failed, reason: "the budget cannot pay for round \(round): \(failure)")
-            return .late("the run ended: its budget cannot pay for round \(round)")
+            try finish(.failed, reason: "the budget cannot pay for round \(current.id): \(failure)")
+            for i in admitted { results[i] = .success(.late("the run ended: its budget cannot pay for round \(current.id)")) }
+            return results.map { $0! }
         }
-        if charge != nil { current.charged = true }
-        markSeen(decoded.clientID)
-        try current.aggregation.add(decoded.message, from: decoded.clientID)
+        if charge != nil, admitted.indices.contains(where: { rejections[$0] == nil && current.aggregation.revealsOnAccept(batch[admitted[$0]].decoded.message) }) {
+            current.charged = true
+        }
+        var added: [Int] = []
+        for (position, i) in admitted.enumerated() {
+            if let rejection = rejections[position] {
+                results[i] = .success(.rejected(rejection))
+                continue
+            }
+            let decoded = batch[i].decoded
+            markSeen(decoded.clientID)
+            do {
+                try current.aggregation.add(decoded.message, from: decoded.clientID)
+            } catch {
+                results[i] = .failure(error)
+                continue
+            }
+            switch decoded.message {
+            case .decline: metrics.declines.increment()
+            case .clientUpdate, .recommendationUpdate, .startHistogram, .secAggMaskedInput: metrics.updatesAccepted.increment()
+            default: break
+            }
+            added.append(i)
+        }
         open = current
-        switch decoded.message {
-        case .decline: metrics.declines.increment()
-        case .clientUpdate, .recommendationUpdate, .startHistogram, .secAggMaskedInput: metrics.updatesAccepted.increment()
-        default: break
+        do {
+            try progress()
+            for i in added { results[i] = .success(.added) }
+        } catch {
+            for i in added { results[i] = .failure(error) }
         }
-        try progress()
-        return .added
+        return results.map { $0! }
+    }
+
+    /// The outcome for a message whose round (or stage) closed before it was added.
+    func closedOutcome(_ decoded: UpdateIntake.Decoded, round: UInt64) throws -> AcceptOutcome {
+        // Closed since the route looked: a message it had accepted before is still a replay.
+        if try store.registry.wasAccepted(clientID: decoded.clientID, round: round, kind: decoded.kind) {
+            return .rejected(.replay(client: decoded.clientID, round: round))
+        }
+        return .late(open?.id == round
+            ? "round \(round) no longer takes this message from \(decoded.clientID)"
+            : "round \(round) closed before the message was added")
     }
 
     /// Closes the open round when its deadline (or a stage's) has passed; called by the ticker.

@@ -104,12 +104,28 @@ extension CoordinatorStore {
         }
     }
 
-    /// Records an accepted message (the replay record, with its envelope for recovery) and, when
-    /// given, the charge its round owes from now on; both or neither.
-    func accept(clientID: String, round: UInt64, kind: UInt8, envelope: [UInt8], charge: Charge?) throws {
+    /// Records accepted messages (replay records, with their envelopes for recovery) and, when
+    /// given, the charge their round owes from now on (made when a message that `reveals` the
+    /// round's data is recorded), in one transaction: all or none. A message
+    /// the replay rules refuse (already accepted, or its client already answered, earlier in the
+    /// batch too) is not recorded and gets its rejection, in order; nil for each one recorded.
+    func accept(
+        _ messages: [(clientID: String, round: UInt64, kind: UInt8, envelope: [UInt8], reveals: Bool)], charge: Charge?
+    ) throws -> [UpdateIntake.Rejection?] {
         try database.write { db in
-            try UpdateIntake.recordAccepted(db, clientID: clientID, round: round, kind: kind, envelope: envelope)
-            if let charge { try Self.charge(db, charge) }
+            var rejections: [UpdateIntake.Rejection?] = []
+            rejections.reserveCapacity(messages.count)
+            for message in messages {
+                do {
+                    try UpdateIntake.recordAccepted(db, clientID: message.clientID, round: message.round, kind: message.kind, envelope: message.envelope)
+                    rejections.append(nil)
+                } catch let rejection as UpdateIntake.Rejection {
+                    // Refused before its row was written: the transaction holds the others.
+                    rejections.append(rejection)
+                }
+            }
+            if let charge, zip(messages, rejections).contains(where: { $0.reveals && $1 == nil }) { try Self.charge(db, charge) }
+            return rejections
         }
     }
 

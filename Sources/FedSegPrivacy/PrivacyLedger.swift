@@ -251,7 +251,7 @@ public final class PrivacyLedger: Sendable {
         let previous = try BudgetChange.order(Column("sequence").desc).fetchOne(db)
         var change = BudgetChange(
             sequence: (previous?.sequence ?? 0) + 1, population: budget.population, epsilon: budget.epsilon, delta: budget.delta,
-            reason: reason, createdAt: ISO8601DateFormatter().string(from: now), previousHash: previous?.hash ?? genesisHash, hash: ""
+            reason: reason, createdAt: Self.timestamp(now), previousHash: previous?.hash ?? genesisHash, hash: ""
         )
         change.hash = change.computeHash()
         try change.insert(db)
@@ -307,7 +307,7 @@ public final class PrivacyLedger: Sendable {
             throw Failure.invalid("sampling rate must be in (0, 1] and count at least 1")
         }
         guard !populations.isEmpty else { throw Failure.invalid("a charge needs at least one population") }
-        let timestamp = ISO8601DateFormatter().string(from: now)
+        let timestamp = Self.timestamp(now)
         var written: [Record] = []
         var previous = try Record.order(Column("sequence").desc).fetchOne(db)
         for population in populations {
@@ -340,6 +340,11 @@ public final class PrivacyLedger: Sendable {
         }
         return written
     }
+
+    /// A record's time, as ISO 8601 in UTC to the second ("2026-12-02T04:45:54Z"), the form
+    /// `ISO8601DateFormatter` writes; a format style rather than a new formatter per charge
+    /// (65 µs each, 3% of a simulation's CPU).
+    static func timestamp(_ date: Date) -> String { date.formatted(Date.ISO8601FormatStyle()) }
 
     /// The state directory's ledger file.
     public static let fileName = "fedseg.sqlite"

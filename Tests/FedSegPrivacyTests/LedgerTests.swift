@@ -1,4 +1,4 @@
-import FedSegPrivacy
+@testable import FedSegPrivacy
 import Foundation
 import GRDB
 import Testing
@@ -27,6 +27,14 @@ private func populated() throws -> (PrivacyLedger, URL) {
 
 @Suite("Privacy ledger")
 struct LedgerTests {
+    @Test("record times are written as ISO8601DateFormatter wrote them, so old and new records read alike")
+    func timestampFormat() {
+        for seconds in [0.0, 1_796_186_754.123, 951_782_400.999, 4_102_444_799.5] {
+            let date = Date(timeIntervalSince1970: seconds)
+            #expect(PrivacyLedger.timestamp(date) == ISO8601DateFormatter().string(from: date))
+        }
+    }
+
     @Test("charges chain, ε matches the accountant, and the audit verifies")
     func chain() throws {
         let (ledger, dir) = try populated()
