@@ -137,6 +137,49 @@ struct CoordinatorStateTests {
         }
     }
 
+    @Test("messages offered at once are committed together: each answered once durable, a copy in the same batch refused, the round charged once")
+    func groupCommit() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let coordinator = try makeCoordinator(directory, clock: ManualWallClock())
+        // 41 live clients: the round waits for the last one, so it is open for every offer below.
+        let everyone = try enroll(41, in: coordinator)
+        let clients = Array(everyone.prefix(40))
+        let coordinatorKey = coordinator.keys.identity.keyAgreement.publicKey
+        _ = try await coordinator.start(try RunStart.prepare(smallRun(minParticipants: 40), settings: coordinator.settings))
+        let first = try #require(await coordinator.snapshot())
+        // Every client's update, client 0's twice and client 1's decline after its update, all in
+        // flight together.
+        var sealed = try clients.enumerated().map { i, client in
+            try client.seal(update(first.plan, sums: [Float](repeating: 0.01, count: 8), counts: [1, Float(i % 2)]), kind: .clientUpdate, round: first.round, to: coordinatorKey)
+        }
+        sealed.append(sealed[0])
+        sealed.append(try clients[1].seal(decline(first.plan), kind: .decline, round: first.round, to: coordinatorKey))
+        let offers = sealed
+        let outcomes = try await withThrowingTaskGroup(of: (Int, Coordinator.AcceptOutcome).self) { group in
+            for (i, envelope) in offers.enumerated() { group.addTask { (i, try await offer(envelope, to: coordinator, plan: first.plan)) } }
+            var outcomes = [Coordinator.AcceptOutcome?](repeating: nil, count: offers.count)
+            for try await (i, outcome) in group { outcomes[i] = outcome }
+            return outcomes.map { $0! }
+        }
+        #expect(outcomes.prefix(40).allSatisfy { $0 == .added })
+        #expect(outcomes[40] == .rejected(.replay(client: "c0", round: first.round)))
+        guard case .rejected(.alreadyAnswered(client: "c1", round: first.round, earlier: _)) = outcomes[41] else {
+            Issue.record("a decline after an update must be refused as a second answer, got \(outcomes[41])")
+            return
+        }
+        #expect(try clients.allSatisfy { try coordinator.store.registry.wasAccepted(clientID: $0.id, round: first.round, kind: 1) })
+        #expect(try coordinator.store.ledger.records().count == 2, "charged once, with the first update: the run and all users")
+        // The last client's update closes the round with all 41.
+        let last = try everyone[40].seal(update(first.plan, sums: [Float](repeating: 0.01, count: 8), counts: [1, 0]), kind: .clientUpdate, round: first.round, to: coordinatorKey)
+        #expect(try await offer(last, to: coordinator, plan: first.plan) == .added)
+        let rounds = try coordinator.store.rounds(run: first.plan.runID)
+        #expect(rounds.first?.status == .committed && rounds.first?.participants == 41)
+        #expect(try coordinator.store.ledger.records().count == 2, "the commit does not charge again")
+        let released = try #require(rounds.first.flatMap { $0.counts.map(Packing.unpackDoubles) })
+        #expect(abs(released[0] - 41) <= 41 / first.plan.countScale && abs(released[1] - 20) <= 41 / first.plan.countScale)
+    }
+
     @Test("a round aggregates exact sums, charges the ledger at its first update, survives a restart mid-round, and ends with a signed model")
     func roundsAndRecovery() async throws {
         let directory = try temporaryDirectory()

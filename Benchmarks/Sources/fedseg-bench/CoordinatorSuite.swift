@@ -108,21 +108,21 @@ struct CoordinatorSuite: AsyncParsableCommand {
         var aead: [Double] = [], firstDecrypt: [Double] = [], decrypt: [Double] = [], validate: [Double] = [], record: [Double] = [],
             aggregate: [Double] = [], intake: [Double] = []
         var words = [Int64](repeating: 0, count: k * d + k)
-        let coordinatorKey = coordinator.keys.identity.keyAgreement
+        let keys = coordinator.keys
         let benchKeys = Envelope.SessionKeyCache()
         for (i, envelope) in sealed.enumerated() {
             let headerLength = try Envelope.peek(envelope).associatedDataLength
-            let derived = try Envelope.SessionKey.coordinator(coordinatorKey, from: clientKeys[i].key.publicKey)
+            let derived = try Envelope.SessionKey.coordinator(keys.identity.keyAgreement, from: clientKeys[i].key.publicKey)
             let a0 = clock.now
             _ = try Envelope.open(envelope, associatedDataLength: headerLength, key: derived)
             aead.append(micros(clock.now - a0))
             let f0 = clock.now
-            _ = try Envelope.open(envelope, associatedDataLength: try Envelope.peek(envelope).associatedDataLength, key: try benchKeys.coordinatorKey(coordinatorKey, from: clientKeys[i].key.publicKey))
+            _ = try Envelope.open(envelope, associatedDataLength: try Envelope.peek(envelope).associatedDataLength, key: try benchKeys.coordinatorKey(keys.identity.keyAgreement, from: clientKeys[i].key.publicKey))
             firstDecrypt.append(micros(clock.now - f0))
             let t0 = clock.now
             let plaintext = try Envelope.open(
                 envelope, associatedDataLength: try Envelope.peek(envelope).associatedDataLength,
-                key: try benchKeys.coordinatorKey(coordinatorKey, from: clientKeys[i].key.publicKey)
+                key: try benchKeys.coordinatorKey(keys.identity.keyAgreement, from: clientKeys[i].key.publicKey)
             )
             let t1 = clock.now
             let update = try MessageCodec.decode(Fedseg_V1_ClientUpdate.self, from: plaintext)
@@ -142,7 +142,7 @@ struct CoordinatorSuite: AsyncParsableCommand {
         // first, as by its message of an earlier round (a client's first message pays the
         // exchange once: `firstDecryptMicroseconds`).
         for (i, _) in sealed.enumerated() {
-            _ = try coordinator.intake.sessionKeys.coordinatorKey(coordinatorKey, from: clientKeys[i].key.publicKey)
+            _ = try coordinator.intake.sessionKeys.coordinatorKey(keys.identity.keyAgreement, from: clientKeys[i].key.publicKey)
         }
         for envelope in sealed {
             let t0 = clock.now
