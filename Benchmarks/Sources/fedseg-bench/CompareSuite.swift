@@ -400,16 +400,18 @@ func progress(_ line: String) {
     FileHandle.standardError.write(Data(("compare: " + line + "\n").utf8))
 }
 
+/// CPU time of this whole process (every thread) so far.
+func processCPUNow() -> Double {
+    var spec = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &spec)
+    return Double(spec.tv_sec) + Double(spec.tv_nsec) * 1e-9
+}
+
 /// CPU time of this whole process (every thread) spent in `body`.
 func processCPUSeconds(_ body: () throws -> Void) rethrows -> Double {
-    func now() -> Double {
-        var spec = timespec()
-        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &spec)
-        return Double(spec.tv_sec) + Double(spec.tv_nsec) * 1e-9
-    }
-    let start = now()
+    let start = processCPUNow()
     try body()
-    return now() - start
+    return processCPUNow() - start
 }
 
 /// Benchmarks/compare/worker.py in a child process: one JSON request and one JSON reply per line.
