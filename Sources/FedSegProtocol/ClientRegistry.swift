@@ -2,12 +2,19 @@ import FedSegCrypto
 import FedSegMath
 import Foundation
 import GRDB
+import Synchronization
 
 /// Who may send updates: one-time, expiring enrollment tokens (stored only as SHA-256 hashes),
 /// enrolled clients with their public keys and status, and the (client, round, kind) triples
 /// already accepted, so a replay is refused. SQLite through GRDB; the coordinator's database.
 public final class ClientRegistry: Sendable {
     public let database: any DatabaseWriter
+    /// Enrolled clients as the intake reads them, by id: two SQLite reads per message had been
+    /// a tenth of the intake. Every write that changes a client's keys or status goes through
+    /// this registry and drops its entry after committing; `generation` stops a read that
+    /// began before such a write from caching what it read.
+    private let senders = Mutex<(generation: UInt64, clients: [String: Client])>((0, [:]))
+    static let sendersCapacity = 1 << 20
 
     public struct Client: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
         public static let databaseTableName = "clients"
@@ -104,6 +111,7 @@ public final class ClientRegistry: Sendable {
     /// same request again is a success that changes nothing (a retry after a lost answer).
     public func enroll(_ request: Fedseg_V1_EnrollRequest, now: Date = Date()) throws {
         try request.validate()
+        defer { forget(request.clientID) }
         try database.write { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT expires_at, used_at, used_by FROM enrollment_tokens WHERE hash = ?", arguments: [Self.hash(request.token)]) else {
                 throw Failure.badToken
@@ -135,6 +143,7 @@ public final class ClientRegistry: Sendable {
     /// The operator adds a client's public keys directly (no token).
     public func add(id: String, signingKey: Signing.PublicKey, kxKey: KeyAgreement.PublicKey, now: Date = Date()) throws {
         guard !id.isEmpty, id.utf8.count <= 64 else { throw Failure.invalid("client id must be 1 to 64 bytes") }
+        defer { forget(id) }
         try database.write { db in
             guard try Client.fetchOne(db, key: id) == nil else { throw Failure.clientExists(id) }
             try Client(id: id, signingKey: Data(signingKey.bytes), kxKey: Data(kxKey.bytes), status: .active, enrolledAt: now.timeIntervalSince1970, lastSeenAt: now.timeIntervalSince1970).insert(db)
@@ -143,6 +152,7 @@ public final class ClientRegistry: Sendable {
 
     /// Revocation applies to the next message: every intake looks the status up.
     public func revoke(id: String) throws {
+        defer { forget(id) }
         try database.write { db in
             guard var client = try Client.fetchOne(db, key: id) else { throw Failure.unknownClient(id) }
             client.status = .revoked
@@ -185,6 +195,28 @@ public final class ClientRegistry: Sendable {
 
     public func client(_ id: String) throws -> Client? {
         try database.read { db in try Client.fetchOne(db, key: id) }
+    }
+
+    /// The client as the intake needs it (keys and status), from memory after the first read.
+    /// Its `lastSeenAt` is as of that read: use `client(_:)` for anything that shows it.
+    public func sender(_ id: String) throws -> Client? {
+        let (cached, generation) = senders.withLock { ($0.clients[id], $0.generation) }
+        if let cached { return cached }
+        guard let client = try client(id) else { return nil }
+        senders.withLock { state in
+            guard state.generation == generation else { return }
+            if state.clients.count >= Self.sendersCapacity { state.clients.removeAll(keepingCapacity: true) }
+            state.clients[id] = client
+        }
+        return client
+    }
+
+    /// Drops a client's cached entry (after a write that changed it).
+    func forget(_ id: String) {
+        senders.withLock { state in
+            state.generation &+= 1
+            state.clients[id] = nil
+        }
     }
 
     static func hash(_ token: String) -> String { SHA256.hash(Data(token.utf8)).hex }

@@ -233,7 +233,7 @@ public struct UpdateIntake: Sendable {
         } catch {
             throw Rejection.malformedEnvelope("\(error)")
         }
-        guard let client = try registry.client(header.clientID) else { throw Rejection.unknownSender(header.clientID) }
+        guard let client = try registry.sender(header.clientID) else { throw Rejection.unknownSender(header.clientID) }
         guard !checkStatus || client.status == .active else { throw Rejection.revoked(header.clientID) }
         return (header, associatedDataLength, client)
     }
