@@ -1,6 +1,6 @@
 # FedSeg: `make test` and `make demo` work on a fresh Debian machine; both install what is missing.
 SWIFT ?= swift
-BENCH_SUITES ?= gemm kmeans embed coordinator secagg compare
+BENCH_SUITES ?= gemm kmeans embed coordinator secagg scale compare
 
 DEMO_DIR ?= .demo
 export DEMO_DIR

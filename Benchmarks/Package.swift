@@ -23,6 +23,7 @@ let package = Package(
                 .product(name: "FedSegEmbedding", package: "FedSeg"),
                 .product(name: "FedSegPrivacy", package: "FedSeg"),
                 .product(name: "FedSegSimulation", package: "FedSeg"),
+                .product(name: "FedSegNode", package: "FedSeg"),
                 .product(name: "FedSegCoordinator", package: "FedSeg"),
                 .product(name: "FedSegClient", package: "FedSeg"),
                 .product(name: "FedSegCrypto", package: "FedSeg"),
