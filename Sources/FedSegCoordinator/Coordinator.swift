@@ -334,7 +334,6 @@ public actor Coordinator {
         acceptFlushScheduled = false
         let batch = pendingAccepts
         pendingAccepts = []
-        guard !batch.isEmpty else { return }
         let results: [Result<AcceptOutcome, any Error>]
         do {
             results = try acceptBatch(batch)
@@ -358,14 +357,14 @@ public actor Coordinator {
             }
         }
         guard var current = open, !admitted.isEmpty else { return results.map { $0! } }
-        let reveals = admitted.contains { current.aggregation.revealsOnAccept(batch[$0].decoded.message) }
-        let charge = !current.charged && reveals ? try charge(for: current) : nil
+        let reveals = admitted.map { current.aggregation.revealsOnAccept(batch[$0].decoded.message) }
+        let charge = !current.charged && reveals.contains(true) ? try charge(for: current) : nil
         let rejections: [UpdateIntake.Rejection?]
+        let charged: Bool
         do {
-            rejections = try store.accept(
-                admitted.map {
-                    (clientID: batch[$0].decoded.clientID, round: batch[$0].round, kind: batch[$0].decoded.kind, envelope: batch[$0].envelope,
-                     reveals: current.aggregation.revealsOnAccept(batch[$0].decoded.message))
+            (rejections, charged) = try store.accept(
+                zip(admitted, reveals).map { i, reveals in
+                    (clientID: batch[i].decoded.clientID, round: batch[i].round, kind: batch[i].decoded.kind, envelope: batch[i].envelope, reveals: reveals)
                 },
                 charge: charge
             )
@@ -375,9 +374,7 @@ public actor Coordinator {
             for i in admitted { results[i] = .success(.late("the run ended: its budget cannot pay for round \(current.id)")) }
             return results.map { $0! }
         }
-        if charge != nil, admitted.indices.contains(where: { rejections[$0] == nil && current.aggregation.revealsOnAccept(batch[admitted[$0]].decoded.message) }) {
-            current.charged = true
-        }
+        if charged { current.charged = true }
         var added: [Int] = []
         for (position, i) in admitted.enumerated() {
             if let rejection = rejections[position] {

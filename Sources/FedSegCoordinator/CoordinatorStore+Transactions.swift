@@ -109,9 +109,10 @@ extension CoordinatorStore {
     /// round's data is recorded), in one transaction: all or none. A message
     /// the replay rules refuse (already accepted, or its client already answered, earlier in the
     /// batch too) is not recorded and gets its rejection, in order; nil for each one recorded.
+    /// `charged`: whether this transaction made the charge.
     func accept(
         _ messages: [(clientID: String, round: UInt64, kind: UInt8, envelope: [UInt8], reveals: Bool)], charge: Charge?
-    ) throws -> [UpdateIntake.Rejection?] {
+    ) throws -> (rejections: [UpdateIntake.Rejection?], charged: Bool) {
         try database.write { db in
             var rejections: [UpdateIntake.Rejection?] = []
             rejections.reserveCapacity(messages.count)
@@ -124,8 +125,9 @@ extension CoordinatorStore {
                     rejections.append(rejection)
                 }
             }
-            if let charge, zip(messages, rejections).contains(where: { $0.reveals && $1 == nil }) { try Self.charge(db, charge) }
-            return rejections
+            guard let charge, zip(messages, rejections).contains(where: { $0.reveals && $1 == nil }) else { return (rejections, false) }
+            try Self.charge(db, charge)
+            return (rejections, true)
         }
     }
 

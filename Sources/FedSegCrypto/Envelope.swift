@@ -216,7 +216,5 @@ extension Envelope {
                 return key
             }
         }
-
-        public var count: Int { entries.withLock { $0.count } }
     }
 }

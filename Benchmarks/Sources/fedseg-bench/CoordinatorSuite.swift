@@ -122,12 +122,11 @@ struct CoordinatorSuite: AsyncParsableCommand {
             _ = try Envelope.open(envelope, associatedDataLength: headerLength, key: derived)
             aead.append(micros(clock.now - a0))
             let f0 = clock.now
-            _ = try Envelope.open(envelope, associatedDataLength: try Envelope.peek(envelope).associatedDataLength, key: try benchKeys.coordinatorKey(keys.identity.keyAgreement, from: clientKeys[i].key.publicKey))
+            _ = try Envelope.open(envelope, associatedDataLength: headerLength, key: try benchKeys.coordinatorKey(keys.identity.keyAgreement, from: clientKeys[i].key.publicKey))
             firstDecrypt.append(micros(clock.now - f0))
             let t0 = clock.now
             let plaintext = try Envelope.open(
-                envelope, associatedDataLength: try Envelope.peek(envelope).associatedDataLength,
-                key: try benchKeys.coordinatorKey(keys.identity.keyAgreement, from: clientKeys[i].key.publicKey)
+                envelope, associatedDataLength: headerLength, key: try benchKeys.coordinatorKey(keys.identity.keyAgreement, from: clientKeys[i].key.publicKey)
             )
             let t1 = clock.now
             let update = try MessageCodec.decode(Fedseg_V1_ClientUpdate.self, from: plaintext)
