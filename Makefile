@@ -24,7 +24,9 @@ setup:
 build: setup
 	$(SWIFT) build
 
-test: setup
+# The tests also drive the dashboard in headless Chromium: setup --browser installs it.
+test:
+	@scripts/setup --browser
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 

@@ -28,6 +28,7 @@ let nioHTTPTypes = Target.Dependency.product(name: "NIOHTTPTypes", package: "swi
 let hummingbirdTLS = Target.Dependency.product(name: "HummingbirdTLS", package: "hummingbird")
 let nioSSL = Target.Dependency.product(name: "NIOSSL", package: "swift-nio-ssl")
 let hummingbirdTesting = Target.Dependency.product(name: "HummingbirdTesting", package: "hummingbird")
+let mustache = Target.Dependency.product(name: "Mustache", package: "swift-mustache")
 
 let package = Package(
     name: "FedSeg",
@@ -65,6 +66,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.27.0"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.20.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.0.0"),
     ],
     targets: [
         // C layers. Only FedSegMath (BLAS, the OS CSPRNG and seeded stream) and FedSegCrypto (the rest of libsodium) import these.
@@ -107,7 +109,7 @@ let package = Package(
             dependencies: [
                 "FedSegMath", "FedSegEmbedding", "FedSegClustering", "FedSegPrivacy", "FedSegCrypto",
                 "FedSegSecureAggregation", "FedSegProtocol", "FedSegRecommend",
-                grdb, swiftProtobuf, hummingbird, hummingbirdCore, hummingbirdTLS, nioSSL, nioHTTPTypes, serviceLifecycle, logging, prometheus, toml, nioCore, httpTypes, unixSignals, coreMetrics,
+                grdb, swiftProtobuf, hummingbird, hummingbirdCore, hummingbirdTLS, nioSSL, nioHTTPTypes, serviceLifecycle, logging, prometheus, toml, nioCore, httpTypes, unixSignals, coreMetrics, mustache,
             ],
             swiftSettings: swiftSettings
         ),
@@ -136,7 +138,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .target(name: "FedSegCommandLine", dependencies: ["FedSegProtocol", argumentParser], swiftSettings: swiftSettings),
+        .target(name: "FedSegCommandLine", dependencies: ["FedSegProtocol", argumentParser, logging], swiftSettings: swiftSettings),
         .target(
             name: "FedSegTestSupport",
             dependencies: [],
@@ -146,7 +148,7 @@ let package = Package(
         // Executables: argument parsing and a call into a library, nothing else.
         .executableTarget(
             name: "coordinator",
-            dependencies: ["FedSegMath", "FedSegCoordinator", argumentParser, logging],
+            dependencies: ["FedSegMath", "FedSegCoordinator", "FedSegCommandLine", argumentParser, logging],
             path: "coordinator",
             exclude: ["coordinator.toml"],
             swiftSettings: swiftSettings
@@ -161,7 +163,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "fedseg-node",
-            dependencies: ["FedSegMath", "FedSegEmbedding", "FedSegNode", "FedSegPrivacy", argumentParser, logging, serviceLifecycle, unixSignals],
+            dependencies: ["FedSegMath", "FedSegEmbedding", "FedSegNode", "FedSegPrivacy", "FedSegCommandLine", argumentParser, logging, serviceLifecycle, unixSignals],
             path: "node",
             swiftSettings: swiftSettings
         ),
@@ -175,7 +177,7 @@ let package = Package(
         ),
 
         .testTarget(name: "FedSegMathTests", dependencies: ["FedSegMath"], swiftSettings: swiftSettings),
-        .testTarget(name: "FedSegCommandLineTests", dependencies: ["FedSegCommandLine", "FedSegProtocol", argumentParser], swiftSettings: swiftSettings),
+        .testTarget(name: "FedSegCommandLineTests", dependencies: ["FedSegCommandLine", "FedSegProtocol", argumentParser, logging], swiftSettings: swiftSettings),
         .testTarget(
             name: "FedSegEmbeddingTests",
             dependencies: ["FedSegEmbedding", "FedSegMath", "FedSegTestSupport"],

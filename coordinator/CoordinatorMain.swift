@@ -1,4 +1,5 @@
 import ArgumentParser
+import FedSegCommandLine
 import FedSegCoordinator
 import FedSegMath
 import Foundation
@@ -90,6 +91,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
         @Option(name: .long, help: "trace, debug, info, notice, warning, error (log.level).")
         var logLevel: String?
 
+        @Option(name: .long, help: "text, or json: one JSON object per log line, for log shippers (log.format).")
+        var logFormat: LogFormat?
+
         @Option(name: .long, help: "Write the port being listened on to this file.")
         var portFile: String?
 
@@ -119,6 +123,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
                 if let totalDelta { configuration.totalDelta = totalDelta }
                 if let maxMessageBytes { configuration.maxMessageBytes = maxMessageBytes }
                 if let logLevel { configuration.logLevel = logLevel }
+                if let logFormat { configuration.logFormat = logFormat.rawValue }
                 configuration.portFile = portFile
                 switch (tlsCert, tlsKey) {
                 case (let cert?, let key?): configuration.tls = TLSFiles(certificateChain: cert, privateKey: key)
@@ -134,11 +139,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
                 throw ExitCode(1)
             }
             let level = Logger.Level(rawValue: configuration.logLevel) ?? .info
-            LoggingSystem.bootstrap { label in
-                var handler = StreamLogHandler.standardError(label: label)
-                handler.logLevel = level
-                return handler
-            }
+            LogOutput.bootstrap(format: LogFormat(rawValue: configuration.logFormat) ?? .text, level: level)
             do {
                 try await CoordinatorDaemon.serve(configuration, logger: Logger(label: "fedseg.coordinator"))
             } catch let error as CoordinatorError {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FedSegCommandLine
 import FedSegEmbedding
 import FedSegMath
 import FedSegNode
@@ -126,6 +127,7 @@ extension NodeCommand {
         @Option(name: .long, help: "Seconds between polls of the coordinator.") var pollSeconds = 1.0
         @Option(name: .long, help: "Embedding cache directory (default: STATE_DIR/embeddings); one writer at a time.") var cacheDir: String?
         @Option(name: .long, help: "trace, debug, info, notice, warning, error.") var logLevel = "info"
+        @Option(name: .long, help: "text, or json: one JSON object per log line, for log shippers.") var logFormat: LogFormat = .text
 
         func validate() throws {
             if let budgetEpsilon, !(budgetEpsilon > 0 && budgetEpsilon.isFinite) { throw ValidationError("--budget-epsilon must be a positive number") }
@@ -137,11 +139,7 @@ extension NodeCommand {
 
         func run() async throws {
             let level = Logger.Level(rawValue: logLevel) ?? .info
-            LoggingSystem.bootstrap { label in
-                var handler = StreamLogHandler.standardError(label: label)
-                handler.logLevel = level
-                return handler
-            }
+            LogOutput.bootstrap(format: logFormat, level: level)
             let logger = Logger(label: "fedseg.node")
             do {
                 let home = try NodeHome(directory: state.url)

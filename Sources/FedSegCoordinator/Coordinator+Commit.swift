@@ -7,6 +7,7 @@ import FedSegProtocol
 import FedSegRecommend
 import Foundation
 import Logging
+import Prometheus
 import SwiftProtobuf
 
 /// How a round ends: committed (its release charged, stored and acted on, in one transaction

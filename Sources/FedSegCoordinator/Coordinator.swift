@@ -8,6 +8,7 @@ import FedSegProtocol
 import FedSegRecommend
 import Foundation
 import Logging
+import Prometheus
 import SwiftProtobuf
 
 /// The round state machine of one coordinator: plan → collecting → aggregating → committed.
@@ -154,6 +155,7 @@ public actor Coordinator {
         } catch let failure as PrivacyLedger.Failure {
             throw CoordinatorError.budget(failure.description)
         }
+        try? recordEpsilon()
         logger.notice("lifetime budget changed", metadata: ["epsilon": "\(budget.epsilon)", "delta": "\(budget.delta)", "reason": "\(reason)"])
         return budget
     }
@@ -166,6 +168,7 @@ public actor Coordinator {
     /// they are; an open round is resumed with its sums rebuilt from the messages it had
     /// accepted, under the same signed plan and deadline.
     public func recover() throws {
+        try? recordEpsilon()
         guard let run = try store.runningRun() else { return }
         let parameters = try run.decodedParameters()
         active = ActiveRun(
@@ -252,6 +255,7 @@ public actor Coordinator {
             startCandidates: phase == .start ? try JSONEncoder().encode(prepared.startCandidates) : nil
         )
         try store.create(run, budget: .init(population: "run:\(id)", epsilon: p.epsilon, delta: p.delta))
+        try? recordEpsilon()
         active = ActiveRun(
             id: id, parameters: p, privacy: privacy, centroids: prepared.centroids, variances: prepared.variances,
             committedRounds: 0, phase: phase, abandonedInARow: 0, startedAt: startedAt,
@@ -537,7 +541,6 @@ public actor Coordinator {
     }
 
     func recordEpsilon() throws {
-        guard let run = active else { return }
-        metrics.epsilonSpent.record(try store.ledger.spent(by: "run:\(run.id)"))
+        try metrics.recordPrivacy(store.ledger)
     }
 }

@@ -53,6 +53,7 @@ enum ValueKind: CustomStringConvertible {
 /// stale_after_seconds = 120        # rounds wait only for clients seen this recently
 /// [log]
 /// level = "info"
+/// format = "text"                  # or "json": one JSON object per line, for log shippers
 /// ```
 public struct CoordinatorConfiguration: Sendable, Equatable {
     public var stateDirectory = "coordinator-state"
@@ -70,6 +71,8 @@ public struct CoordinatorConfiguration: Sendable, Equatable {
     /// admin token and plans are not).
     public var insecureHTTP = false
     public var logLevel = "info"
+    /// `text` or `json` (`--log-format`).
+    public var logFormat = "text"
     /// Where to write the bound port once listening (for scripts that ask for port 0).
     public var portFile: String?
     /// Where seed-phrase embeddings are cached (default: `embeddings/` in the state directory).
@@ -97,6 +100,7 @@ public struct CoordinatorConfiguration: Sendable, Equatable {
 
         struct Log: Decodable {
             var level: String?
+            var format: String?
         }
 
         var state_dir: String?
@@ -130,7 +134,7 @@ public struct CoordinatorConfiguration: Sendable, Equatable {
                 "max_message_bytes": .integer, "max_connections": .integer, "header_timeout_seconds": .number,
                 "body_timeout_seconds": .number, "stale_after_seconds": .number,
             ],
-            "log": ["level": .string], "tls": ["cert": .string, "key": .string],
+            "log": ["level": .string, "format": .string], "tls": ["cert": .string, "key": .string],
         ]
         // Sorted: the top level first, so a section that is not a table is reported as such.
         for (section, keys) in known.sorted(by: { $0.key < $1.key }) {
@@ -173,6 +177,7 @@ public struct CoordinatorConfiguration: Sendable, Equatable {
         default: throw CoordinatorError.configuration("config \(path): tls.cert and tls.key go together")
         }
         if let v = file.log?.level { c.logLevel = v }
+        if let v = file.log?.format { c.logFormat = v }
         try c.validate()
         return c
     }
@@ -198,6 +203,9 @@ public struct CoordinatorConfiguration: Sendable, Equatable {
         }
         guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(logLevel) else {
             throw CoordinatorError.configuration("log.level must be a swift-log level")
+        }
+        guard ["text", "json"].contains(logFormat) else {
+            throw CoordinatorError.configuration("log.format must be text or json (got \(logFormat))")
         }
     }
 }

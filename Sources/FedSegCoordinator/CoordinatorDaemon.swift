@@ -122,7 +122,9 @@ public enum CoordinatorDaemon {
                 "modes": "local (every client noises its own update) or distributed (secure aggregation; each client adds a noise share), chosen per run; every release is charged before it is published",
             ])
         }
-        let router = CoordinatorRoutes.router(coordinator: coordinator, adminTokenHash: SHA256.hash(Data(token.utf8)).bytes)
+        let router = CoordinatorRoutes.router(
+            coordinator: coordinator, adminTokenHash: SHA256.hash(Data(token.utf8)).bytes, secureCookies: configuration.tls != nil
+        )
         let portFile = configuration.portFile
         let scheme = configuration.tls == nil ? "http" : "https"
         if configuration.tls == nil, !CoordinatorServer.isLoopback(configuration.host) {

@@ -8,13 +8,18 @@ import Logging
 import NIOCore
 import SwiftProtobuf
 
-/// The HTTP API (docs/PROTOCOL.md): client endpoints with protobuf bodies, admin endpoints with
-/// JSON bodies behind the bearer token, `/healthz` and `/metrics`.
+/// The HTTP API (docs/PROTOCOL.md, docs/openapi.json): client endpoints with protobuf bodies,
+/// admin endpoints with JSON bodies behind the bearer token, `/healthz`, `/metrics`, and the
+/// operator's dashboard under `/dashboard`.
 public enum CoordinatorRoutes {
     static let protobuf = "application/x-protobuf"
 
-    public static func router(coordinator: Coordinator, adminTokenHash: [UInt8]) -> Router<BasicRequestContext> {
+    /// `secureCookies`: the dashboard's session cookie is sent over HTTPS only (the daemon sets it
+    /// when it serves TLS).
+    public static func router(coordinator: Coordinator, adminTokenHash: [UInt8], secureCookies: Bool = false) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
+        // Before every route, so that each one is counted under its pattern.
+        router.add(middleware: RequestMetrics(metrics: coordinator.metrics))
         let limit = coordinator.settings.limits.maximumMessageBytes
 
         router.get("healthz") { _, _ in "ok\n" }
@@ -162,12 +167,7 @@ public enum CoordinatorRoutes {
             }
         }
         admin.get("segments") { _, _ in
-            if let parameters = try await coordinator.needsSeedVectors(), let runID = try coordinator.store.runs().last?.id {
-                let settings = coordinator.settings
-                let vectors = try await Task.detached { try RunStart.embedSeedPhrases(parameters, settings: settings) }.value
-                await coordinator.setSeedVectors(runID: runID, vectors: vectors)
-            }
-            return try json(try await coordinator.segments())
+            try json(try await segmentsReport(coordinator))
         }
         admin.get("ledger") { _, _ in
             try json(LedgerAudit.run(coordinator.store.ledger))
@@ -182,7 +182,19 @@ public enum CoordinatorRoutes {
             let budget = try await coordinator.setLifetimeBudget(epsilon: ask.epsilon, delta: ask.delta, reason: ask.reason)
             return try json(BudgetRequest(epsilon: budget.epsilon, delta: budget.delta, reason: ask.reason))
         }
+        Dashboard.register(on: router, coordinator: coordinator, adminTokenHash: adminTokenHash, secureCookies: secureCookies)
         return router
+    }
+
+    /// The current (or last) run's segments; after a restart the run's seed phrases are embedded
+    /// again first (off the state machine), for the nearest phrases and labels.
+    static func segmentsReport(_ coordinator: Coordinator) async throws -> SegmentsReport {
+        if let parameters = try await coordinator.needsSeedVectors(), let runID = try coordinator.store.runs().last?.id {
+            let settings = coordinator.settings
+            let vectors = try await Task.detached { try RunStart.embedSeedPhrases(parameters, settings: settings) }.value
+            await coordinator.setSeedVectors(runID: runID, vectors: vectors)
+        }
+        return try await coordinator.segments()
     }
 
     /// One client message: the intake's checks outside the state machine (size, header, sender,

@@ -139,38 +139,131 @@ public struct LedgerAudit: Sendable, Codable {
         }
         return LedgerAudit(records: records.count, verified: problems.isEmpty, problems: problems, populations: populations, budgetChanges: changes)
     }
+}
 
-    /// A line chart of ε after each release, one line per population (at most 12).
-    public func svg(width: Int = 720, height: Int = 360) -> String {
-        let margin = 48.0
-        let shown = populations.prefix(12)
-        let maxEpsilon = max(shown.flatMap { $0.series.map(\.epsilon) + [$0.epsilonBudget ?? 0] }.max() ?? 1, 1e-9)
-        let maxIndex = max(shown.map(\.series.count).max() ?? 1, 1)
-        let w = Double(width) - 2 * margin
-        let h = Double(height) - 2 * margin
-        func x(_ i: Int) -> Double { margin + w * Double(i) / Double(max(maxIndex - 1, 1)) }
-        func y(_ e: Double) -> Double { margin + h * (1 - e / maxEpsilon) }
+extension LedgerAudit {
+    /// The releases on the chart's x axis: every release id in ledger order, once (a release
+    /// charged to several populations is one x position for all of them).
+    public var releaseOrder: [String] {
+        var seen = Set<String>()
+        var order: [String] = []
+        for point in populations.flatMap(\.series).sorted(by: { $0.sequence < $1.sequence }) where seen.insert(point.releaseID).inserted {
+            order.append(point.releaseID)
+        }
+        return order
+    }
+
+    /// A line chart of ε after each release, one line per population (at most 12), on one x axis
+    /// of release order across populations: axes with ticks, release labels, each budget as a
+    /// labelled dashed line, and a legend under the plot that wraps to fit the width.
+    public func svg(width: Int = 760) -> String {
+        let shown = Array(populations.prefix(12))
+        let releases = releaseOrder
+        let position = Dictionary(uniqueKeysWithValues: releases.enumerated().map { ($0.element, $0.offset) })
         let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#393b79", "#637939"]
-        var out = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(height)\" font-family=\"sans-serif\" font-size=\"12\">\n"
+        let characterWidth = 6.6
+        // The legend's rows: entries laid out left to right, wrapped at the plot's width.
+        let left = 96.0, right = 24.0, top = 44.0, plotHeight = 240.0, labelBand = 96.0
+        let plotWidth = Double(width) - left - right
+        var legend: [(x: Double, row: Int, text: String, color: String)] = []
+        var cursor = 0.0, row = 0
+        for (index, population) in shown.enumerated() {
+            let text = "\(population.population) (δ = \(population.delta.map { "\($0)" } ?? "?"))"
+            let entryWidth = 28 + characterWidth * Double(text.count) + 18
+            if cursor > 0 && cursor + entryWidth > plotWidth {
+                cursor = 0
+                row += 1
+            }
+            legend.append((cursor, row, text, colors[index % colors.count]))
+            cursor += entryWidth
+        }
+        let legendTop = top + plotHeight + labelBand
+        let height = Int(legendTop + 20 * Double((legend.last?.row ?? 0) + 1) + 12)
+
+        let maxEpsilon = Self.niceCeiling(max(shown.flatMap { $0.series.map(\.epsilon) + [$0.epsilonBudget ?? 0] }.max() ?? 1, 1e-9))
+        let count = max(releases.count, 1)
+        func x(_ index: Int) -> Double { count == 1 ? left + plotWidth / 2 : left + plotWidth * Double(index) / Double(count - 1) }
+        func y(_ epsilon: Double) -> Double { top + plotHeight * (1 - epsilon / maxEpsilon) }
+        func f(_ v: Double) -> String { String(format: "%.1f", v) }
+
+        var out = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(height)\" viewBox=\"0 0 \(width) \(height)\" font-family=\"sans-serif\" font-size=\"12\" role=\"img\" aria-label=\"epsilon spent after each release\">\n"
         out += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-        out += "<text x=\"\(margin)\" y=\"20\">ε spent after each release (δ per population)</text>\n"
-        out += "<line x1=\"\(margin)\" y1=\"\(margin + h)\" x2=\"\(margin + w)\" y2=\"\(margin + h)\" stroke=\"black\"/>\n"
-        out += "<line x1=\"\(margin)\" y1=\"\(margin)\" x2=\"\(margin)\" y2=\"\(margin + h)\" stroke=\"black\"/>\n"
-        out += "<text x=\"4\" y=\"\(margin + 4)\">\(String(format: "%.3g", maxEpsilon))</text><text x=\"4\" y=\"\(margin + h)\">0</text>\n"
-        out += "<text x=\"\(margin + w / 2 - 30)\" y=\"\(Double(height) - 10)\">release</text>\n"
+        out += "<text x=\"\(f(left))\" y=\"22\" font-size=\"14\" font-weight=\"bold\">ε spent after each release (each population at its own δ)</text>\n"
+        // The y axis: ticks at round numbers, with grid lines.
+        let step = maxEpsilon / 5
+        for tick in 0...5 {
+            let value = step * Double(tick)
+            let ty = y(value)
+            out += "<line x1=\"\(f(left))\" y1=\"\(f(ty))\" x2=\"\(f(left + plotWidth))\" y2=\"\(f(ty))\" stroke=\"#e3e6ea\"/>\n"
+            out += "<line x1=\"\(f(left - 5))\" y1=\"\(f(ty))\" x2=\"\(f(left))\" y2=\"\(f(ty))\" stroke=\"black\"/>\n"
+            out += "<text x=\"\(f(left - 8))\" y=\"\(f(ty + 4))\" text-anchor=\"end\">\(Self.tickLabel(value))</text>\n"
+        }
+        out += "<text x=\"16\" y=\"\(f(top + plotHeight / 2))\" transform=\"rotate(-90 16 \(f(top + plotHeight / 2)))\" text-anchor=\"middle\">ε</text>\n"
+        // The x axis: one tick per release, at most 16 of them labelled with the release id.
+        out += "<line x1=\"\(f(left))\" y1=\"\(f(top + plotHeight))\" x2=\"\(f(left + plotWidth))\" y2=\"\(f(top + plotHeight))\" stroke=\"black\"/>\n"
+        out += "<line x1=\"\(f(left))\" y1=\"\(f(top))\" x2=\"\(f(left))\" y2=\"\(f(top + plotHeight))\" stroke=\"black\"/>\n"
+        let labelEvery = max(1, Int((Double(releases.count) / 16).rounded(.up)))
+        for (index, release) in releases.enumerated() {
+            let tx = x(index)
+            out += "<line x1=\"\(f(tx))\" y1=\"\(f(top + plotHeight))\" x2=\"\(f(tx))\" y2=\"\(f(top + plotHeight + 5))\" stroke=\"black\"/>\n"
+            if index % labelEvery == 0 || index == releases.count - 1 {
+                let label = Self.shortLabel(release)
+                let ly = top + plotHeight + 14
+                out += "<text x=\"\(f(tx))\" y=\"\(f(ly))\" transform=\"rotate(-35 \(f(tx)) \(f(ly)))\" text-anchor=\"end\" font-size=\"10\">\(Self.escape(label))</text>\n"
+            }
+        }
+        if releases.isEmpty {
+            out += "<text x=\"\(f(left + plotWidth / 2))\" y=\"\(f(top + plotHeight / 2))\" text-anchor=\"middle\" fill=\"#5b6575\">no releases yet</text>\n"
+        }
+        out += "<text x=\"\(f(left + plotWidth / 2))\" y=\"\(f(legendTop - 14))\" text-anchor=\"middle\">release (ledger order, \(releases.count) in all)</text>\n"
+        // Budgets first, so that the lines of spending are drawn over them.
+        for (index, population) in shown.enumerated() {
+            guard let budget = population.epsilonBudget, budget <= maxEpsilon else { continue }
+            let color = colors[index % colors.count]
+            let by = y(budget)
+            out += "<line x1=\"\(f(left))\" y1=\"\(f(by))\" x2=\"\(f(left + plotWidth))\" y2=\"\(f(by))\" stroke=\"\(color)\" stroke-dasharray=\"5 4\"/>\n"
+            out += "<text x=\"\(f(left + plotWidth - 4))\" y=\"\(f(by - 4 - 12 * Double(index % 2)))\" text-anchor=\"end\" fill=\"\(color)\" font-size=\"11\">budget \(Self.escape(population.population)): ε = \(Self.tickLabel(budget))</text>\n"
+        }
         for (index, population) in shown.enumerated() {
             let color = colors[index % colors.count]
-            let points = population.series.enumerated().map { String(format: "%.1f,%.1f", x($0.offset), y($0.element.epsilon)) }
-            if !points.isEmpty {
-                out += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(points.joined(separator: " "))\"/>\n"
+            let points = population.series.compactMap { point in position[point.releaseID].map { (x($0), y(point.epsilon)) } }
+            if points.count > 1 {
+                out += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(points.map { "\(f($0.0)),\(f($0.1))" }.joined(separator: " "))\"/>\n"
             }
-            if let budget = population.epsilonBudget {
-                out += "<line x1=\"\(margin)\" y1=\"\(y(budget))\" x2=\"\(margin + w)\" y2=\"\(y(budget))\" stroke=\"\(color)\" stroke-dasharray=\"4 4\"/>\n"
+            for point in points {
+                out += "<circle cx=\"\(f(point.0))\" cy=\"\(f(point.1))\" r=\"2.5\" fill=\"\(color)\"/>\n"
             }
-            let label = population.population.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-            out += "<text x=\"\(margin + w - 150)\" y=\"\(margin + 14 * Double(index + 1))\" fill=\"\(color)\">\(label)</text>\n"
+        }
+        for entry in legend {
+            let lx = left + entry.x, ly = legendTop + 20 * Double(entry.row)
+            out += "<line x1=\"\(f(lx))\" y1=\"\(f(ly))\" x2=\"\(f(lx + 20))\" y2=\"\(f(ly))\" stroke=\"\(entry.color)\" stroke-width=\"2\"/>\n"
+            out += "<text x=\"\(f(lx + 26))\" y=\"\(f(ly + 4))\">\(Self.escape(entry.text))</text>\n"
         }
         return out + "</svg>\n"
+    }
+
+    /// The smallest of 1, 2, 2.5 or 5 times a power of ten at or above `value`: the y axis's top.
+    static func niceCeiling(_ value: Double) -> Double {
+        let power = pow(10, floor(log10(value)))
+        for factor in [1.0, 2, 2.5, 5, 10] where factor * power >= value * (1 - 1e-12) { return factor * power }
+        return 10 * power
+    }
+
+    /// A release id short enough for a rotated tick label: `run-…-67f749e1/round-3` becomes
+    /// `49e1/round-3` (the run's last four characters, then the release within it).
+    static func shortLabel(_ release: String) -> String {
+        let parts = release.split(separator: "/", omittingEmptySubsequences: false)
+        let text = parts.count > 1 ? String(parts.dropLast().joined(separator: "/").suffix(4)) + "/" + String(parts.last!) : release
+        return text.count > 16 ? String(text.prefix(7)) + "…" + String(text.suffix(8)) : text
+    }
+
+    static func tickLabel(_ value: Double) -> String {
+        value == 0 ? "0" : String(format: "%g", (value * 1e6).rounded() / 1e6)
+    }
+
+    static func escape(_ text: String) -> String {
+        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
     }
 }
 

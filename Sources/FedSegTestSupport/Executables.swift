@@ -57,6 +57,18 @@ public enum Executables {
     ) throws -> Result {
         let process = Process()
         try configure(process, name, arguments, launcher: launcher)
+        return try finish(process, environment: environment, removing: removing)
+    }
+
+    /// Runs any program (not a package executable), by path, to completion.
+    public static func runCommand(_ path: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        return try finish(process, environment: environment, removing: [])
+    }
+
+    static func finish(_ process: Process, environment: [String: String], removing: [String]) throws -> Result {
         var env = ProcessInfo.processInfo.environment
         for key in removing { env.removeValue(forKey: key) }
         env.merge(environment) { $1 }

@@ -56,6 +56,36 @@ struct LedgerTests {
         #expect(audit.svg().contains("<polyline"))
     }
 
+    @Test("the ε chart: one x axis of release order for every population, ticks on both axes, labelled budgets, a legend inside the image")
+    func chart() throws {
+        let (ledger, dir) = try populated()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // A third population whose name is long and needs escaping, to make the legend wrap.
+        try ledger.setBudget(.init(population: "run:<a long run identifier & more>", epsilon: 4, delta: 1e-5))
+        try ledger.charge(releaseID: "late-release", round: 7, mechanism: .init(kind: .gaussian, noiseMultiplier: 4), populations: ["run:<a long run identifier & more>", "users"])
+        let audit = try LedgerAudit.run(ledger)
+        #expect(audit.releaseOrder == ["round-1", "round-2", "round-3", "round-4", "round-5", "recommend", "late-release"])
+        let width = 520
+        let svg = audit.svg(width: width)
+        // Each release is one tick and, here, one label; "late-release" starts the third line late on the shared axis.
+        for release in audit.releaseOrder { #expect(svg.contains(">\(release)</text>"), "\(release)") }
+        #expect(svg.components(separatedBy: "stroke=\"black\"/>").count - 1 >= 7 + 6 + 2, "7 x ticks, 6 y ticks and the two axes")
+        #expect(svg.contains(">budget users: ε = 8</text>") && svg.contains(">budget shard-1: ε = 8</text>"))
+        #expect(svg.contains("&lt;a long run identifier &amp; more&gt;") && !svg.contains("<a long"))
+        #expect(svg.contains(">0</text>") && svg.contains(">10</text>"), "y ticks from 0 to a round top")
+        // Every legend entry starts inside the image, on as many rows as it needs.
+        let height = try #require(Int(svg.split(separator: "height=\"")[1].prefix { $0.isNumber }))
+        for population in audit.populations {
+            let marker = "\(population.population) (δ = ".replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+            let line = try #require(svg.split(separator: "\n").first { $0.contains(">" + marker) }, "legend entry for \(population.population)")
+            let x = try #require(Double(line.split(separator: "x=\"")[1].prefix { $0 != "\"" }))
+            let y = try #require(Double(line.split(separator: "y=\"")[1].prefix { $0 != "\"" }))
+            #expect(x + 6.6 * Double(population.population.count + 12) <= Double(width) + 1, "\(population.population) runs off the right edge")
+            #expect(y < Double(height), "\(population.population) runs off the bottom")
+        }
+        #expect(LedgerAudit.niceCeiling(7.3) == 10 && LedgerAudit.niceCeiling(0.21) == 0.25 && LedgerAudit.niceCeiling(16) == 20)
+    }
+
     @Test("a charge over budget is refused with who, how much is left and what was asked, and writes nothing")
     func refusal() throws {
         let (ledger, dir) = try temporaryLedger()
