@@ -14,7 +14,7 @@ GOODBOOKS_SPLIT ?= --clustering-share 0.3 --max-items-per-user 100
 FUZZ_SECONDS ?= 600
 FUZZ_FLAGS = -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -use-ld=lld
 
-.PHONY: all setup build test demo demo-distributed demo-synthetic bench proto fuzz clean
+.PHONY: all setup build test demo demo-distributed demo-synthetic bench proto openapi fuzz clean
 
 all: build
 
@@ -55,6 +55,12 @@ demo-synthetic: setup
 	rm -rf $(DEMO_DIR)/planted-data
 	.build/release/client-sim generate --out $(DEMO_DIR)/planted-data --users 20000 --segments 8 --seed 1
 	scripts/demo planted $(DEMO_DIR)/planted-data --clients 20 --k 8 --epsilon 8 --delta 1e-6 --embedder minilm
+
+# docs/openapi.json is the API's contract; the coordinator serves the copy compiled into it
+# (GET /openapi.json), and a test fails when the two differ.
+openapi:
+	{ printf '// Generated from docs/openapi.json by `make openapi`: edit that file, then run it.\n\nenum OpenAPIDocument {\n    static let json = #"""\n'; \
+	  cat docs/openapi.json; printf '\n"""#\n}\n'; } > Sources/FedSegCoordinator/OpenAPIDocument.swift
 
 bench: setup
 	@# A nested package keeps a stale list of the root package's files in its build plan: drop the

@@ -215,6 +215,9 @@ struct SimulationOptions: ParsableArguments {
     @Option(name: .long, help: "Embedding cache directory (default: $FEDSEG_CACHE/embeddings).")
     var cacheDir: String?
 
+    @Flag(name: .long, help: "No progress lines (embedding, rounds); they are shown only on a terminal anyway.")
+    var quiet = false
+
     @Flag(name: .long, help: "Embed everything again instead of using the cache.")
     var noCache = false
 
@@ -232,6 +235,9 @@ struct SimulationOptions: ParsableArguments {
 
     @Option(name: .long, help: "Write the report as JSON to this file.")
     var report: String?
+
+    @Option(name: .long, help: "Write an SVG chart of segment sizes and Recall@10 per model to this file.")
+    var reportSvg: String?
 
     @Option(name: .long, help: "Share of ε for clustering; the rest goes to the recommendation release.")
     var clusteringShare = 0.7
@@ -308,7 +314,7 @@ struct SimulationOptions: ParsableArguments {
         configuration.clusteringShare = clusteringShare
         configuration.maxItemsPerUser = maxItemsPerUser
         configuration.cacheDirectory = cacheDirectory
-        configuration.showProgress = isatty(STDERR_FILENO) != 0
+        configuration.showProgress = !quiet && isatty(STDERR_FILENO) != 0
         return configuration
     }
 
@@ -334,6 +340,7 @@ struct SimulationOptions: ParsableArguments {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         if let report { try encoder.encode(result).write(to: URL(fileURLWithPath: report)) }
+        if let reportSvg { try result.svg().write(toFile: reportSvg, atomically: true, encoding: .utf8) }
         print("run \(result.runID): \(result.clients) clients, \(result.users) users, \(result.rounds) committed rounds (participants \(result.participantsPerRound.map(String.init).joined(separator: ", "))), \(result.privacyMode) noise, embedder \(result.embedder)")
         print(String(format: "ε spent %.4f of %.4f (δ = %g); ledgers verified: %@, client and coordinator ledgers agree: %@", result.epsilonSpent, result.epsilon, result.delta, result.ledgersVerified ? "yes" : "NO", result.ledgersAgree ? "yes" : "NO"))
         print(String(format: "cost ratio vs centralised non-private K-means: %.4f; ARI vs centralised: %.4f", result.costRatio, result.ariCentralized))

@@ -128,6 +128,7 @@ extension NodeCommand {
         @Option(name: .long, help: "Embedding cache directory (default: STATE_DIR/embeddings); one writer at a time.") var cacheDir: String?
         @Option(name: .long, help: "trace, debug, info, notice, warning, error.") var logLevel = "info"
         @Option(name: .long, help: "text, or json: one JSON object per log line, for log shippers.") var logFormat: LogFormat = .text
+        @Flag(name: .long, help: "No progress lines while embedding (they are shown only on a terminal anyway).") var quiet = false
 
         func validate() throws {
             if let budgetEpsilon, !(budgetEpsilon > 0 && budgetEpsilon.isFinite) { throw ValidationError("--budget-epsilon must be a positive number") }
@@ -150,6 +151,7 @@ extension NodeCommand {
                 }
                 options.pollSeconds = pollSeconds
                 options.cacheDirectory = cacheDir.map { URL(fileURLWithPath: $0, isDirectory: true) }
+                options.showProgress = !quiet
                 let service = try await NodeService(home: home, options: options, logger: logger)
                 var services: [any Service] = [service]
                 if let httpPort { services.append(NodeHTTP.application(host: "127.0.0.1", port: httpPort, metrics: service.metrics, logger: logger)) }

@@ -30,6 +30,10 @@ public enum CoordinatorRoutes {
             )
         }
 
+        router.get("openapi.json") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
+        }
+
         router.post("v1/enroll") { request, _ in
             let body = try await collect(request, limit: 64 * 1024)
             do {

@@ -123,7 +123,9 @@ public struct HashingEmbedder: Embedder {
     public func embed(_ texts: [String]) throws -> Matrix {
         var result = Matrix(rows: texts.count, cols: dimension)
         for (row, text) in texts.enumerated() {
-            for (feature, count) in features(of: text) {
+            // In key order: a dictionary's order differs between instances, and so would the
+            // float sums' rounding (the same text gave vectors 1 ulp apart).
+            for (feature, count) in features(of: text).sorted(by: { $0.key < $1.key }) {
                 var weight = 1 + log(Float(count))
                 if let idf = inverseDocumentFrequency { weight *= idf[Int(feature % UInt64(Self.buckets))] }
                 // Each projection slot takes 16 bits of a second hash for index and one for sign.

@@ -46,7 +46,8 @@ public struct NodeData: Sendable {
     }
 
     /// Reads and embeds the data directory.
-    public static func load(directory: URL, embedder: any Embedder) throws -> NodeData {
+    /// `showProgress`: a progress line per embedding job on a terminal.
+    public static func load(directory: URL, embedder: any Embedder, showProgress: Bool = false) throws -> NodeData {
         let version = filesVersion(directory)
         let dataset: Dataset
         do {
@@ -60,9 +61,14 @@ public struct NodeData: Sendable {
         }
         let itemRow = Dictionary(dataset.items.enumerated().map { ($1.item, $0) }, uniquingKeysWith: { first, _ in first })
         let kept = dataset.users.filter { user in !user.texts.isEmpty || user.items.contains { itemRow[$0] != nil } }
-        let itemVectors = dataset.items.isEmpty ? Matrix(rows: 0, cols: embedder.dimension) : try embedder.embed(dataset.items.map(UserProfiles.itemText))
+        let enabled = showProgress && ProgressLine.standardErrorIsTerminal
+        let itemVectors = dataset.items.isEmpty
+            ? Matrix(rows: 0, cols: embedder.dimension)
+            : try embedder.embed(dataset.items.map(UserProfiles.itemText), chunk: 512, progress: ProgressLine("embedding items", enabled: enabled).update)
         let withText = kept.filter { !$0.texts.isEmpty }
-        let embeddedTexts = withText.isEmpty ? Matrix(rows: 0, cols: embedder.dimension) : try embedder.embed(withText.map { UserProfiles.userText($0.texts) })
+        let embeddedTexts = withText.isEmpty
+            ? Matrix(rows: 0, cols: embedder.dimension)
+            : try embedder.embed(withText.map { UserProfiles.userText($0.texts) }, chunk: 512, progress: ProgressLine("embedding user texts", enabled: enabled).update)
         // One text row per kept user (zero for users without text) for the shared profile formula.
         var textVectors = Matrix(rows: kept.count, cols: embedder.dimension)
         var next = 0

@@ -31,6 +31,8 @@ public actor NodeService: Service {
         public var pollSeconds = 1.0
         /// Where embeddings are cached (default: STATE_DIR/embeddings).
         public var cacheDirectory: URL?
+        /// Progress lines while embedding (on a terminal only); `--quiet` turns them off.
+        public var showProgress = false
 
         public init(dataDirectory: URL) { self.dataDirectory = dataDirectory }
     }
@@ -62,7 +64,7 @@ public actor NodeService: Service {
             base: try NodeHome.embedder(options.embedder),
             directory: options.cacheDirectory ?? home.directory.appendingPathComponent("embeddings", isDirectory: true)
         )
-        let loaded = try NodeData.load(directory: options.dataDirectory, embedder: embedder)
+        let loaded = try NodeData.load(directory: options.dataDirectory, embedder: embedder, showProgress: options.showProgress)
         let node = try home.clientNode(embedderID: embedder.identifier, budget: options.budget ?? (NodeService.defaultBudget.epsilon, NodeService.defaultBudget.delta), data: loaded.data)
         if let budget = options.budget {
             let ledger = try await node.ledger()
@@ -153,7 +155,7 @@ public actor NodeService: Service {
         let version = NodeData.filesVersion(options.dataDirectory)
         guard version != dataVersion else { return }
         do {
-            let loaded = try NodeData.load(directory: options.dataDirectory, embedder: embedder)
+            let loaded = try NodeData.load(directory: options.dataDirectory, embedder: embedder, showProgress: options.showProgress)
             dataVersion = loaded.version
             current = loaded
             try home.store.replaceUsers(ids: loaded.data.userIDs, points: loaded.data.points, items: loaded.data.items)
@@ -313,24 +315,28 @@ public actor NodeService: Service {
     }
 }
 
-/// The node's counters, in its own Prometheus registry (`/metrics` on `--http-port`).
+/// The node's counters, in its own Prometheus registry (`/metrics` on `--http-port`), each with
+/// HELP and TYPE lines.
 public final class NodeMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
-    let factory: PrometheusMetricsFactory
-    let users: CoreMetrics.Gauge
-    let epsilonSpent: CoreMetrics.Gauge
-    let modelVersion: CoreMetrics.Gauge
+    let users: Prometheus.Gauge
+    let epsilonSpent: Prometheus.Gauge
+    let modelVersion: Prometheus.Gauge
+    static let answersHelp = "Rounds this node answered, by outcome (accepted, declined, failed, ...), since it started"
+
+    static func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "fedseg", subsystem: "node", metricName: metric, unitName: unit, helpText: help)
+    }
 
     init() {
         registry = PrometheusCollectorRegistry()
-        factory = PrometheusMetricsFactory(registry: registry)
-        users = CoreMetrics.Gauge(label: "fedseg_node_users", factory: factory)
-        epsilonSpent = CoreMetrics.Gauge(label: "fedseg_node_epsilon_spent", factory: factory)
-        modelVersion = CoreMetrics.Gauge(label: "fedseg_node_model_version", factory: factory)
+        users = registry.makeGauge(descriptor: Self.name("users", "", "Users this node holds"))
+        epsilonSpent = registry.makeGauge(descriptor: Self.name("epsilon_spent", "", "Lifetime epsilon this node's ledger has spent for its users"))
+        modelVersion = registry.makeGauge(descriptor: Self.name("model_version", "", "Version of the segment model this node keeps"))
     }
 
     func outcome(_ label: String) {
-        CoreMetrics.Counter(label: "fedseg_node_answers_total", dimensions: [("outcome", label)], factory: factory).increment()
+        registry.makeCounter(descriptor: Self.name("answers", "total", Self.answersHelp), labels: [("outcome", label)]).increment()
     }
 
     public func exposition() -> String { registry.emitToString() }

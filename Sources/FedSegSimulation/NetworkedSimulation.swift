@@ -228,7 +228,7 @@ public struct NetworkedSimulation: Sendable {
         if let warning { log("warning: \(warning)") }
         let embedder: any Embedder = try c.cacheDirectory.map { try CachingEmbedder(base: base, directory: $0) } ?? base
         log("embedding \(dataset.items.count) items and \(dataset.users.count) users with \(embedder.identifier) (on the clients' behalf; cached by model and text)")
-        let prepared = try PreparedDataset.make(dataset, embedder: embedder, seed: c.seed)
+        let prepared = try PreparedDataset.make(dataset, embedder: embedder, seed: c.seed, showProgress: c.showProgress)
 
         // Shards: cold-start users hold no training data and do not take part.
         let participants = dataset.users.indices.filter { !prepared.coldStart[$0] }

@@ -24,14 +24,17 @@ public struct PreparedDataset: Sendable {
     public let embedSeconds: Double
 
     public static func make(
-        _ dataset: Dataset, embedder: any Embedder, seed: UInt64, holdoutFraction: Double = 0.2, coldStartFraction: Double = 0.1
+        _ dataset: Dataset, embedder: any Embedder, seed: UInt64, holdoutFraction: Double = 0.2, coldStartFraction: Double = 0.1,
+        showProgress: Bool = false
     ) throws -> PreparedDataset {
         let clock = ContinuousClock()
         let started = clock.now
         let itemTexts = dataset.items.map(UserProfiles.itemText)
-        let itemVectors = try embedder.embed(itemTexts)
+        let itemProgress = ProgressLine("embedding items", enabled: showProgress && ProgressLine.standardErrorIsTerminal)
+        let itemVectors = try embedder.embed(itemTexts, chunk: 512, progress: itemProgress.update)
         let itemRow = Dictionary(dataset.items.enumerated().map { ($1.item, $0) }, uniquingKeysWith: { a, _ in a })
-        let textVectors = try embedder.embed(dataset.users.map { UserProfiles.userText($0.texts) })
+        let textProgress = ProgressLine("embedding user texts", enabled: showProgress && ProgressLine.standardErrorIsTerminal)
+        let textVectors = try embedder.embed(dataset.users.map { UserProfiles.userText($0.texts) }, chunk: 512, progress: textProgress.update)
         var split = SeededRandom(seed: seed, stream: 0x40)
         var training = [[String]](repeating: [], count: dataset.users.count)
         var heldOut = [Set<Int>](repeating: [], count: dataset.users.count)

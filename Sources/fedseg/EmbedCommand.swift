@@ -24,6 +24,9 @@ struct EmbedCommand: ParsableCommand {
     @Flag(name: .long, help: "One JSON object {embedder, dimension, embeddings: [[...]]} instead of JSON Lines.")
     var json = false
 
+    @Flag(name: .long, help: "No progress line (it is shown only when standard error is a terminal).")
+    var quiet = false
+
     func validate() throws {
         guard EmbedderChoice(rawValue: embedder) != nil else {
             throw ValidationError("--embedder must be one of \(EmbedderChoice.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -50,9 +53,12 @@ struct EmbedCommand: ParsableCommand {
         let files = modelDir.map { MiniLMModelFiles(directory: URL(fileURLWithPath: $0, isDirectory: true)) }
             ?? .defaultLocation()
         let choice = EmbedderChoice(rawValue: embedder)!
+        let loading = ProgressLine("loading \(choice.rawValue)", quiet: quiet)
+        loading.update(0, of: 1)
         let (model, warning) = choice.make(files: files, batchSize: batchSize)
+        loading.update(1, of: 1)
         if let warning { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
-        let vectors = try model.embed(texts)
+        let vectors = try model.embed(texts, chunk: 256, progress: ProgressLine("embedding", quiet: quiet).update)
         if json {
             struct Embedded: Encodable { var embedder: String; var dimension: Int; var embeddings: [[Float]] }
             return try JSONOutput.print(Embedded(

@@ -24,7 +24,13 @@ struct DashboardBrowserTests {
         try coordinator.start()
         defer { _ = coordinator.stop() }
         let token = try String(contentsOfFile: coordinator.adminTokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        let (_, report) = try FederationTests.simulate(coordinator, data: data, clients: 4)
+        let chart = coordinator.stateDirectory.appendingPathComponent("report.svg")
+        let (_, report) = try FederationTests.simulate(coordinator, data: data, clients: 4, extra: ["--report-svg", chart.path])
+        // The simulator's chart: every segment's size and every model's recall, labelled.
+        let svg = try String(contentsOf: chart, encoding: .utf8)
+        #expect(svg.hasPrefix("<svg") && svg.contains("Segment sizes") && svg.contains("Recall@10 per model"))
+        for row in report["recommendation"] as? [[String: Any]] ?? [] { #expect(svg.contains(">\(row["model"] as? String ?? "?")</text>"), "\(row)") }
+        #expect(svg.components(separatedBy: "<text").count - 1 >= 3 + 3 * ((report["segments"] as? [Any])?.count ?? 0))
         let finished = try #require(report["run_id"] as? String ?? (try JSONSerialization.jsonObject(
             with: Data(RunningCoordinator.get(coordinator.url + "/admin/v1/runs/current", token: token).utf8)
         ) as? [String: Any])?["id"] as? String)
