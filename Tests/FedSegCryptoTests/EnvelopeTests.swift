@@ -2,7 +2,9 @@
 import Foundation
 import Testing
 
-@Suite("Signatures, envelopes and key files")
+// Serialized: `manySecrets` spends the whole process-wide guarded budget on purpose, and
+// `pooledSecrets` needs a fresh slab from it.
+@Suite("Signatures, envelopes and key files", .serialized)
 struct EnvelopeTests {
     @Test("a signature verifies, and fails on any other message or key")
     func signatures() {
