@@ -109,7 +109,7 @@ extension Coordinator {
         metrics.roundSeconds.recordNanoseconds(Int64((now - round.openedAt) * 1e9))
         metrics.participants.record(Double(round.participants))
         metrics.roundsCommitted.increment()
-        try recordEpsilon()
+        try recordEpsilon([Self.allUsers, "run:\(run.id)"])
         try advance()
     }
 

@@ -155,7 +155,7 @@ public actor Coordinator {
         } catch let failure as PrivacyLedger.Failure {
             throw CoordinatorError.budget(failure.description)
         }
-        try? recordEpsilon()
+        try? recordEpsilon([Self.allUsers])
         logger.notice("lifetime budget changed", metadata: ["epsilon": "\(budget.epsilon)", "delta": "\(budget.delta)", "reason": "\(reason)"])
         return budget
     }
@@ -255,7 +255,7 @@ public actor Coordinator {
             startCandidates: phase == .start ? try JSONEncoder().encode(prepared.startCandidates) : nil
         )
         try store.create(run, budget: .init(population: "run:\(id)", epsilon: p.epsilon, delta: p.delta))
-        try? recordEpsilon()
+        try? recordEpsilon(["run:\(id)"])
         active = ActiveRun(
             id: id, parameters: p, privacy: privacy, centroids: prepared.centroids, variances: prepared.variances,
             committedRounds: 0, phase: phase, abandonedInARow: 0, startedAt: startedAt,
@@ -540,7 +540,9 @@ public actor Coordinator {
         plan.privacyMode == .distributed ? SecAggRound(round: plan, openedAt: openedAt) : LocalAggregation(plan: plan)
     }
 
-    func recordEpsilon() throws {
-        try metrics.recordPrivacy(store.ledger)
+    /// The lifetime ε gauges of `populations` (nil: every population, at start), each recomputed
+    /// from the ledger: only those a change touched, not every past run's at every commit.
+    func recordEpsilon(_ populations: Set<String>? = nil) throws {
+        try metrics.recordPrivacy(store.ledger, populations: populations)
     }
 }

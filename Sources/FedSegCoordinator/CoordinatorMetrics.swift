@@ -53,10 +53,11 @@ public final class CoordinatorMetrics: Sendable {
     /// Rejections by reason since the process started.
     public func rejectionCounts() -> [String: Int] { rejections.withLock { $0 } }
 
-    /// Sets the lifetime ε gauges of every population with a budget, labelled by population and δ
-    /// (the two figures of an audit differ because their δ does).
-    func recordPrivacy(_ ledger: PrivacyLedger) throws {
-        for budget in try ledger.budgets() {
+    /// Sets the lifetime ε gauges of the populations with a budget (all of them when
+    /// `populations` is nil), labelled by population and δ (the two figures of an audit differ
+    /// because their δ does).
+    func recordPrivacy(_ ledger: PrivacyLedger, populations: Set<String>? = nil) throws {
+        for budget in try ledger.budgets() where populations?.contains(budget.population) ?? true {
             let labels = [("population", budget.population), ("delta", "\(budget.delta)")]
             registry.makeGauge(descriptor: Self.name("epsilon_spent", "", Self.epsilonSpentHelp), labels: labels).set(try ledger.spent(by: budget.population))
             registry.makeGauge(descriptor: Self.name("epsilon_budget", "", Self.epsilonBudgetHelp), labels: labels).set(budget.epsilon)

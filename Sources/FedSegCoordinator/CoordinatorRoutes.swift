@@ -325,14 +325,24 @@ struct AdminAuthentication<Context: RequestContext>: RouterMiddleware {
     let tokenHash: [UInt8]
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+        guard let presented = Self.bearerToken(request) else {
             throw AdminError(.unauthorized, "admin endpoints need Authorization: Bearer <admin token> (the token coordinator init wrote to the state directory's admin-token file)")
         }
-        let presented = SHA256.hash(Data(header.dropFirst("Bearer ".count).utf8)).bytes
-        guard constantTimeEqual(presented, tokenHash) else {
+        guard Self.matches(presented, tokenHash) else {
             throw AdminError(.unauthorized, "wrong admin token")
         }
         return try await next(request, context)
+    }
+
+    /// The token of an `Authorization: Bearer` header, if the request has one.
+    static func bearerToken(_ request: Request) -> Substring? {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { return nil }
+        return header.dropFirst("Bearer ".count)
+    }
+
+    /// Whether `token` is the admin token, by its SHA-256, in constant time.
+    static func matches(_ token: some StringProtocol, _ tokenHash: [UInt8]) -> Bool {
+        constantTimeEqual(SHA256.hash(Data(token.utf8)).bytes, tokenHash)
     }
 }
 

@@ -49,7 +49,7 @@ public enum Dashboard {
         router.post("dashboard/login") { request, _ in
             guard access.sameOrigin(request) else { return html(pages.login(message: "refused: the form came from another site"), status: .forbidden) }
             let form = try await Self.form(LoginForm.self, request)
-            guard let token = form?.token, constantTimeEqual(SHA256.hash(Data(token.trimmingCharacters(in: .whitespacesAndNewlines).utf8)).bytes, adminTokenHash) else {
+            guard let token = form?.token, AdminAuthentication<BasicRequestContext>.matches(token.trimmingCharacters(in: .whitespacesAndNewlines), adminTokenHash) else {
                 return html(pages.login(message: "wrong admin token: paste the contents of admin.token from the coordinator's state directory"), status: .unauthorized)
             }
             let cookie = sessions.create(now: coordinator.settings.clock.now())
@@ -62,19 +62,19 @@ public enum Dashboard {
 
         let group = router.group("dashboard").add(middleware: access)
         group.get { request, _ in
-            html(try await pages.layout(.runs, body: try await pages.runs(csrf: access.csrf(request)), request: request, access: access))
+            html(pages.layout(.runs, body: try await pages.runs(csrf: access.csrf(request)), request: request, access: access))
         }
         group.get("live/run") { request, _ in
             html(try await pages.liveRun(csrf: access.csrf(request)))
         }
         group.get("privacy") { request, _ in
-            html(try await pages.layout(.privacy, body: try pages.privacy(), request: request, access: access))
+            html(pages.layout(.privacy, body: try pages.privacy(), request: request, access: access))
         }
         group.get("segments") { request, _ in
-            html(try await pages.layout(.segments, body: try await pages.segments(), request: request, access: access))
+            html(pages.layout(.segments, body: try await pages.segments(), request: request, access: access))
         }
         group.get("clients") { request, _ in
-            html(try await pages.layout(.clients, body: try pages.clients(), request: request, access: access))
+            html(pages.layout(.clients, body: try pages.clients(), request: request, access: access))
         }
         group.post("runs/stop") { request, _ in
             guard try await access.allowsAction(request, form: Self.form(ActionForm.self, request)) else { return forbidden(pages) }
@@ -201,8 +201,7 @@ struct DashboardAccess: RouterMiddleware {
     }
 
     func bearerValid(_ request: Request) -> Bool {
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { return false }
-        return constantTimeEqual(SHA256.hash(Data(header.dropFirst("Bearer ".count).utf8)).bytes, tokenHash)
+        AdminAuthentication<Context>.bearerToken(request).map { AdminAuthentication<Context>.matches($0, tokenHash) } ?? false
     }
 
     func session(_ request: Request) -> DashboardSessions.Session? {

@@ -51,7 +51,7 @@ struct DashboardPages: Sendable {
         var generated: String
     }
 
-    func layout(_ page: Page, body: String, request: Request, access: DashboardAccess) async throws -> String {
+    func layout(_ page: Page, body: String, request: Request, access: DashboardAccess) -> String {
         let csrf = access.csrf(request)
         return render(LayoutView(
             title: page.title, navigation: Page.allCases.map { NavigationItem(title: $0.title, path: $0.path, current: $0 == page) },

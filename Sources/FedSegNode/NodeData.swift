@@ -61,14 +61,13 @@ public struct NodeData: Sendable {
         }
         let itemRow = Dictionary(dataset.items.enumerated().map { ($1.item, $0) }, uniquingKeysWith: { first, _ in first })
         let kept = dataset.users.filter { user in !user.texts.isEmpty || user.items.contains { itemRow[$0] != nil } }
-        let enabled = showProgress && ProgressLine.standardErrorIsTerminal
         let itemVectors = dataset.items.isEmpty
             ? Matrix(rows: 0, cols: embedder.dimension)
-            : try embedder.embed(dataset.items.map(UserProfiles.itemText), chunk: 512, progress: ProgressLine("embedding items", enabled: enabled).update)
+            : try embedder.embed(dataset.items.map(UserProfiles.itemText), chunk: 512, progress: ProgressLine("embedding items", quiet: !showProgress).update)
         let withText = kept.filter { !$0.texts.isEmpty }
         let embeddedTexts = withText.isEmpty
             ? Matrix(rows: 0, cols: embedder.dimension)
-            : try embedder.embed(withText.map { UserProfiles.userText($0.texts) }, chunk: 512, progress: ProgressLine("embedding user texts", enabled: enabled).update)
+            : try embedder.embed(withText.map { UserProfiles.userText($0.texts) }, chunk: 512, progress: ProgressLine("embedding user texts", quiet: !showProgress).update)
         // One text row per kept user (zero for users without text) for the shared profile formula.
         var textVectors = Matrix(rows: kept.count, cols: embedder.dimension)
         var next = 0

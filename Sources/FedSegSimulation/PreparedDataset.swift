@@ -30,10 +30,10 @@ public struct PreparedDataset: Sendable {
         let clock = ContinuousClock()
         let started = clock.now
         let itemTexts = dataset.items.map(UserProfiles.itemText)
-        let itemProgress = ProgressLine("embedding items", enabled: showProgress && ProgressLine.standardErrorIsTerminal)
+        let itemProgress = ProgressLine("embedding items", quiet: !showProgress)
         let itemVectors = try embedder.embed(itemTexts, chunk: 512, progress: itemProgress.update)
         let itemRow = Dictionary(dataset.items.enumerated().map { ($1.item, $0) }, uniquingKeysWith: { a, _ in a })
-        let textProgress = ProgressLine("embedding user texts", enabled: showProgress && ProgressLine.standardErrorIsTerminal)
+        let textProgress = ProgressLine("embedding user texts", quiet: !showProgress)
         let textVectors = try embedder.embed(dataset.users.map { UserProfiles.userText($0.texts) }, chunk: 512, progress: textProgress.update)
         var split = SeededRandom(seed: seed, stream: 0x40)
         var training = [[String]](repeating: [], count: dataset.users.count)
