@@ -217,7 +217,7 @@ let package = Package(
             name: "FedSegCoordinatorTests",
             dependencies: [
                 "FedSegCoordinator", "FedSegClustering", "FedSegCrypto", "FedSegEmbedding", "FedSegMath", "FedSegPrivacy", "FedSegProtocol",
-                "FedSegSecureAggregation",
+                "FedSegSecureAggregation", "FedSegTestSupport",
                 grdb, logging, hummingbird, hummingbirdTesting, nioCore, httpTypes,
                 swiftProtobuf,
             ],

@@ -94,6 +94,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
         @Option(name: .long, help: "text, or json: one JSON object per log line, for log shippers (log.format).")
         var logFormat: LogFormat?
 
+        @Option(name: .long, help: "Record every answer (method, route, status, JSON body) as JSON lines in this file, for debugging a client (log.responses). It holds admin answers: keep it private.")
+        var responseLog: String?
+
         @Option(name: .long, help: "Write the port being listened on to this file.")
         var portFile: String?
 
@@ -124,6 +127,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
                 if let maxMessageBytes { configuration.maxMessageBytes = maxMessageBytes }
                 if let logLevel { configuration.logLevel = logLevel }
                 if let logFormat { configuration.logFormat = logFormat.rawValue }
+                if let responseLog { configuration.responseLog = responseLog }
                 configuration.portFile = portFile
                 switch (tlsCert, tlsKey) {
                 case (let cert?, let key?): configuration.tls = TLSFiles(certificateChain: cert, privateKey: key)

@@ -54,6 +54,7 @@ enum ValueKind: CustomStringConvertible {
 /// [log]
 /// level = "info"
 /// format = "text"                  # or "json": one JSON object per line, for log shippers
+/// responses = "responses.jsonl"    # optional: every answer, one JSON line each (debugging a client)
 /// ```
 public struct CoordinatorConfiguration: Sendable, Equatable {
     public var stateDirectory = "coordinator-state"
@@ -73,6 +74,8 @@ public struct CoordinatorConfiguration: Sendable, Equatable {
     public var logLevel = "info"
     /// `text` or `json` (`--log-format`).
     public var logFormat = "text"
+    /// Where to record every answer (`--response-log`, `ResponseLog`); nil records nothing.
+    public var responseLog: String?
     /// Where to write the bound port once listening (for scripts that ask for port 0).
     public var portFile: String?
     /// Where seed-phrase embeddings are cached (default: `embeddings/` in the state directory).
@@ -101,6 +104,7 @@ public struct CoordinatorConfiguration: Sendable, Equatable {
         struct Log: Decodable {
             var level: String?
             var format: String?
+            var responses: String?
         }
 
         var state_dir: String?
@@ -134,7 +138,7 @@ public struct CoordinatorConfiguration: Sendable, Equatable {
                 "max_message_bytes": .integer, "max_connections": .integer, "header_timeout_seconds": .number,
                 "body_timeout_seconds": .number, "stale_after_seconds": .number,
             ],
-            "log": ["level": .string, "format": .string], "tls": ["cert": .string, "key": .string],
+            "log": ["level": .string, "format": .string, "responses": .string], "tls": ["cert": .string, "key": .string],
         ]
         // Sorted: the top level first, so a section that is not a table is reported as such.
         for (section, keys) in known.sorted(by: { $0.key < $1.key }) {
@@ -178,6 +182,7 @@ public struct CoordinatorConfiguration: Sendable, Equatable {
         }
         if let v = file.log?.level { c.logLevel = v }
         if let v = file.log?.format { c.logFormat = v }
+        if let v = file.log?.responses { c.responseLog = v }
         try c.validate()
         return c
     }

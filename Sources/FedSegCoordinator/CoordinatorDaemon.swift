@@ -122,8 +122,13 @@ public enum CoordinatorDaemon {
                 "modes": "local (every client noises its own update) or distributed (secure aggregation; each client adds a noise share), chosen per run; every release is charged before it is published",
             ])
         }
+        let responseLog = try configuration.responseLog.map(ResponseLog.init(path:))
+        if let responseLog {
+            logger.notice("recording every answer", metadata: ["response_log": "\(responseLog.path)", "holds": "admin answers, enrollment tokens included: keep it private"])
+        }
         let router = CoordinatorRoutes.router(
-            coordinator: coordinator, adminTokenHash: SHA256.hash(Data(token.utf8)).bytes, secureCookies: configuration.tls != nil
+            coordinator: coordinator, adminTokenHash: SHA256.hash(Data(token.utf8)).bytes, secureCookies: configuration.tls != nil,
+            responseLog: responseLog
         )
         let portFile = configuration.portFile
         let scheme = configuration.tls == nil ? "http" : "https"

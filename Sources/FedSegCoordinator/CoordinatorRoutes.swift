@@ -15,9 +15,12 @@ public enum CoordinatorRoutes {
     static let protobuf = "application/x-protobuf"
 
     /// `secureCookies`: the dashboard's session cookie is sent over HTTPS only (the daemon sets it
-    /// when it serves TLS).
-    public static func router(coordinator: Coordinator, adminTokenHash: [UInt8], secureCookies: Bool = false) -> Router<BasicRequestContext> {
+    /// when it serves TLS). `responseLog`: every answer is recorded there (`--response-log`).
+    public static func router(
+        coordinator: Coordinator, adminTokenHash: [UInt8], secureCookies: Bool = false, responseLog: ResponseLog? = nil
+    ) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
+        if let responseLog { router.add(middleware: ResponseRecorder(log: responseLog)) }
         // Before every route, so that each one is counted under its pattern.
         router.add(middleware: RequestMetrics(metrics: coordinator.metrics))
         let limit = coordinator.settings.limits.maximumMessageBytes

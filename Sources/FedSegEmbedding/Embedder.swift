@@ -19,9 +19,10 @@ public struct MiniLMEmbedder: Embedder {
     public var identifier: String { "all-MiniLM-L6-v2" }
     public var dimension: Int { encoder.dimension }
 
-    public init(files: MiniLMModelFiles = .defaultLocation(), batchSize: Int = 32) throws {
+    /// `progress(done, total)` while the weights load (`MiniLMEncoder.init`).
+    public init(files: MiniLMModelFiles = .defaultLocation(), batchSize: Int = 32, progress: ((Int, Int) -> Void)? = nil) throws {
         tokenizer = try BertTokenizer(vocabularyFile: files.vocabulary, maximumLength: 256)
-        encoder = try MiniLMEncoder(files: files)
+        encoder = try MiniLMEncoder(files: files, progress: progress)
         self.batchSize = max(1, batchSize)
     }
 
@@ -191,15 +192,16 @@ public enum EmbedderChoice: String, Sendable, CaseIterable {
     case hashing
 
     /// The embedder, and a warning when MiniLM was asked for but could not be loaded.
-    public func make(files: MiniLMModelFiles = .defaultLocation(), batchSize: Int = 32, hashingDimension: Int = 384)
-        -> (embedder: any Embedder, warning: String?)
-    {
+    /// `progress`: a line while MiniLM's weights load (`ProgressLine`); none for hashing.
+    public func make(
+        files: MiniLMModelFiles = .defaultLocation(), batchSize: Int = 32, hashingDimension: Int = 384, progress: ProgressLine? = nil
+    ) -> (embedder: any Embedder, warning: String?) {
         switch self {
         case .hashing:
             return (HashingEmbedder(dimension: hashingDimension), nil)
         case .minilm:
             do {
-                return (try MiniLMEmbedder(files: files, batchSize: batchSize), nil)
+                return (try MiniLMEmbedder(files: files, batchSize: batchSize, progress: progress.map { line in { line.update($0, of: $1) } }), nil)
             } catch {
                 return (
                     HashingEmbedder(dimension: hashingDimension),

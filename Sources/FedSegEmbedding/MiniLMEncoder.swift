@@ -46,14 +46,14 @@ public final class MiniLMEncoder: Sendable {
     /// Tensors in the checkpoint that the sentence encoder does not use.
     static let unusedTensors: Set<String> = ["embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias"]
 
-    public convenience init(files: MiniLMModelFiles) throws {
+    public convenience init(files: MiniLMModelFiles, progress: ((Int, Int) -> Void)? = nil) throws {
         let configuration = try MiniLMConfiguration.load(from: files.config)
-        try self.init(configuration: configuration, weights: SafeTensorsFile(url: files.weights))
+        try self.init(configuration: configuration, weights: SafeTensorsFile(url: files.weights), progress: progress)
     }
 
     /// Loads every tensor the model needs, failing on any missing tensor, unexpected tensor or
-    /// shape mismatch.
-    public init(configuration: MiniLMConfiguration, weights: SafeTensorsFile) throws {
+    /// shape mismatch. `progress(done, total)` after the embeddings and after each layer.
+    public init(configuration: MiniLMConfiguration, weights: SafeTensorsFile, progress: ((Int, Int) -> Void)? = nil) throws {
         try configuration.validate()
         self.configuration = configuration
         let h = configuration.hiddenSize
@@ -71,6 +71,8 @@ public final class MiniLMEncoder: Sendable {
         tokenTypeEmbedding = Array(try take("embeddings.token_type_embeddings.weight", [configuration.typeVocabSize, h])[0..<h])
         embeddingNormGain = try take("embeddings.LayerNorm.weight", [h])
         embeddingNormBias = try take("embeddings.LayerNorm.bias", [h])
+        let steps = 1 + configuration.numHiddenLayers
+        progress?(1, steps)
         var layers: [Layer] = []
         for l in 0..<configuration.numHiddenLayers {
             let p = "encoder.layer.\(l)."
@@ -96,6 +98,7 @@ public final class MiniLMEncoder: Sendable {
                     outputNormBias: try take(p + "output.LayerNorm.bias", [h])
                 )
             )
+            progress?(2 + l, steps)
         }
         self.layers = layers
         if let extra = Set(weights.tensors.keys).subtracting(expected).sorted().first {

@@ -177,8 +177,8 @@ public struct NodeHome: Sendable {
 
     /// The embedder a choice names; MiniLM never falls back to hashing on a node (its vectors
     /// would not match any run's).
-    public static func embedder(_ choice: EmbedderChoice) throws -> any Embedder {
-        let (base, warning) = choice.make()
+    public static func embedder(_ choice: EmbedderChoice, progress: ProgressLine? = nil) throws -> any Embedder {
+        let (base, warning) = choice.make(progress: progress)
         if let warning, choice == .minilm {
             throw Failure.invalid("\(warning.components(separatedBy: ";").first ?? warning): run `make setup` (or scripts/setup) to install the MiniLM weights, or use --embedder hashing")
         }

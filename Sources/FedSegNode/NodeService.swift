@@ -61,7 +61,7 @@ public actor NodeService: Service {
             throw NodeHome.Failure.notEnrolled(home.directory.path)
         }
         let embedder = try CachingEmbedder(
-            base: try NodeHome.embedder(options.embedder),
+            base: try NodeHome.embedder(options.embedder, progress: ProgressLine("loading MiniLM (layers)", quiet: !options.showProgress)),
             directory: options.cacheDirectory ?? home.directory.appendingPathComponent("embeddings", isDirectory: true)
         )
         let loaded = try NodeData.load(directory: options.dataDirectory, embedder: embedder, showProgress: options.showProgress)

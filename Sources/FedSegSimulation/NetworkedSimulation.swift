@@ -224,7 +224,7 @@ public struct NetworkedSimulation: Sendable {
         }
         // Every check that can fail runs here, before the run starts and anything is charged.
         try Self.preflight(dataset: dataset, configuration: c, participants: nil)
-        let (base, warning) = c.embedder.make()
+        let (base, warning) = c.embedder.make(progress: ProgressLine("loading MiniLM (layers)", quiet: !c.showProgress))
         if let warning { log("warning: \(warning)") }
         let embedder: any Embedder = try c.cacheDirectory.map { try CachingEmbedder(base: base, directory: $0) } ?? base
         log("embedding \(dataset.items.count) items and \(dataset.users.count) users with \(embedder.identifier) (on the clients' behalf; cached by model and text)")

@@ -11,6 +11,8 @@ public final class RunningCoordinator: @unchecked Sendable {
     public var url: String { "http://127.0.0.1:\(port)" }
     public var adminTokenFile: String { stateDirectory.appendingPathComponent("admin.token").path }
     public var logFile: URL { stateDirectory.appendingPathComponent("coordinator-\(starts).log") }
+    /// Every start records its answers here (`--response-log`), for `contractProblems()`.
+    public var responseLogFile: URL { stateDirectory.appendingPathComponent("responses-\(starts).jsonl") }
     private(set) var process: Process?
     private(set) var starts = 0
 
@@ -59,7 +61,9 @@ public final class RunningCoordinator: @unchecked Sendable {
         starts += 1
         let process = Process()
         try Executables.configure(
-            process, "coordinator", ["serve", "--state-dir", stateDirectory.path, "--port", "\(port)", "--log-level", "info"] + arguments, launcher: launcher
+            process, "coordinator",
+            ["serve", "--state-dir", stateDirectory.path, "--port", "\(port)", "--log-level", "info", "--response-log", responseLogFile.path] + arguments,
+            launcher: launcher
         )
         var env = ProcessInfo.processInfo.environment
         env.merge(environment) { $1 }
@@ -77,6 +81,19 @@ public final class RunningCoordinator: @unchecked Sendable {
             Thread.sleep(forTimeInterval: 0.05)
         }
         throw Failure.didNotStart(log())
+    }
+
+    /// Every answer of every start so far, as the daemon recorded them.
+    public func recordedResponses() throws -> RecordedResponses {
+        let logs = (1...max(starts, 1)).map { stateDirectory.appendingPathComponent("responses-\($0).jsonl").path }
+        return RecordedResponses(entries: try logs.flatMap { try RecordedResponses(path: $0).entries })
+    }
+
+    /// The answers of every start that break docs/openapi.json (`OpenAPIContract`), and how many
+    /// answers there were: every answer a test's real clients and tools were given is checked.
+    public func contractProblems() throws -> (problems: [String], answers: Int, distinct: Set<String>) {
+        let recorded = try recordedResponses()
+        return (recorded.problems(against: try OpenAPIContract()), recorded.entries.count, recorded.distinct)
     }
 
     public func log() -> String { (try? String(contentsOf: logFile, encoding: .utf8)) ?? "" }

@@ -48,15 +48,12 @@ struct EmbedCommand: ParsableCommand {
         do {
             texts = try TextLines.parse(data)
         } catch let failure as TextLines.Failure {
-            throw ValidationError("\(input ?? "stdin"): \(failure)")
+            throw CommandFailure("\(input ?? "stdin"): \(failure)")
         }
         let files = modelDir.map { MiniLMModelFiles(directory: URL(fileURLWithPath: $0, isDirectory: true)) }
             ?? .defaultLocation()
         let choice = EmbedderChoice(rawValue: embedder)!
-        let loading = ProgressLine("loading \(choice.rawValue)", quiet: quiet)
-        loading.update(0, of: 1)
-        let (model, warning) = choice.make(files: files, batchSize: batchSize)
-        loading.update(1, of: 1)
+        let (model, warning) = choice.make(files: files, batchSize: batchSize, progress: ProgressLine("loading MiniLM (layers)", quiet: quiet))
         if let warning { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
         let vectors = try model.embed(texts, chunk: 256, progress: ProgressLine("embedding", quiet: quiet).update)
         if json {

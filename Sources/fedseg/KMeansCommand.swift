@@ -47,7 +47,7 @@ struct KMeansCommand: ParsableCommand {
             do {
                 points = try VectorLines.parse(data)
             } catch let failure as VectorLines.Failure {
-                throw ValidationError("\(input ?? "stdin"): \(failure)")
+                throw CommandFailure("\(input ?? "stdin"): \(failure)")
             }
             guard points.rows >= kMax else {
                 throw ValidationError("\(points.rows) vectors cannot make \(kMax) clusters")

@@ -6,6 +6,7 @@ import Hummingbird
 import HummingbirdTesting
 import NIOCore
 import Synchronization
+import FedSegTestSupport
 import Testing
 
 @testable import FedSegCoordinator
@@ -17,8 +18,7 @@ import Testing
 @Suite("OpenAPI document")
 struct OpenAPITests {
     static let adminToken = "openapi-test-admin-token"
-    static let documentURL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("docs/openapi.json")
+    static let documentURL = OpenAPIContract.documentURL
 
     static func document() throws -> [String: Any] {
         try #require(try JSONSerialization.jsonObject(with: Data(OpenAPIDocument.json.utf8)) as? [String: Any])
@@ -41,7 +41,7 @@ struct OpenAPITests {
         }
         collect(document)
         #expect(!references.isEmpty)
-        let validator = SchemaValidator(document: document)
+        let validator = OpenAPIContract(document: document)
         for reference in Set(references) { #expect(validator.resolve(["$ref": reference]) != nil, "\(reference) does not resolve") }
     }
 
@@ -68,19 +68,32 @@ struct OpenAPITests {
             )
         }
         let document = try Self.document()
-        let validator = SchemaValidator(document: document)
+        let validator = OpenAPIContract(document: document)
         let admin: HTTPFields = [.authorization: "Bearer \(Self.adminToken)", .contentType: "application/json"]
         let checked = Mutex<Set<String>>([])
-        let app = Application(router: CoordinatorRoutes.router(coordinator: coordinator, adminTokenHash: SHA256.hash(Data(Self.adminToken.utf8)).bytes))
+        // What was answered, in order, to compare with what `--response-log` recorded.
+        let answered = Mutex<[(method: String, route: String, status: Int, json: String?)]>([])
+        let logPath = try temporaryDirectory().appendingPathComponent("responses.jsonl").path
+        let responseLog = try ResponseLog(path: logPath)
+        let app = Application(
+            router: CoordinatorRoutes.router(coordinator: coordinator, adminTokenHash: SHA256.hash(Data(Self.adminToken.utf8)).bytes, responseLog: responseLog)
+        )
         try await app.test(.router) { client in
             func call(
                 _ method: HTTPRequest.Method, _ uri: String, _ pattern: String, headers: HTTPFields = [:], body: String? = nil,
                 sourceLocation: SourceLocation = #_sourceLocation
             ) async throws -> TestResponse {
                 let response = try await client.execute(uri: uri, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) })
-                let problems = validator.check(response: response, path: pattern, method: method)
+                let problems = validator.check(
+                    method: method.rawValue, path: pattern, status: Int(response.status.code), contentType: response.headers[.contentType],
+                    body: Data([UInt8](buffer: response.body)), bytes: response.body.readableBytes
+                )
                 #expect(problems.isEmpty, "\(method) \(uri) → \(response.status.code): \(problems)", sourceLocation: sourceLocation)
                 checked.withLock { _ = $0.insert("\(method.rawValue) \(pattern) \(response.status.code)") }
+                let isJSON = response.headers[.contentType]?.hasPrefix("application/json") == true
+                answered.withLock {
+                    $0.append((method.rawValue, pattern, Int(response.status.code), isJSON ? String(buffer: response.body) : nil))
+                }
                 return response
             }
             let runJSON = String(decoding: try JSONEncoder().encode({
@@ -132,6 +145,18 @@ struct OpenAPITests {
             _ = try await call(.get, "/dashboard/privacy", "/dashboard/privacy", headers: [.authorization: "Bearer \(Self.adminToken)"])
             _ = try await call(.get, "/dashboard/static/style.css", "/dashboard/static/style.css")
         }
+        // The response log holds each of those answers, errors included, with the route's pattern
+        // and, for JSON, the body as sent; and nothing of any request.
+        let recorded = try ResponseLog.entries(at: logPath)
+        let expected = answered.withLock { $0 }
+        #expect(recorded.count == expected.count)
+        for (entry, answer) in zip(recorded, expected) {
+            #expect(entry.method == answer.method && entry.route == answer.route && entry.status == answer.status, "\(entry) ≠ \(answer)")
+            #expect(entry.body == answer.json, "\(entry.method) \(entry.route)")
+        }
+        #expect(try String(contentsOfFile: logPath, encoding: .utf8).contains(Self.adminToken) == false)
+        let mode = try FileManager.default.attributesOfItem(atPath: logPath)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
         // Every admin endpoint was reached, with at least one error each where it has one.
         let adminOperations = Set(checked.withLock { $0 }.filter { $0.contains("/admin/") }.map { String($0.split(separator: " ").prefix(2).joined(separator: " ")) })
         let paths = try #require(document["paths"] as? [String: [String: Any]])
@@ -139,90 +164,4 @@ struct OpenAPITests {
         #expect(documentedAdmin.count == 12)
         #expect(adminOperations == documentedAdmin, "not reached: \(documentedAdmin.subtracting(adminOperations).sorted())")
     }
-}
-
-/// The part of JSON Schema (2020-12, as OpenAPI 3.1 uses it) that docs/openapi.json uses:
-/// `$ref`, `type` (one or a list), `properties`, `required`, `additionalProperties`, `items`,
-/// `enum`.
-/// Immutable after init (a parsed JSON document), so safe to share.
-struct SchemaValidator: @unchecked Sendable {
-    let document: [String: Any]
-
-    func resolve(_ schema: [String: Any]) -> [String: Any]? {
-        guard let reference = schema["$ref"] as? String else { return schema }
-        guard reference.hasPrefix("#/") else { return nil }
-        var node: Any = document
-        for part in reference.dropFirst(2).split(separator: "/") {
-            guard let next = (node as? [String: Any])?[String(part)] else { return nil }
-            node = next
-        }
-        return (node as? [String: Any]).flatMap(resolve)
-    }
-
-    /// Problems with one answer: its status not documented for the operation, its media type not
-    /// the documented one, or its JSON body not valid against the documented schema.
-    func check(response: TestResponse, path: String, method: HTTPRequest.Method) -> [String] {
-        guard let paths = document["paths"] as? [String: Any], let operations = paths[path] as? [String: Any],
-            let operation = operations[method.rawValue.lowercased()] as? [String: Any], let responses = operation["responses"] as? [String: Any]
-        else { return ["\(method) \(path) is not documented"] }
-        guard let documented = responses["\(response.status.code)"] as? [String: Any] else {
-            return ["status \(response.status.code) is not documented (documented: \(responses.keys.sorted()))"]
-        }
-        guard let content = documented["content"] as? [String: Any] else {
-            return response.body.readableBytes == 0 ? [] : ["a body where none is documented"]
-        }
-        let mediaType = (response.headers[.contentType] ?? "").split(separator: ";").first.map(String.init) ?? ""
-        guard let media = content[mediaType] as? [String: Any] else { return ["media type \(mediaType) is not documented (\(content.keys.sorted()))"] }
-        guard mediaType == "application/json", let schema = media["schema"] as? [String: Any] else { return [] }
-        guard let value = try? JSONSerialization.jsonObject(with: Data([UInt8](buffer: response.body)), options: [.fragmentsAllowed]) else {
-            return ["the body is not JSON"]
-        }
-        var problems: [String] = []
-        validate(value, schema, at: "$", into: &problems)
-        return problems
-    }
-
-    func validate(_ value: Any, _ schema: [String: Any], at location: String, into problems: inout [String]) {
-        guard let schema = resolve(schema) else { return problems.append("\(location): unresolvable $ref") }
-        let types: [String] = (schema["type"] as? String).map { [$0] } ?? (schema["type"] as? [String]) ?? []
-        if !types.isEmpty, !types.contains(where: { Self.matches(value, $0) }) {
-            return problems.append("\(location): \(Self.describe(value)) is not \(types.joined(separator: " or "))")
-        }
-        if let allowed = schema["enum"] as? [String], let string = value as? String, !allowed.contains(string) {
-            problems.append("\(location): \(string) is not one of \(allowed)")
-        }
-        if let object = value as? [String: Any] {
-            let properties = schema["properties"] as? [String: Any] ?? [:]
-            for key in schema["required"] as? [String] ?? [] where object[key] == nil {
-                problems.append("\(location): \(key) is required")
-            }
-            for (key, member) in object {
-                if let property = properties[key] as? [String: Any] {
-                    validate(member, property, at: "\(location).\(key)", into: &problems)
-                } else if let additional = schema["additionalProperties"] as? [String: Any] {
-                    validate(member, additional, at: "\(location).\(key)", into: &problems)
-                } else if schema["additionalProperties"] as? Bool == false {
-                    problems.append("\(location): \(key) is not in the schema")
-                }
-            }
-        }
-        if let array = value as? [Any], let items = schema["items"] as? [String: Any] {
-            for (index, item) in array.enumerated() { validate(item, items, at: "\(location)[\(index)]", into: &problems) }
-        }
-    }
-
-    static func matches(_ value: Any, _ type: String) -> Bool {
-        switch type {
-        case "object": value is [String: Any]
-        case "array": value is [Any]
-        case "string": value is String
-        case "null": value is NSNull
-        case "boolean": value is Bool && !(value is String)
-        case "number": !(value is String) && (value as? Double) != nil
-        case "integer": !(value is String) && (value as? Double).map { $0 == $0.rounded() } == true
-        default: false
-        }
-    }
-
-    static func describe(_ value: Any) -> String { "\(type(of: value)) \(String(describing: value).prefix(60))" }
 }

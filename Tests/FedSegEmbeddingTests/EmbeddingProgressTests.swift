@@ -28,6 +28,21 @@ struct EmbeddingProgressTests {
         #expect(small.rows == 5 && reports.withLock { $0.last } == 50_005)
     }
 
+    @Test("loading MiniLM reports the embeddings and then each layer, up to the total; hashing loads nothing")
+    func loading() throws {
+        let reports = Mutex<[String]>([])
+        let progress = ProgressLine("loading", enabled: true, write: { line in reports.withLock { $0.append(line) } })
+        let (embedder, warning) = EmbedderChoice.minilm.make(files: ModelUnderTest.files, progress: progress)
+        #expect(warning == nil, "the MiniLM weights are missing: run scripts/setup (make test does)")
+        #expect(embedder.identifier == "all-MiniLM-L6-v2")
+        let shown = reports.withLock { $0 }
+        #expect(shown.first?.contains("loading: 1 / 7") == true, "\(shown)")
+        #expect(shown.last?.contains("loading: 7 / 7") == true && shown.last?.hasSuffix("\n") == true, "\(shown)")
+        reports.withLock { $0 = [] }
+        _ = EmbedderChoice.hashing.make(progress: progress)
+        #expect(reports.withLock { $0 }.isEmpty)
+    }
+
     @Test("a progress line shows count, rate and time left, redraws in place, ends with a newline, and is silent off a terminal or with --quiet")
     func line() {
         #expect(ProgressLine.text(label: "embedding", done: 0, total: 10, elapsed: 0) == "embedding: 0 / 10")

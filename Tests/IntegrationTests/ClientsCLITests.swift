@@ -90,5 +90,6 @@ struct ClientsCLITests {
         let issued = try Executables.run("fedseg", ["clients", "token", "--coordinator", coordinator.url, "--admin-token-file", token, "--json"])
         let object = try JSONSerialization.jsonObject(with: Data(issued.stdout.utf8)) as? [String: Any]
         #expect((object?["token"] as? String)?.count == 64 && object?["expires_at"] is Double, "\(issued.stdout)")
+        try expectAnswersDocumented(coordinator, including: ["POST /admin/v1/runs 422", "POST /admin/v1/clients/tokens 200"])
     }
 }

@@ -94,5 +94,9 @@ struct DashboardBrowserTests {
             let size = (try? FileManager.default.attributesOfItem(atPath: screenshots.appendingPathComponent("\(name).png").path)[.size] as? Int) ?? 0
             #expect(size > 10_000, "screenshot \(name).png (\(size) bytes)")
         }
+        try expectAnswersDocumented(coordinator, including: [
+            "POST /dashboard/login 303", "GET /dashboard 200", "GET /dashboard/privacy 200", "GET /dashboard/segments 200",
+            "GET /dashboard/clients 200", "GET /dashboard/live/run 200", "POST /dashboard/runs/stop 303",
+        ])
     }
 }

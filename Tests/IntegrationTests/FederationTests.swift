@@ -85,6 +85,10 @@ struct FederationTests {
         // SIGTERM: graceful stop, exit 0; then the state directory still reads.
         #expect(coordinator.stop() == 0)
         #expect(coordinator.log().contains("stopped"))
+        try expectAnswersDocumented(coordinator, including: [
+            "POST /v1/enroll 200", "GET /v1/rounds/current 200", "POST /v1/rounds/{round}/updates 202", "GET /v1/models/latest 200",
+            "POST /admin/v1/runs 201", "GET /admin/v1/runs/current 200", "GET /admin/v1/segments 200", "GET /admin/v1/ledger 200",
+        ])
         let offline = try Executables.run("fedseg", ["privacy", "audit", "--state-dir", coordinator.stateDirectory.path, "--json"])
         #expect(offline.status == 0, "\(offline.stderr)")
         #expect(offline.stdout.contains("\"verified\":true"))
@@ -130,6 +134,7 @@ struct FederationTests {
         let lines = audit.stdout.split(separator: "\n").filter { $0.contains("\(runID)/round-") }
         #expect(lines.count == 8 && lines.allSatisfy { $0.contains("distributed") }, "\(audit.stdout)")
         #expect(coordinator.stop() == 0)
+        try expectAnswersDocumented(coordinator, including: ["GET /v1/rounds/{round}/secagg 200", "POST /v1/rounds/{round}/updates 202"])
     }
 
     @Test("distributed mode: kill -9 between secure-aggregation stages and at aggregation; the open stage resumes and the run completes")
@@ -164,6 +169,8 @@ struct FederationTests {
         #expect(report["ledgers_agree"] as? Bool == true, "no client charged a round twice")
         #expect((report["ari_truth"] as? Double ?? 0) >= 0.8)
         coordinator.stop()
+        // Across the kills and restarts (each start's answers).
+        try expectAnswersDocumented(coordinator, including: ["POST /v1/rounds/{round}/updates 202"])
 
         let queue = try DatabaseQueue(path: coordinator.stateDirectory.appendingPathComponent("coordinator.sqlite").path)
         let abandoned = try queue.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM rounds WHERE status = 'abandoned'") ?? 0 }
@@ -207,6 +214,8 @@ struct FederationTests {
             #expect(metrics.contains("fedseg_updates_rejected_total{reason=\"\(reason)\"}"), "\(reason) in /metrics")
         }
         coordinator.stop()
+        // The refusals' error bodies included.
+        try expectAnswersDocumented(coordinator, including: ["POST /v1/rounds/{round}/updates 403", "POST /v1/rounds/{round}/updates 409"])
     }
 
     @Test("kill -9 while collecting, mid-aggregation and mid-commit: nothing committed is lost, the run completes as planned")
@@ -253,6 +262,8 @@ struct FederationTests {
         #expect(report["ledgers_agree"] as? Bool == true, "no client charged a round twice")
         #expect((report["ari_truth"] as? Double ?? 0) >= 0.8)
         coordinator.stop()
+        // Across the kills and restarts (each start's answers).
+        try expectAnswersDocumented(coordinator, including: ["POST /v1/rounds/{round}/updates 202"])
 
         // The database: the chain verifies; one charge per committed round, per population.
         let ledger = try PrivacyLedger(path: coordinator.stateDirectory.appendingPathComponent("coordinator.sqlite").path)

@@ -235,6 +235,9 @@ struct NodeProcessTests {
         for release in coordinatorReleases {
             #expect((charged[release] ?? 0) >= 2, "\(release) charged by \(charged[release] ?? 0) node(s)")
         }
+        try expectAnswersDocumented(coordinator, including: [
+            "POST /v1/enroll 200", "POST /v1/rounds/{round}/updates 202", "GET /v1/rounds/{round}/secagg 200", "GET /v1/models/latest 200",
+        ])
     }
 
     @Test("client-sim --join and a real node share one run an operator starts")

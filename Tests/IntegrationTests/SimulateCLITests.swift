@@ -110,6 +110,7 @@ struct SimulateCLITests {
         ] + common)
         #expect(run.status == 0, "\(run.stderr)")
         #expect(coordinator.stop() == 0)
+        try expectAnswersDocumented(coordinator, including: ["POST /v1/rounds/{round}/updates 202", "GET /admin/v1/runs/{id} 200", "GET /admin/v1/ledger 200"])
 
         let a = try Self.releases(state.appendingPathComponent("coordinator/coordinator.sqlite"))
         let b = try Self.releases(coordinator.stateDirectory.appendingPathComponent("coordinator.sqlite"))
