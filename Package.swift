@@ -75,6 +75,11 @@ let package = Package(
             pkgConfig: "libsodium",
             providers: [.apt(["libsodium-dev"])]
         ),
+        // The SQLite GRDB links, for the one connection setting GRDB does not expose (FedSegClient).
+        .systemLibrary(
+            name: "CSQLite",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
         .systemLibrary(
             name: "COpenBLAS",
             pkgConfig: "openblas",
@@ -116,7 +121,7 @@ let package = Package(
         .target(
             name: "FedSegClient",
             dependencies: [
-                "FedSegMath", "FedSegClustering", "FedSegPrivacy", "FedSegCrypto",
+                "FedSegMath", "FedSegClustering", "FedSegPrivacy", "FedSegCrypto", "CSQLite",
                 "FedSegSecureAggregation", "FedSegProtocol", "FedSegRecommend", grdb, swiftProtobuf, httpClient, nioCore, nioHTTP1, nioSSL,
             ],
             swiftSettings: swiftSettings

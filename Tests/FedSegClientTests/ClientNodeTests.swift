@@ -114,8 +114,12 @@ struct ClientNodeTests {
         let bound: Double = 6 * 2 * 2.0.squareRoot()
         #expect(abs(total - 30) < bound)
 
-        // A restarted node (same directory) still answers with the stored bytes.
+        // A restarted node (same directory) still answers with the stored bytes. Suspending left
+        // the WAL unmerged (no checkpoint on close), and the reopened node reads the charge from it.
         try await node.suspend()
+        let wal = node.directory.appendingPathComponent(ClientNode.databaseFile + "-wal").path
+        let walBytes = (try? FileManager.default.attributesOfItem(atPath: wal)[.size] as? Int) ?? 0
+        #expect(walBytes > 0, "the WAL was checkpointed and removed at suspend")
         let restarted = try await fixture.node()
         let afterRestart = try await restarted.answer(publication)
         #expect(afterRestart.resent && afterRestart.envelope == first.envelope)

@@ -61,6 +61,21 @@ struct CoordinatorSuite: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let output = try await measure()
+        if json { try printJSON(output); return }
+        print("coordinator intake, k = \(k), d = \(d), envelope \(output.envelopeBytes) bytes, \(clients) clients")
+        print(String(format: "floor: AEAD open of the envelope under a derived key %.1f µs; a client's first message (X25519 + open) %.1f µs",
+                     output.aeadOpenMicroseconds, output.firstDecryptMicroseconds))
+        print(String(format: "one at a time, per update (median µs): decrypt %.1f, decode+validate %.1f, record (SQLite, with the envelope, its own transaction) %.1f, aggregate %.1f",
+                     output.decryptMicroseconds, output.validateMicroseconds, output.recordMicroseconds, output.aggregateMicroseconds))
+        print(String(format: "whole intake, %d in flight in process: %.1f µs wall and %.1f µs CPU per update (%.1fx the AEAD floor), %.0f µs per call",
+                     concurrency, output.intakeMicroseconds, output.intakeCPUMicroseconds, output.intakeOverAEAD, output.intakeLatencyMicroseconds))
+        print(String(format: "HTTP on loopback (%d concurrent): %.0f updates/s accepted; round of %d clients open → committed in %.3f s",
+                     concurrency, output.updatesPerSecond, clients, output.roundSeconds))
+    }
+
+    /// The figures, without printing (the `scale` suite folds them into its table).
+    func measure() async throws -> Output {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fedseg-bench-coordinator-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -232,16 +247,7 @@ struct CoordinatorSuite: AsyncParsableCommand {
             intakeMicroseconds: intakeWall, intakeCPUMicroseconds: intakeCPU, intakeLatencyMicroseconds: median(intake),
             intakeOverAEAD: intakeCPU / median(aead), updatesPerSecond: Double(clients) / (micros(posted) / 1e6), roundSeconds: micros(roundTime) / 1e6
         )
-        if json { try printJSON(output); return }
-        print("coordinator intake, k = \(k), d = \(d), envelope \(output.envelopeBytes) bytes, \(clients) clients")
-        print(String(format: "floor: AEAD open of the envelope under a derived key %.1f µs; a client's first message (X25519 + open) %.1f µs",
-                     output.aeadOpenMicroseconds, output.firstDecryptMicroseconds))
-        print(String(format: "one at a time, per update (median µs): decrypt %.1f, decode+validate %.1f, record (SQLite, with the envelope, its own transaction) %.1f, aggregate %.1f",
-                     output.decryptMicroseconds, output.validateMicroseconds, output.recordMicroseconds, output.aggregateMicroseconds))
-        print(String(format: "whole intake, %d in flight in process: %.1f µs wall and %.1f µs CPU per update (%.1fx the AEAD floor), %.0f µs per call",
-                     concurrency, output.intakeMicroseconds, output.intakeCPUMicroseconds, output.intakeOverAEAD, output.intakeLatencyMicroseconds))
-        print(String(format: "HTTP on loopback (%d concurrent): %.0f updates/s accepted; round of %d clients open → committed in %.3f s",
-                     concurrency, output.updatesPerSecond, clients, output.roundSeconds))
+        return output
     }
 }
 

@@ -10,7 +10,7 @@ extension PrivacyMode: @retroactive ExpressibleByArgument {}
 struct ScaleSuite: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "scale",
-        abstract: "A federation of many clients through the real coordinator and real nodes in this process (planted data, hashing embedder): wall time and peak memory."
+        abstract: "The scale table: coordinator intake against the AEAD floor and over HTTP, a SecAgg+ round's server work at 10,000 clients, and a federation of many clients through the real coordinator and real nodes in this process (planted data, hashing embedder): wall time and peak memory."
     )
 
     @Flag(name: .long, help: "One JSON object on stdout.")
@@ -34,8 +34,49 @@ struct ScaleSuite: AsyncParsableCommand {
     @Flag(name: .long, help: "Nodes reach the coordinator over loopback HTTP instead of its router in memory.")
     var http = false
 
-    struct Output: Codable {
-        var suite = "scale"
+    @Option(name: .long, help: "Clients of the SecAgg+ round whose server work is timed (0: skip it).")
+    var secaggClients = 10_000
+
+    @Flag(name: .long, help: "Skip the intake figures (`fedseg-bench coordinator`, 1,000 clients, k = 16, d = 384).")
+    var skipIntake = false
+
+    @Flag(name: .long, help: "Skip the simulation (only the intake and SecAgg figures).")
+    var skipSimulation = false
+
+    struct Intake: Codable {
+        var aeadOpenMicroseconds: Double
+        var intakeMicroseconds: Double
+        var intakeCPUMicroseconds: Double
+        var intakeOverAEAD: Double
+        var updatesPerSecondHTTP: Double
+
+        enum CodingKeys: String, CodingKey {
+            case aeadOpenMicroseconds = "aead_open_us"
+            case intakeMicroseconds = "intake_us"
+            case intakeCPUMicroseconds = "intake_cpu_us"
+            case intakeOverAEAD = "intake_over_aead"
+            case updatesPerSecondHTTP = "updates_per_second_http"
+        }
+    }
+
+    struct SecAggServer: Codable {
+        var clients: Int
+        var length: Int
+        var dropout: Double
+        var serverSeconds: Double
+        var serverCPUSeconds: Double
+        var clientCPUMillisecondsPerClient: Double
+        var exact: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case clients, length, dropout, exact
+            case serverSeconds = "server_seconds"
+            case serverCPUSeconds = "server_cpu_seconds"
+            case clientCPUMillisecondsPerClient = "client_cpu_ms_per_client"
+        }
+    }
+
+    struct Simulation: Codable {
         var clients: Int
         var users: Int
         var releasesPerClient: Int
@@ -53,7 +94,7 @@ struct ScaleSuite: AsyncParsableCommand {
         var ariTruth: Double?
 
         enum CodingKeys: String, CodingKey {
-            case suite, clients, users, transport
+            case clients, users, transport
             case releasesPerClient = "releases_per_client"
             case privacyMode = "privacy_mode"
             case wallSeconds = "wall_seconds"
@@ -66,7 +107,73 @@ struct ScaleSuite: AsyncParsableCommand {
         }
     }
 
+    struct Output: Codable {
+        var suite = "scale"
+        var intake: Intake?
+        var secagg: SecAggServer?
+        var simulation: Simulation?
+        /// Also at the top level, the keys the scale issue names.
+        var wallSeconds10000Clients: Double?
+        var peakRSSBytes: Int
+
+        enum CodingKeys: String, CodingKey {
+            case suite, intake, secagg, simulation
+            case wallSeconds10000Clients = "wall_seconds_10000_clients"
+            case peakRSSBytes = "peak_rss_bytes"
+        }
+    }
+
     func run() async throws {
+        var output = Output(peakRSSBytes: 0)
+        // Intake and SecAgg first: their figures are per update and per round, and the
+        // simulation's thousands of nodes would otherwise still be in memory.
+        if !skipIntake {
+            let figures = try await CoordinatorSuite.parse(["--clients", "1000", "--k", "16", "--d", "384"]).measure()
+            output.intake = Intake(
+                aeadOpenMicroseconds: figures.aeadOpenMicroseconds, intakeMicroseconds: figures.intakeMicroseconds,
+                intakeCPUMicroseconds: figures.intakeCPUMicroseconds, intakeOverAEAD: figures.intakeOverAEAD, updatesPerSecondHTTP: figures.updatesPerSecond
+            )
+        }
+        if secaggClients > 0 {
+            let row = try SecAggSuite.row(clients: secaggClients, length: 6144, dropout: 0.1)
+            output.secagg = SecAggServer(
+                clients: row.clients, length: row.length, dropout: 0.1, serverSeconds: row.serverSeconds, serverCPUSeconds: row.serverCPUSeconds,
+                clientCPUMillisecondsPerClient: row.clientCPUMillisecondsPerClient, exact: row.exact
+            )
+        }
+        if !skipSimulation {
+            output.simulation = try await simulate()
+            output.wallSeconds10000Clients = output.simulation?.wallSeconds10000Clients
+        }
+        output.peakRSSBytes = Self.peakRSS()
+        if json { try printJSON(output); return }
+        print("scale, on this machine (\(ProcessInfo.processInfo.activeProcessorCount) cores); targets from the scale issue")
+        print("figure                                              measured          target")
+        if let intake = output.intake {
+            print(String(format: "intake CPU per update ÷ AEAD open (k 16, d 384)       %6.1fx            ≤ 3x   (%.1f µs ÷ %.1f µs)",
+                         intake.intakeOverAEAD, intake.intakeCPUMicroseconds, intake.aeadOpenMicroseconds))
+            print(String(format: "updates accepted per second, HTTP on loopback        %6.0f            ≥ 5000", intake.updatesPerSecondHTTP))
+        }
+        if let secagg = output.secagg {
+            print(String(format: "SecAgg+ server work, %d clients, 6,144 words, 10%%  %6.2f s (CPU %.2f)  ≤ 5 s  exact: %@; client CPU %.1f ms each",
+                         secagg.clients, secagg.serverSeconds, secagg.serverCPUSeconds, secagg.exact ? "yes" : "NO", secagg.clientCPUMillisecondsPerClient))
+        }
+        if let simulation = output.simulation {
+            let target = simulation.transport == "http" ? "≤ 180 s" : "≤ 60 s"
+            print(String(format: "%d clients, %@ mode, over %@, %d releases   %6.1f s           %@ (at 10,000)",
+                         simulation.clients, simulation.privacyMode, simulation.transport, simulation.releasesPerClient, simulation.wallSeconds, target))
+            print("  accepted per round: \(simulation.acceptedPerRound.map(String.init).joined(separator: ", ")); ledgers verified: \(simulation.ledgersVerified), agree: \(simulation.ledgersAgree); ARI vs truth \(simulation.ariTruth.map { String(format: "%.4f", $0) } ?? "n/a")")
+        }
+        print(String(format: "peak RSS of this process (coordinator and every node)  %.2f GB", Double(output.peakRSSBytes) / 1e9))
+    }
+
+    static func peakRSS() -> Int {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        return usage.ru_maxrss * 1024
+    }
+
+    func simulate() async throws -> Simulation {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fedseg-bench-scale-\(UUID().uuidString)", isDirectory: true)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -96,19 +203,12 @@ struct ScaleSuite: AsyncParsableCommand {
             }
         }
         let wall = ContinuousClock.now - started
-        var usage = rusage()
-        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
         let seconds = Double(wall.components.seconds) + Double(wall.components.attoseconds) * 1e-18
-        let output = Output(
+        return Simulation(
             clients: clients, users: users, releasesPerClient: report.participantsPerRound.count, privacyMode: privacyMode.rawValue,
             transport: http ? "http" : "memory", wallSeconds: seconds, wallSeconds10000Clients: clients == 10_000 ? seconds : nil,
-            peakRSSBytes: usage.ru_maxrss * 1024, acceptedPerRound: report.participantsPerRound, ledgersVerified: report.ledgersVerified,
+            peakRSSBytes: Self.peakRSS(), acceptedPerRound: report.participantsPerRound, ledgersVerified: report.ledgersVerified,
             ledgersAgree: report.ledgersAgree, ariTruth: report.ariTruth
         )
-        if json { try printJSON(output); return }
-        print("scale: \(clients) clients (\(users) users), \(privacyMode) mode, nodes over \(output.transport), \(output.releasesPerClient) releases each")
-        print(String(format: "wall %.1f s (nodes made and enrolled, every release, the model, evaluation); peak RSS %.2f GB (coordinator and all nodes, one process)",
-                     seconds, Double(output.peakRSSBytes) / 1e9))
-        print("accepted per round: \(report.participantsPerRound.map(String.init).joined(separator: ", ")); ledgers verified: \(report.ledgersVerified), agree: \(report.ledgersAgree); ARI vs truth \(report.ariTruth.map { String(format: "%.4f", $0) } ?? "n/a")")
     }
 }

@@ -84,19 +84,21 @@ struct SecAggSuite: ParsableCommand {
         }
     }
 
+    /// One round of `n` clients, measured.
+    static func row(clients n: Int, length: Int, dropout: Double) throws -> Row {
+        let workload = Workload(clients: n, length: length, dropout: dropout)
+        let parameters = workload.parameters
+        let (outcome, exact) = try workload.run()
+        return Row(
+            clients: n, length: length, degree: parameters.degree, threshold: parameters.threshold, survivors: outcome.survivors.count,
+            clientMillisecondsPerClient: outcome.clientSeconds / Double(n) * 1000,
+            clientCPUMillisecondsPerClient: outcome.clientCPUSeconds / Double(n) * 1000, serverSeconds: outcome.serverSeconds,
+            serverCPUSeconds: outcome.serverCPUSeconds, exact: exact
+        )
+    }
+
     func run() throws {
-        var rows: [Row] = []
-        for n in clients.split(separator: ",").compactMap({ Int($0) }) {
-            let workload = Workload(clients: n, length: length, dropout: dropout)
-            let parameters = workload.parameters
-            let (outcome, exact) = try workload.run()
-            rows.append(Row(
-                clients: n, length: length, degree: parameters.degree, threshold: parameters.threshold, survivors: outcome.survivors.count,
-                clientMillisecondsPerClient: outcome.clientSeconds / Double(n) * 1000,
-                clientCPUMillisecondsPerClient: outcome.clientCPUSeconds / Double(n) * 1000, serverSeconds: outcome.serverSeconds,
-                serverCPUSeconds: outcome.serverCPUSeconds, exact: exact
-            ))
-        }
+        let rows = try clients.split(separator: ",").compactMap({ Int($0) }).map { try Self.row(clients: $0, length: length, dropout: dropout) }
         // The noise share each client adds before masking: the other half of a client's work.
         var sink: Int64 = 0
         func time<G: RandomNumberGenerator>(_ generator: G) throws -> Double {
