@@ -94,7 +94,7 @@ public enum CoordinatorDaemon {
         let keyPath = directory.appendingPathComponent(keyFile).path
         try requireInitialised(configuration.stateDirectory)
         // One coordinator per state directory, for as long as the application lives.
-        let lock = try StateLock(stateDirectory: configuration.stateDirectory, purpose: "coordinator serve")
+        let lock = try StateLock.coordinator(stateDirectory: configuration.stateDirectory, purpose: "coordinator serve")
         let keys = CoordinatorKeys(identity: try NodeIdentity.load(from: keyPath))
         let token = try readAdminToken(path: directory.appendingPathComponent(adminTokenFile).path)
         let store = try CoordinatorStore(path: directory.appendingPathComponent(CoordinatorStore.fileName).path)
@@ -183,6 +183,30 @@ struct RoundTicker: Service {
                     logger.error("closing a round failed", metadata: ["error": "\(error)"])
                 }
             }
+        }
+    }
+}
+
+extension StateLock {
+    /// The coordinator state directory's lock, its refusal as a `CoordinatorError`.
+    public static func coordinator(stateDirectory: String, purpose: String) throws -> StateLock {
+        do {
+            return try StateLock(stateDirectory: stateDirectory, fileName: coordinatorFile, purpose: purpose)
+        } catch {
+            throw CoordinatorError.state(error.description)
+        }
+    }
+}
+
+extension CoordinatorDaemon {
+    /// Checks that `stateDirectory` was made by `coordinator init`: nothing but `init` creates
+    /// one, so a mistyped path is an error rather than a fresh, empty state.
+    public static func requireInitialised(_ stateDirectory: String) throws {
+        let keyPath = URL(fileURLWithPath: stateDirectory).appendingPathComponent(keyFile).path
+        guard FileManager.default.fileExists(atPath: keyPath) else {
+            throw CoordinatorError.state(
+                "\(stateDirectory) is not a coordinator state directory (no \(keyFile)): check the path, or create one with `coordinator init --state-dir \(stateDirectory)`"
+            )
         }
     }
 }

@@ -46,6 +46,9 @@ public actor NodeService: Service {
     let http: HTTPClient
     let logger: Logger
     public nonisolated let metrics: NodeMetrics
+    /// The state directory's lock, for as long as the service lives: a second `serve` on the
+    /// same directory is refused, naming this one.
+    let lock: StateLock
     var dataVersion: NodeData.FilesVersion
     var current: NodeData
     var handledRounds = Set<UInt64>()
@@ -56,6 +59,7 @@ public actor NodeService: Service {
 
     /// Checks everything before taking part: enrolled, the embedder loads, the data reads.
     public init(home: NodeHome, options: Options, logger: Logger) async throws {
+        let lock = try StateLock(stateDirectory: home.directory.path, fileName: StateLock.nodeFile, purpose: "fedseg-node serve")
         var settings = try home.store.settings()
         guard let id = settings.clientID, let url = settings.coordinatorURL, settings.enrolledAt != nil else {
             throw NodeHome.Failure.notEnrolled(home.directory.path)
@@ -79,6 +83,7 @@ public actor NodeService: Service {
         settings.cacheDirectory = options.cacheDirectory?.standardizedFileURL.path
         try home.store.save(settings)
         self.id = id
+        self.lock = lock
         self.home = home
         self.options = options
         self.node = node

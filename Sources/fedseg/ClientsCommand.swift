@@ -30,7 +30,7 @@ struct ClientsCommand: ParsableCommand {
             guard let stateDir else { throw ValidationError("--state-dir is required") }
             do {
                 try CoordinatorDaemon.requireInitialised(stateDir)
-                let lock = writing ? try StateLock(stateDirectory: stateDir, purpose: purpose) : nil
+                let lock = writing ? try StateLock.coordinator(stateDirectory: stateDir, purpose: purpose) : nil
                 defer { withExtendedLifetime(lock) {} }
                 let store = try CoordinatorStore(path: URL(fileURLWithPath: stateDir).appendingPathComponent(CoordinatorStore.fileName).path)
                 return try body(store.registry)

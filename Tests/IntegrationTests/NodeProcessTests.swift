@@ -265,6 +265,11 @@ struct NodeProcessTests {
         let address = try #require(node.log().split(separator: "\n").first { $0.contains("health and metrics") }?
             .split(separator: " ").first { $0.hasPrefix("address=") }?.dropFirst("address=".count))
         #expect(try RunningCoordinator.get("\(address)/healthz") == "ok\n")
+        // A second serve on the same state directory is refused, naming the first, before it
+        // loads anything.
+        let second = try Executables.run("fedseg-node", ["serve", "--state-dir", state.path, "--data", data.path, "--embedder", "hashing"])
+        #expect(second.status == 1 && second.stderr.contains("is in use by another process (pid") && second.stderr.contains("fedseg-node serve"), "\(second.stderr)")
+        #expect(!second.stderr.contains("Usage:"))
 
         let report = work.appendingPathComponent("report.json").path
         let simulator = try Executables.start("client-sim", [
