@@ -11,7 +11,8 @@ import Synchronization
 /// Request bodies are never written (they hold encrypted updates). Admin answers are (enrollment
 /// tokens among them), so the file is created owner-only, and is as sensitive as `admin.token`.
 public final class ResponseLog: Sendable {
-    public struct Entry: Codable, Sendable, Equatable {
+    /// One line (FedSegTestSupport's `RecordedResponses` reads them back).
+    public struct Entry: Encodable, Sendable, Equatable {
         public var method: String
         /// The matched route's pattern (`/admin/v1/runs/{id}`), or `unmatched`.
         public var route: String
@@ -27,7 +28,12 @@ public final class ResponseLog: Sendable {
         }
     }
 
-    private let handle: Mutex<FileHandle>
+    private struct Output {
+        let file: FileHandle
+        let encoder: JSONEncoder
+    }
+
+    private let output: Mutex<Output>
     public let path: String
 
     /// Opens (creating, mode 0600) `path` for appending.
@@ -37,22 +43,18 @@ public final class ResponseLog: Sendable {
             throw CoordinatorError.configuration("cannot open the response log \(path): \(String(cString: strerror(errno))); give a writable file")
         }
         self.path = path
-        self.handle = Mutex(FileHandle(fileDescriptor: fd, closeOnDealloc: true))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        output = Mutex(Output(file: FileHandle(fileDescriptor: fd, closeOnDealloc: true), encoder: encoder))
     }
 
     func append(_ entry: Entry) {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        guard var line = try? encoder.encode(entry) else { return }
-        line.append(0x0A)
-        // One write(2) per line on an O_APPEND descriptor: lines never interleave.
-        handle.withLock { try? $0.write(contentsOf: line) }
-    }
-
-    /// Reads a response log back (tests, tools).
-    public static func entries(at path: String) throws -> [Entry] {
-        let decoder = JSONDecoder()
-        return try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map { try decoder.decode(Entry.self, from: Data($0.utf8)) }
+        output.withLock { output in
+            guard var line = try? output.encoder.encode(entry) else { return }
+            line.append(0x0A)
+            // One write(2) per line on an O_APPEND descriptor: lines never interleave.
+            try? output.file.write(contentsOf: line)
+        }
     }
 }
 
@@ -94,12 +96,6 @@ struct RecordingWriter: ResponseBodyWriter {
     let done: @Sendable ([UInt8]?, Int) -> Void
     var kept: [UInt8] = []
     var count = 0
-
-    init(base: any ResponseBodyWriter, keepBytes: Bool, done: @escaping @Sendable ([UInt8]?, Int) -> Void) {
-        self.base = base
-        self.keepBytes = keepBytes
-        self.done = done
-    }
 
     mutating func write(_ buffer: ByteBuffer) async throws {
         count += buffer.readableBytes

@@ -147,7 +147,7 @@ struct OpenAPITests {
         }
         // The response log holds each of those answers, errors included, with the route's pattern
         // and, for JSON, the body as sent; and nothing of any request.
-        let recorded = try ResponseLog.entries(at: logPath)
+        let recorded = try RecordedResponses(path: logPath).entries
         let expected = answered.withLock { $0 }
         #expect(recorded.count == expected.count)
         for (entry, answer) in zip(recorded, expected) {

@@ -59,22 +59,9 @@ struct ScaleSuite: AsyncParsableCommand {
         }
     }
 
-    struct SecAggServer: Codable {
-        var clients: Int
-        var length: Int
-        var dropout: Double
-        var serverSeconds: Double
-        var serverCPUSeconds: Double
-        var clientCPUMillisecondsPerClient: Double
-        var exact: Bool
-
-        enum CodingKeys: String, CodingKey {
-            case clients, length, dropout, exact
-            case serverSeconds = "server_seconds"
-            case serverCPUSeconds = "server_cpu_seconds"
-            case clientCPUMillisecondsPerClient = "client_cpu_ms_per_client"
-        }
-    }
+    /// The SecAgg+ round's shape: the `secagg` suite's defaults.
+    static let secaggLength = 6144
+    static let secaggDropout = 0.1
 
     struct Simulation: Codable {
         var clients: Int
@@ -110,7 +97,8 @@ struct ScaleSuite: AsyncParsableCommand {
     struct Output: Codable {
         var suite = "scale"
         var intake: Intake?
-        var secagg: SecAggServer?
+        /// The `secagg` suite's row for one round of `--secagg-clients`.
+        var secagg: SecAggSuite.Row?
         var simulation: Simulation?
         /// Why the simulation did not complete (the run failed), when it did not.
         var simulationError: String?
@@ -138,11 +126,7 @@ struct ScaleSuite: AsyncParsableCommand {
             )
         }
         if secaggClients > 0 {
-            let row = try SecAggSuite.row(clients: secaggClients, length: 6144, dropout: 0.1)
-            output.secagg = SecAggServer(
-                clients: row.clients, length: row.length, dropout: 0.1, serverSeconds: row.serverSeconds, serverCPUSeconds: row.serverCPUSeconds,
-                clientCPUMillisecondsPerClient: row.clientCPUMillisecondsPerClient, exact: row.exact
-            )
+            output.secagg = try SecAggSuite.row(clients: secaggClients, length: Self.secaggLength, dropout: Self.secaggDropout)
         }
         if !skipSimulation {
             // A run that fails (too many late updates, say) is a result too: the other parts
@@ -164,8 +148,9 @@ struct ScaleSuite: AsyncParsableCommand {
             print(String(format: "updates accepted per second, HTTP on loopback        %6.0f            ≥ 5000", intake.updatesPerSecondHTTP))
         }
         if let secagg = output.secagg {
-            print(String(format: "SecAgg+ server work, %d clients, 6,144 words, 10%%  %6.2f s (CPU %.2f)  ≤ 5 s  exact: %@; client CPU %.1f ms each",
-                         secagg.clients, secagg.serverSeconds, secagg.serverCPUSeconds, secagg.exact ? "yes" : "NO", secagg.clientCPUMillisecondsPerClient))
+            print(String(format: "SecAgg+ server work, %d clients, %d words, %.0f%%  %6.2f s (CPU %.2f)  ≤ 5 s  exact: %@; client CPU %.1f ms each",
+                         secagg.clients, secagg.length, Self.secaggDropout * 100, secagg.serverSeconds, secagg.serverCPUSeconds, secagg.exact ? "yes" : "NO",
+                         secagg.clientCPUMillisecondsPerClient))
         }
         if let simulation = output.simulation {
             let target = simulation.transport == "http" ? "≤ 180 s" : "≤ 60 s"
