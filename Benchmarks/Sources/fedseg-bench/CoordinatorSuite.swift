@@ -158,10 +158,11 @@ struct CoordinatorSuite: AsyncParsableCommand {
         }
         // The whole intake path as the HTTP handler runs it: decrypt and validate outside the
         // state machine, then record and add in one step. Each client's session key is derived
-        // first, as by its message of an earlier round (a client's first message pays the
-        // exchange once: `firstDecryptMicroseconds`).
+        // and its record read first, as by its message of an earlier round (a client's first
+        // message pays the exchange and one read once: `firstDecryptMicroseconds`).
         for (i, _) in sealed.enumerated() {
             _ = try coordinator.intake.sessionKeys.coordinatorKey(keys.identity.keyAgreement, from: clientKeys[i].key.publicKey)
+            _ = try store.registry.sender("c\(i)")
         }
         // `concurrency` updates in flight, as HTTP handlers run them: what the intake sustains
         // (wall and CPU per update; group commit batches what arrives together), and each call's
