@@ -79,7 +79,13 @@ public actor ClientNode {
         let keyPath = directory.appendingPathComponent(Self.keyFile).path
         if !fm.fileExists(atPath: keyPath) { try NodeIdentity().save(to: keyPath) }
         keys = ClientKeys(identity: try NodeIdentity.load(from: keyPath))
+        let creating = !fm.fileExists(atPath: directory.appendingPathComponent(Self.databaseFile).path)
         let database = try Self.openDatabase(directory)
+        // A new database's tables and budget are written without waiting for the disk (a dozen
+        // fsyncs per node made): the next durable commit (its enrollment, its first charge)
+        // syncs the WAL and all of this with it, and a crash before that leaves a database this
+        // initialiser completes again. The switch to WAL before it was synced (`openDatabase`).
+        if creating { try database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = OFF") } }
         let ledger = try PrivacyLedger(database: database)
         var migrator = DatabaseMigrator()
         migrator.registerMigration("client-node-v1") { db in
@@ -128,6 +134,7 @@ public actor ClientNode {
         if let budget, try ledger.budget(for: population) == nil {
             try ledger.setBudget(.init(population: population, epsilon: budget.epsilon, delta: budget.delta))
         }
+        if creating { try database.requireDurableCommits() }
         if let row = try database.read({ db in try Row.fetchOne(db, sql: "SELECT * FROM enrollment WHERE client_id = ?", arguments: [id]) }) {
             coordinatorSigningKey = try Signing.PublicKey(bytes: [UInt8]((row["coordinator_signing_key"] as Data)))
             coordinatorKxKey = try KeyAgreement.PublicKey(bytes: [UInt8]((row["coordinator_kx_key"] as Data)))
@@ -143,9 +150,12 @@ public actor ClientNode {
         let path = directory.appendingPathComponent(databaseFile).path
         if !FileManager.default.fileExists(atPath: path) { configuration.journalMode = .wal }
         // A charge is on disk before its envelope can be sent: every commit waits for the disk
-        // (SQLite's default, stated rather than assumed).
+        // (SQLite's default, stated rather than assumed), set again after the WAL set-up of a new
+        // database, which leaves NORMAL.
         configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
-        return try DatabaseQueue(path: path, configuration: configuration)
+        let queue = try DatabaseQueue(path: path, configuration: configuration)
+        if configuration.journalMode == .wal { try queue.requireDurableCommits() }
+        return queue
     }
 
     var database: DatabaseQueue {

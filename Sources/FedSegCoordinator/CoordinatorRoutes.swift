@@ -132,7 +132,7 @@ public enum CoordinatorRoutes {
             guard lifetime.isFinite, lifetime > 0, lifetime <= 366 * 86_400 else {
                 throw AdminError(.invalidField, "lifetime_seconds: must be in (0, 31622400]", field: "lifetime_seconds")
             }
-            let tokens = try (0..<(ask.count ?? 1)).map { _ in try coordinator.store.registry.createToken(lifetime: lifetime, now: issuedAt) }
+            let tokens = try coordinator.store.registry.createTokens(count: ask.count ?? 1, lifetime: lifetime, now: issuedAt)
             return try json(["tokens": tokens])
         }
         admin.post("clients/:id/revoke") { _, context in

@@ -102,6 +102,8 @@ public final class CoordinatorStore: Sendable {
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
         database = try DatabasePool(path: path, configuration: configuration)
+        // Group commit answers a batch once it is on disk: the pool's WAL set-up left NORMAL.
+        try database.requireDurableCommits()
         registry = try ClientRegistry(database: database)
         ledger = try PrivacyLedger(database: database)
         var migrator = DatabaseMigrator()

@@ -123,25 +123,37 @@ public struct HashingEmbedder: Embedder {
 
     public func embed(_ texts: [String]) throws -> Matrix {
         var result = Matrix(rows: texts.count, cols: dimension)
-        for (row, text) in texts.enumerated() {
-            // In key order: a dictionary's order differs between instances, and so would the
-            // float sums' rounding (the same text gave vectors 1 ulp apart).
-            for (feature, count) in features(of: text).sorted(by: { $0.key < $1.key }) {
-                var weight = 1 + log(Float(count))
-                if let idf = inverseDocumentFrequency { weight *= idf[Int(feature % UInt64(Self.buckets))] }
-                // Each projection slot takes 16 bits of a second hash for index and one for sign.
-                var mix = hasher.hash(withUnsafeBytes(of: feature.littleEndian) { Array($0) })
-                for _ in 0..<Self.projections {
-                    let index = Int((mix & 0xFFFF_FFFF) % UInt64(dimension))
-                    let sign: Float = (mix >> 32) & 1 == 0 ? 1 : -1
-                    result[row, index] += sign * weight
-                    mix = mix &* 0x9E37_79B9_7F4A_7C15 &+ 0xBF58_476D_1CE4_E5B9
-                    mix ^= mix >> 29
-                }
+        let dimension = self.dimension
+        // Rows are independent: each worker fills its own rows, the same vectors as one thread
+        // (a 10,000-client simulation embedded 22,000 users for 15 s on one core).
+        result.storage.withUnsafeMutableBufferPointer { buffer in
+            guard let base = buffer.baseAddress else { return }
+            let output = SharedPointer(base)
+            Parallel.forRows(texts.count, minimumRowsPerWorker: 64) { rows in
+                for row in rows { self.project(texts[row], into: output.base + row * dimension) }
             }
         }
         result.normalizeRows()
         return result
+    }
+
+    /// Adds the text's weighted features into `row` (`dimension` floats, zero on entry).
+    func project(_ text: String, into row: UnsafeMutablePointer<Float>) {
+        // In key order: a dictionary's order differs between instances, and so would the float
+        // sums' rounding (the same text gave vectors 1 ulp apart).
+        for (feature, count) in features(of: text).sorted(by: { $0.key < $1.key }) {
+            var weight = 1 + log(Float(count))
+            if let idf = inverseDocumentFrequency { weight *= idf[Int(feature % UInt64(Self.buckets))] }
+            // Each projection slot takes 16 bits of a second hash for index and one for sign.
+            var mix = withUnsafeBytes(of: feature.littleEndian) { hasher.hash(bytes: $0) }
+            for _ in 0..<Self.projections {
+                let index = Int((mix & 0xFFFF_FFFF) % UInt64(dimension))
+                let sign: Float = (mix >> 32) & 1 == 0 ? 1 : -1
+                row[index] += sign * weight
+                mix = mix &* 0x9E37_79B9_7F4A_7C15 &+ 0xBF58_476D_1CE4_E5B9
+                mix ^= mix >> 29
+            }
+        }
     }
 
     /// Hashed feature → count. Word features and character n-grams share one hash space,

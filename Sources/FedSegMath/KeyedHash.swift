@@ -16,15 +16,30 @@ public struct KeyedHash: Sendable {
     }
 
     public func hash(_ bytes: some Collection<UInt8>) -> UInt64 {
-        var out = [UInt8](repeating: 0, count: 8)
-        let input = Array(bytes)
-        _ = crypto_shorthash(&out, input, UInt64(input.count), key)
-        var value: UInt64 = 0
-        for i in 0..<8 { value |= UInt64(out[i]) << (8 * UInt64(i)) }
-        return value
+        if let value = bytes.withContiguousStorageIfAvailable({ hash(bytes: UnsafeRawBufferPointer($0)) }) { return value }
+        return Array(bytes).withUnsafeBytes { hash(bytes: $0) }
     }
 
     public func hash(_ text: String) -> UInt64 {
-        hash(Array(text.utf8))
+        var text = text
+        return text.withUTF8 { hash(bytes: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// SipHash-2-4 of the bytes, read as a little-endian integer; no copies (the hashing embedder
+    /// hashes every feature of every text).
+    public func hash(bytes: UnsafeRawBufferPointer) -> UInt64 {
+        var out: UInt64 = 0
+        withUnsafeMutableBytes(of: &out) { out in
+            let hash = out.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            key.withUnsafeBufferPointer { key in
+                if let input = bytes.baseAddress, !bytes.isEmpty {
+                    _ = crypto_shorthash(hash, input.assumingMemoryBound(to: UInt8.self), UInt64(bytes.count), key.baseAddress!)
+                } else {
+                    // The empty input, from a valid pointer.
+                    _ = withUnsafePointer(to: UInt8(0)) { crypto_shorthash(hash, $0, 0, key.baseAddress!) }
+                }
+            }
+        }
+        return UInt64(littleEndian: out)
     }
 }

@@ -1,5 +1,6 @@
 import FedSegCrypto
 import FedSegMath
+import FedSegPrivacy
 import FedSegProtocol
 import FedSegRecommend
 import Foundation
@@ -57,6 +58,7 @@ public final class NodeStore: Sendable {
         configuration.busyMode = .timeout(10)
         configuration.journalMode = .wal
         queue = try DatabaseQueue(path: directory.appendingPathComponent(Self.file).path, configuration: configuration)
+        try queue.requireDurableCommits()
         var migrator = DatabaseMigrator()
         migrator.registerMigration("node-v1") { db in
             try db.create(table: "settings") { t in

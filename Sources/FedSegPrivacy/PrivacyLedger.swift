@@ -163,7 +163,9 @@ public final class PrivacyLedger: Sendable {
     public convenience init(path: String) throws {
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
-        try self.init(database: DatabasePool(path: path, configuration: configuration))
+        let pool = try DatabasePool(path: path, configuration: configuration)
+        try pool.requireDurableCommits()
+        try self.init(database: pool)
     }
 
     /// Uses an existing database (the coordinator's own, or an in-memory queue for tests).
@@ -309,13 +311,21 @@ public final class PrivacyLedger: Sendable {
         guard !populations.isEmpty else { throw Failure.invalid("a charge needs at least one population") }
         let timestamp = Self.timestamp(now)
         var written: [Record] = []
-        var previous = try Record.order(Column("sequence").desc).fetchOne(db)
+        // Cached statements throughout: a node charges once per release and the coordinator once
+        // per round, and building and authorising each query anew had been a quarter of a charge.
+        let ledger = Record.databaseTableName
+        var previous = try Record.fetchOne(db.cachedStatement(sql: "SELECT * FROM \(ledger) ORDER BY sequence DESC LIMIT 1"))
         for population in populations {
-            guard let budget = try Budget.fetchOne(db, key: population) else { throw Failure.noBudget(population: population) }
-            if try Record.filter(Column("release_id") == releaseID && Column("population") == population).fetchCount(db) > 0 {
-                throw Failure.duplicateRelease(releaseID)
-            }
-            let history = try Self.records(db, population: population).compactMap(\.mechanismValue)
+            guard let budget = try Budget.fetchOne(
+                db.cachedStatement(sql: "SELECT * FROM \(Budget.databaseTableName) WHERE population = ?"), arguments: [population]
+            ) else { throw Failure.noBudget(population: population) }
+            let duplicates = try Int.fetchOne(
+                db.cachedStatement(sql: "SELECT COUNT(*) FROM \(ledger) WHERE release_id = ? AND population = ?"), arguments: [releaseID, population]
+            ) ?? 0
+            if duplicates > 0 { throw Failure.duplicateRelease(releaseID) }
+            let history = try Record.fetchAll(
+                db.cachedStatement(sql: "SELECT * FROM \(ledger) WHERE population = ? ORDER BY sequence"), arguments: [population]
+            ).compactMap(\.mechanismValue)
             let before = try Self.epsilon(of: history, delta: budget.delta)
             let after = try Self.epsilon(of: history + [mechanism], delta: budget.delta)
             let alone = try Self.epsilon(of: [mechanism], delta: budget.delta)
@@ -331,10 +341,9 @@ public final class PrivacyLedger: Sendable {
             )
             record.hash = record.computeHash()
             try record.insert(db)
-            try db.execute(
-                sql: "INSERT INTO privacy_ledger_head (id, sequence, hash) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET sequence = excluded.sequence, hash = excluded.hash",
-                arguments: [record.sequence, record.hash]
-            )
+            try db.cachedStatement(
+                sql: "INSERT INTO privacy_ledger_head (id, sequence, hash) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET sequence = excluded.sequence, hash = excluded.hash"
+            ).execute(arguments: [record.sequence, record.hash])
             written.append(record)
             previous = record
         }

@@ -95,16 +95,22 @@ public final class ClientRegistry: Sendable {
 
     /// A new one-time token, valid for `lifetime` seconds. Only its hash is stored.
     public func createToken(lifetime: TimeInterval = 3600, now: Date = Date()) throws -> String {
-        var bytes = [UInt8](repeating: 0, count: 32)
-        bytes.withUnsafeMutableBytes { SecureRandom.fill($0) }
-        let token = bytes.hexString
-        try database.write { db in
-            try db.execute(
-                sql: "INSERT INTO enrollment_tokens (hash, expires_at) VALUES (?, ?)",
-                arguments: [Self.hash(token), now.timeIntervalSince1970 + lifetime]
-            )
+        try createTokens(count: 1, lifetime: lifetime, now: now)[0]
+    }
+
+    /// `count` new one-time tokens in one transaction (one wait for the disk, not one per token:
+    /// 10,000 tokens had taken 10,000 fsyncs).
+    public func createTokens(count: Int, lifetime: TimeInterval = 3600, now: Date = Date()) throws -> [String] {
+        let tokens = (0..<count).map { _ in
+            var bytes = [UInt8](repeating: 0, count: 32)
+            bytes.withUnsafeMutableBytes { SecureRandom.fill($0) }
+            return bytes.hexString
         }
-        return token
+        try database.write { db in
+            let insert = try db.cachedStatement(sql: "INSERT INTO enrollment_tokens (hash, expires_at) VALUES (?, ?)")
+            for token in tokens { try insert.execute(arguments: [Self.hash(token), now.timeIntervalSince1970 + lifetime]) }
+        }
+        return tokens
     }
 
     /// Enrolls with a token (validated request); the token is spent in the same transaction. The

@@ -60,6 +60,7 @@ public struct SegmentHistogram: Sendable, Equatable {
 
     /// Adds discrete Gaussian noise N_Z(0, σ²) with σ = z·√m to every count: exact integer noise
     /// on integer counts, so nothing leaks through floating point.
+    @inlinable
     public mutating func addNoise<G: RandomNumberGenerator>(
         noiseMultiplier z: Double, maxItemsPerUser m: Int, generator: G
     ) throws {

@@ -132,13 +132,17 @@ public struct FixedPointNoise: Sendable, Equatable {
 
     /// A client's statistics on the grid: scaled, stochastically rounded, plus its discrete
     /// Gaussian share (k·d sums, then k counts).
+    /// Inlinable, so that the caller's generators are specialised in (k·d + k draws).
+    @inlinable
     public func encodeIntegers<G: RandomNumberGenerator>(
         _ statistics: LocalStatistics, rounding: inout G, noise: inout DiscreteGaussianSampler<G>
     ) -> [Int64] {
         var words = [Int64](repeating: 0, count: length)
         func word(_ scaled: Double) -> Int64 {
             let low = scaled.rounded(.down)
-            let rounded = Int64(low) + (Double.random(in: 0..<1, using: &rounding) < scaled - low ? 1 : 0)
+            // Uniform in [0, 1) on the 2^-53 grid, as `Double.random(in: 0..<1)` draws it.
+            let uniform = Double(rounding.next() >> 11) * 0x1p-53
+            let rounded = Int64(low) + (uniform < scaled - low ? 1 : 0)
             return rounded &+ noise.next()
         }
         for i in 0..<(k * dimension) { words[i] = word(statistics.sums[i] * sumScale) }

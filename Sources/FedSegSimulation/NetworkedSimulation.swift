@@ -284,8 +284,13 @@ public struct NetworkedSimulation: Sendable {
         // node more than answering), and are closed between uses beyond that.
         let suspendIdle = c.clients > Self.openNodeLimit()
 
-        // Nodes: keys, state, shard; then enrollment with one-time tokens from the admin API.
-        log("creating \(c.clients) client nodes under \(nodesDirectory.path)")
+        // Nodes: keys, state, shard, each enrolled as soon as it is made with a one-time token
+        // from the admin API (valid for an hour): made, enrolled and then closed, rather than
+        // closed and opened again to enrol. Tokens, enrolment and the run's start are retried
+        // across a coordinator restart.
+        let count = c.clients
+        let tokens = try await Retry.untilDeadline(seconds: 120) { try await admin.createTokens(count: count) }
+        log("creating and enrolling \(c.clients) client nodes under \(nodesDirectory.path)")
         // Making a node writes its key file and database and waits for the disk: made on dispatch
         // threads, many at once, off the cooperative pool.
         let made = NodeList(count: c.clients)
@@ -301,18 +306,12 @@ public struct NetworkedSimulation: Sendable {
                     embedderID: prepared.embedderID, data: data, epsilonBudget: c.epsilon, delta: c.delta
                 )
             }
+            try await Retry.untilDeadline(seconds: 120) { try await node.enroll(token: tokens[index], transport: transport) }
             if suspendIdle { try await node.suspend() }
             await made.set(index, node)
         }
         let nodes = await made.nodes()
-        // Tokens, enrolment and the run's start are retried across a coordinator restart.
-        let count = c.clients
-        let tokens = try await Retry.untilDeadline(seconds: 120) { try await admin.createTokens(count: count) }
         let nodeList = nodes
-        try await forEach(0..<c.clients, concurrency: c.concurrency) { index in
-            try await Retry.untilDeadline(seconds: 120) { try await nodeList[index].enroll(token: tokens[index], transport: transport) }
-            if suspendIdle { try await nodeList[index].suspend() }
-        }
         log("enrolled \(c.clients) clients")
         guard let keys = await nodes[0].pinnedKeys else { throw SimulationError.runFailed("enrollment pinned no keys") }
 
@@ -473,18 +472,25 @@ public struct NetworkedSimulation: Sendable {
         var verified = coordinatorAudit.verified
         var agree = !coordinatorReleases.isEmpty
         var charged = [String: Int]()
-        for node in nodes {
-            let ledger = try await node.ledger()
-            let audit = try LedgerAudit.run(ledger)
-            verified = verified && audit.verified
-            let records = try ledger.records()
-            let releases = Set(records.map(\.releaseID))
-            agree = agree && releases.allSatisfy { $0.hasPrefix(runID + "/") }
-            for release in releases { charged[release, default: 0] += 1 }
-            if releases == coordinatorReleases, let last = records.last, let coordinatorLast = runSeries.last {
-                agree = agree && abs(last.epsilonAfter - coordinatorLast.epsilon) < 1e-9
+        // Each node's ledger is opened and audited on a dispatch thread, many at once: one after
+        // another, 10,000 of them had waited on the disk for most of the evaluation.
+        let audits = NodeAudits(count: nodes.count)
+        try await forEach(0..<nodes.count, concurrency: c.concurrency) { index in
+            let ledger = try await nodeList[index].ledger()
+            let audit = try await Self.blocking { () throws -> NodeAudit in
+                let records = try ledger.records()
+                return NodeAudit(verified: try LedgerAudit.run(ledger).verified, releases: Set(records.map(\.releaseID)), lastEpsilon: records.last?.epsilonAfter)
             }
-            if suspendIdle { try await node.suspend() }
+            if suspendIdle { try await nodeList[index].suspend() }
+            await audits.set(index, audit)
+        }
+        for audit in await audits.all() {
+            verified = verified && audit.verified
+            agree = agree && audit.releases.allSatisfy { $0.hasPrefix(runID + "/") }
+            for release in audit.releases { charged[release, default: 0] += 1 }
+            if audit.releases == coordinatorReleases, let last = audit.lastEpsilon, let coordinatorLast = runSeries.last {
+                agree = agree && abs(last - coordinatorLast.epsilon) < 1e-9
+            }
         }
         // A joined run counts clients outside this simulation too: its own need not reach the quorum.
         let quorum = c.joinWithinSeconds == nil ? parameters.minParticipants : 1
@@ -720,6 +726,24 @@ extension NetworkedSimulation {
         }
         return max(100, Int(min(limit.rlim_cur, 1 << 20)) / 4 / 3)
     }
+}
+
+/// What the evaluation reads from one node's ledger.
+struct NodeAudit: Sendable {
+    var verified: Bool
+    var releases: Set<String>
+    var lastEpsilon: Double?
+}
+
+/// Node audits made concurrently, kept in client order.
+actor NodeAudits {
+    private var slots: [NodeAudit?]
+
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+
+    func set(_ index: Int, _ audit: NodeAudit) { slots[index] = audit }
+
+    func all() -> [NodeAudit] { slots.map { $0! } }
 }
 
 /// Nodes made concurrently, kept in client order.

@@ -88,6 +88,19 @@ final class PeerIdentity: Sendable {
 
 @Suite("Client node")
 struct ClientNodeTests {
+    @Test("every commit waits for the disk, on the node's first open (GRDB's WAL set-up leaves NORMAL) and after it reopens")
+    func durableCommits() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fedseg-node-sync-\(UUID().uuidString)", isDirectory: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let data = ClientData(userIDs: [], points: Matrix(rows: 0, cols: 4), items: [])
+        let node = try ClientNode(directory: directory, id: "n", embedderID: "e", data: data, epsilonBudget: 1, delta: 1e-6)
+        #expect(try await node.ledger().database.synchronousLevel() == 2)
+        try await node.suspend()
+        #expect(try await node.ledger().database.synchronousLevel() == 2)
+        let reopened = try ClientNode(directory: directory, id: "n", embedderID: "e", data: data, epsilonBudget: 1, delta: 1e-6)
+        #expect(try await reopened.ledger().database.synchronousLevel() == 2)
+    }
+
     @Test("a round is charged once and answered with the same bytes however often it is asked, across restarts")
     func chargedOnce() async throws {
         let fixture = try Fixture()

@@ -137,6 +137,17 @@ struct CoordinatorStateTests {
         }
     }
 
+    @Test("the store's commits wait for the disk (a DatabasePool's WAL set-up leaves NORMAL), new or reopened")
+    func durableCommits() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent(CoordinatorStore.fileName).path
+        #expect(try CoordinatorStore(path: path).database.synchronousLevel() == 2)
+        #expect(try CoordinatorStore(path: path).database.synchronousLevel() == 2)
+        let ledger = directory.appendingPathComponent(PrivacyLedger.fileName).path
+        #expect(try PrivacyLedger(path: ledger).database.synchronousLevel() == 2)
+    }
+
     @Test("messages offered at once are committed together: each answered once durable, a copy in the same batch refused, the round charged once")
     func groupCommit() async throws {
         let directory = try temporaryDirectory()
