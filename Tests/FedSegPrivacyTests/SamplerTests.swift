@@ -10,6 +10,27 @@ import Testing
 struct SamplerTests {
     static let draws = 1_000_000
 
+    @Test("the 64-bit proposals draw the same numbers, from the same words, as the 128-bit steps they replace", arguments: [0.5, 3, 1000, 8000, 300_000])
+    func sixtyFourBitProposalsMatch(sigma: Double) throws {
+        var fast = try DiscreteGaussianSampler(sigma: sigma, generator: SeededRandom(seed: 77))
+        var wide = try DiscreteGaussianSampler(sigma: sigma, generator: SeededRandom(seed: 77))
+        // `next()` as it was, every step in 128 bits.
+        func wideNext() -> Int64 {
+            let p = wide.varianceNumerator, q = DiscreteGaussianSampler<SeededRandom>.varianceDenominator, t = wide.laplaceScale
+            while true {
+                let y = wide.discreteLaplace(scale: t)
+                let magnitude = y < 0 ? -y : y
+                if magnitude > 1 << 26 { continue }
+                let difference = magnitude * q * t - p
+                if wide.bernoulliExp(numerator: difference * difference, denominator: 2 * p * q * t * t) { return Int64(y) }
+            }
+        }
+        for _ in 0..<20_000 { #expect(fast.next() == wideNext()) }
+        #expect(fast.generator.next() == wide.generator.next(), "both consumed the same words")
+        let t = UInt64(fast.laplaceScale)
+        for _ in 0..<5_000 { #expect(Int128(fast.discreteLaplace64(scale: t)) == wide.discreteLaplace(scale: Int128(t))) }
+    }
+
     @Test("continuous Gaussian: mean, variance and tail frequencies")
     func gaussian() {
         var sampler = GaussianSampler(generator: SeededRandom(seed: 101))

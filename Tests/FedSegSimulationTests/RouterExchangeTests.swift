@@ -1,4 +1,5 @@
 import FedSegClient
+import FedSegEmbedding
 import FedSegProtocol
 import FedSegSimulation
 import Foundation
@@ -51,5 +52,29 @@ struct RouterExchangeTests {
                 return
             }
         }
+    }
+
+    @Test("a federation in memory where most nodes close their database between uses: every release accepted, every ledger verified and agreeing")
+    func suspendedNodes() async throws {
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("fedseg-suspended-\(UUID().uuidString)", isDirectory: true)
+        try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: state) }
+        let dataset = PlantedSegments(users: 160, segments: 4, seed: 3).generate()
+        let report = try await InProcessCoordinator.with(
+            stateDirectory: state.appendingPathComponent("coordinator", isDirectory: true), totalEpsilon: 8, totalDelta: 1e-5, embeddingCache: nil
+        ) { coordinator in
+            var configuration = NetworkedSimulation.Configuration(
+                coordinatorURL: coordinator.url, adminToken: coordinator.adminToken, clients: 12, workDirectory: state
+            )
+            configuration.exchange = coordinator.exchange
+            configuration.embedder = .hashing
+            configuration.k = 4
+            configuration.rounds = 1
+            configuration.openNodes = 3
+            return try await NetworkedSimulation(configuration: configuration).run(dataset: dataset)
+        }
+        #expect(report.participantsPerRound.count >= 3, "the start histogram, a Lloyd round and the recommendation release")
+        #expect(report.participantsPerRound.allSatisfy { $0 == 12 }, "every node answered every release: \(report.participantsPerRound)")
+        #expect(report.ledgersVerified && report.ledgersAgree)
     }
 }
