@@ -113,21 +113,6 @@ public struct DiscreteGaussianSampler<Generator: RandomNumberGenerator> {
         return k % 2 == 1
     }
 
-    /// Discrete Laplace with scale t: P(x) ∝ exp(−|x|/t) (CKS Algorithm 2).
-    @inlinable
-    mutating func discreteLaplace(scale t: Int128) -> Int128 {
-        while true {
-            let u = uniform(below: t)
-            if !bernoulliExp(numerator: u, denominator: t) { continue }
-            var v: Int128 = 0
-            while bernoulliExp(numerator: 1, denominator: 1) { v += 1 }
-            let x = u + t * v
-            let negative = generator.next() & 1 == 1
-            if negative && x == 0 { continue }
-            return negative ? -x : x
-        }
-    }
-
     // MARK: the same steps in 64 bits, for the proposals
 
     /// `uniform(below:)` for n ≤ 2^64 − 1: the same mask, the same words, the same result.
@@ -172,8 +157,9 @@ public struct DiscreteGaussianSampler<Generator: RandomNumberGenerator> {
         return bernoulliExpAtMostOne64(numerator: n, denominator: d)
     }
 
-    /// `discreteLaplace` for t < 2^63 (here t ≤ 2^20 + 1); the magnitude u + t·v stays below
-    /// 2^63 unless v exceeds 2^42, which has probability exp(−2^42).
+    /// Discrete Laplace with scale t: P(x) ∝ exp(−|x|/t) (CKS Algorithm 2), for t < 2^63 (here
+    /// t ≤ 2^20 + 1); the magnitude u + t·v stays below 2^63 unless v exceeds 2^42, which has
+    /// probability exp(−2^42).
     @inlinable
     mutating func discreteLaplace64(scale t: UInt64) -> Int64 {
         while true {

@@ -323,9 +323,7 @@ public final class PrivacyLedger: Sendable {
                 db.cachedStatement(sql: "SELECT COUNT(*) FROM \(ledger) WHERE release_id = ? AND population = ?"), arguments: [releaseID, population]
             ) ?? 0
             if duplicates > 0 { throw Failure.duplicateRelease(releaseID) }
-            let history = try Record.fetchAll(
-                db.cachedStatement(sql: "SELECT * FROM \(ledger) WHERE population = ? ORDER BY sequence"), arguments: [population]
-            ).compactMap(\.mechanismValue)
+            let history = try Self.records(db, population: population).compactMap(\.mechanismValue)
             let before = try Self.epsilon(of: history, delta: budget.delta)
             let after = try Self.epsilon(of: history + [mechanism], delta: budget.delta)
             let alone = try Self.epsilon(of: [mechanism], delta: budget.delta)
@@ -374,7 +372,9 @@ public final class PrivacyLedger: Sendable {
     }
 
     static func records(_ db: Database, population: String) throws -> [Record] {
-        try Record.filter(Column("population") == population).order(Column("sequence")).fetchAll(db)
+        try Record.fetchAll(
+            db.cachedStatement(sql: "SELECT * FROM \(Record.databaseTableName) WHERE population = ? ORDER BY sequence"), arguments: [population]
+        )
     }
 
     /// ε of a sequence of mechanisms at δ, by the RDP accountant.

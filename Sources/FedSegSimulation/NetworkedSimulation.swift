@@ -296,7 +296,7 @@ public struct NetworkedSimulation: Sendable {
         log("creating and enrolling \(c.clients) client nodes under \(nodesDirectory.path)")
         // Making a node writes its key file and database and waits for the disk: made on dispatch
         // threads, many at once, off the cooperative pool.
-        let made = NodeList(count: c.clients)
+        let made = ClientSlots<ClientNode>(count: c.clients)
         try await forEach(0..<c.clients, concurrency: c.concurrency) { index in
             let users = members[index]
             let data = ClientData(
@@ -313,7 +313,7 @@ public struct NetworkedSimulation: Sendable {
             if index >= openNodes { try await node.suspend() }
             await made.set(index, node)
         }
-        let nodes = await made.nodes()
+        let nodes = await made.all()
         let nodeList = nodes
         log("enrolled \(c.clients) clients")
         guard let keys = await nodes[0].pinnedKeys else { throw SimulationError.runFailed("enrollment pinned no keys") }
@@ -477,7 +477,7 @@ public struct NetworkedSimulation: Sendable {
         var charged = [String: Int]()
         // Each node's ledger is opened and audited on a dispatch thread, many at once: one after
         // another, 10,000 of them had waited on the disk for most of the evaluation.
-        let audits = NodeAudits(count: nodes.count)
+        let audits = ClientSlots<NodeAudit>(count: nodes.count)
         try await forEach(0..<nodes.count, concurrency: c.concurrency) { index in
             let ledger = try await nodeList[index].ledger()
             let audit = try await Self.blocking { () throws -> NodeAudit in
@@ -741,26 +741,15 @@ struct NodeAudit: Sendable {
     var lastEpsilon: Double?
 }
 
-/// Node audits made concurrently, kept in client order.
-actor NodeAudits {
-    private var slots: [NodeAudit?]
+/// Per-client results made concurrently (nodes, audits), kept in client order.
+actor ClientSlots<Value: Sendable> {
+    private var slots: [Value?]
 
     init(count: Int) { slots = Array(repeating: nil, count: count) }
 
-    func set(_ index: Int, _ audit: NodeAudit) { slots[index] = audit }
+    func set(_ index: Int, _ value: Value) { slots[index] = value }
 
-    func all() -> [NodeAudit] { slots.map { $0! } }
-}
-
-/// Nodes made concurrently, kept in client order.
-actor NodeList {
-    private var slots: [ClientNode?]
-
-    init(count: Int) { slots = Array(repeating: nil, count: count) }
-
-    func set(_ index: Int, _ node: ClientNode) { slots[index] = node }
-
-    func nodes() -> [ClientNode] { slots.map { $0! } }
+    func all() -> [Value] { slots.map { $0! } }
 }
 
 extension NetworkedSimulation {
