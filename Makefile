@@ -9,7 +9,7 @@ PROTOC_SCRATCH ?= .build-protoc
 
 # On goodbooks the recommendation release needs the larger share of ε and of each reader's books
 # (README, "Segments on real data": measured with scripts/goodbooks-table).
-GOODBOOKS_SPLIT ?= --clustering-share 0.3 --max-items-per-user 100
+GOODBOOKS_SPLIT ?= --clustering-share 0.3 --max-items-per-user 30 --candidate-items 500
 
 FUZZ_SECONDS ?= 600
 FUZZ_FLAGS = -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -use-ld=lld

@@ -245,6 +245,9 @@ struct SimulationOptions: ParsableArguments {
     @Option(name: .long, help: "Items a user contributes to the recommendation histogram at most (its sensitivity is √m).")
     var maxItemsPerUser = 20
 
+    @Option(name: .long, help: "Release the recommendation histogram over the catalogue's first N items only (its file order must be a public ranking, e.g. goodbooks' Goodreads-wide ratings count); default: every item.")
+    var candidateItems: Int?
+
     func check() throws {
         guard clients >= 1, rounds >= 1 else { throw ValidationError("--clients and --rounds must be positive") }
         do {
@@ -260,6 +263,7 @@ struct SimulationOptions: ParsableArguments {
         guard epsilon > 0, delta > 0, delta < 1 else { throw ValidationError("need ε > 0 and δ in (0, 1)") }
         guard clusteringShare > 0, clusteringShare < 1 else { throw ValidationError("--clustering-share must be in (0, 1)") }
         guard maxItemsPerUser >= 1 else { throw ValidationError("--max-items-per-user must be at least 1") }
+        if let candidateItems, candidateItems < 1 { throw ValidationError("--candidate-items must be at least 1") }
         _ = try parsedStragglers()
     }
 
@@ -313,6 +317,7 @@ struct SimulationOptions: ParsableArguments {
         configuration.concurrency = concurrency
         configuration.clusteringShare = clusteringShare
         configuration.maxItemsPerUser = maxItemsPerUser
+        configuration.candidateItems = candidateItems
         configuration.cacheDirectory = cacheDirectory
         configuration.showProgress = !quiet && isatty(STDERR_FILENO) != 0
         return configuration

@@ -44,18 +44,25 @@ public enum Evaluation {
         // by the blend the node chose from its own users; popularity_reranked is the same on exact
         // popularity, the strongest non-private rival. New users take the median client's blend.
         // (Nodes validate on up to 500 of their users; the simulator on 200 of each client's, to stay quick.)
+        // A model released over the catalogue's first items only (the candidate items) is ranked
+        // as a node ranks it: content reaches only the items of its catalogue.
+        func reach(_ model: SegmentModel) -> Int { model.catalogSize > 0 ? min(model.catalogSize, itemVectors.rows) : itemVectors.rows }
         func blends(_ model: SegmentModel) -> [Double] {
             var withModel = model
             withModel.centroids = centroids.storage
             withModel.dimension = centroids.cols
+            let reach = reach(model)
+            let reachable = reach == itemVectors.rows
+                ? itemVectors : itemVectors.rows(0..<reach)
+            let catalogIndex = reach == itemVectors.rows ? itemRow : itemRow.filter { $0.value < reach }
             return members.map { list in
                 var texts = Matrix(rows: list.count, cols: textVectors.cols)
                 for (row, u) in list.enumerated() { texts.setRow(row, to: textVectors.row(u)) }
                 let validation = UserProfiles.validationUsers(
                     hasText: list.map { !users[$0].texts.isEmpty }, items: list.map { training[$0] }, textVectors: texts, itemVectors: itemVectors,
-                    itemRow: itemRow, catalogIndex: itemRow, limit: 200
+                    itemRow: itemRow, catalogIndex: catalogIndex, limit: 200
                 )
-                return LocalRanker.chooseBlend(model: withModel, itemVectors: itemVectors, users: validation)
+                return LocalRanker.chooseBlend(model: withModel, itemVectors: reachable, users: validation)
             }
         }
         let rankers: [(String, SegmentModel, [Double]?, Bool)] = [
@@ -75,6 +82,9 @@ public enum Evaluation {
         let content = LocalRanker(model: popular, itemVectors: itemVectors, blend: 1)
         let nearest = evaluated.indices.map { content.nearest(cosines.row($0), exclude: excludes[$0]) }
         return rankers.map { name, model, clientBlends, segmented in
+            let reach = reach(model)
+            let reachableNearest = reach == itemVectors.rows
+                ? nearest : evaluated.indices.map { content.nearest(Array(cosines.row($0).prefix(reach)), exclude: excludes[$0]) }
             let coldBlend = clientBlends.map { $0.sorted()[$0.count / 2] } ?? 0
             let ranker = LocalRanker(model: model, itemVectors: itemVectors, blend: 1)
             let prepared = (0..<centroids.rows).map { LocalRanker.PreparedList(ranker.list($0)) }
@@ -82,7 +92,7 @@ public enum Evaluation {
             func ranked(_ row: Int, segment: Int?, blend: Double, hasVector: Bool) -> [Int] {
                 let list = segment.flatMap { s in model.segments.contains { $0.id == s } && s < prepared.count ? prepared[s] : nil } ?? global
                 guard blend > 0, hasVector, cosines.cols > 0 else { return Array(list.items.lazy.filter { !excludes[row].contains($0) }.prefix(10)) }
-                return ranker.rank(list, cosines: cosines.row(row), nearest: nearest[row], exclude: excludes[row], blend: blend, k: 10)
+                return ranker.rank(list, cosines: cosines.row(row), nearest: reachableNearest[row], exclude: excludes[row], blend: blend, k: 10)
             }
             var recall = 0.0, ndcg = 0.0, count = 0, coldRecall = 0.0, coldCount = 0
             var lists: [[Int]] = []

@@ -44,6 +44,10 @@ public struct NetworkedSimulation: Sendable {
         public var roundDeadlineSeconds: Double = 30
         public var clusteringShare = 0.7
         public var maxItemsPerUser = 20
+        /// The run's catalogue: the dataset's first this many items (nil: all). The dataset's item
+        /// order must then be a public ranking; the histogram is released over these items only,
+        /// so items no one can see a reason to rank never carry noise into the lists.
+        public var candidateItems: Int?
         public var maxSeedPhrases = 3000
         /// Share of the clients whose update a round needs.
         public var quorum = 0.5
@@ -110,9 +114,13 @@ public struct NetworkedSimulation: Sendable {
         public var wallSeconds: Double
         /// How the run chose its segments and which it dropped (nil: k as asked, none dropped).
         public var segmentation: SegmentationRecord? = nil
+        /// The items the recommendation histogram was released over (the run's catalogue: all the
+        /// dataset's, or its first `candidateItems`); nil without a published catalogue.
+        public var releasedCatalogSize: Int? = nil
 
         enum CodingKeys: String, CodingKey {
             case clients, users, rounds, embedder, epsilon, delta, segments, recommendation, segmentation
+            case releasedCatalogSize = "released_catalog_size"
             case runID = "run_id"
             case participantsPerRound = "participants_per_round"
             case privacyMode = "privacy_mode"
@@ -155,6 +163,7 @@ public struct NetworkedSimulation: Sendable {
             try c.encode(embedSeconds, forKey: .embedSeconds)
             try c.encode(wallSeconds, forKey: .wallSeconds)
             try c.encode(segmentation, forKey: .segmentation)
+            try c.encode(releasedCatalogSize, forKey: .releasedCatalogSize)
         }
     }
 
@@ -348,7 +357,8 @@ public struct NetworkedSimulation: Sendable {
         phraseOrder.shuffle(using: &rng)
         let parameters = Self.runParameters(
             c, embedderID: prepared.embedderID, dimension: prepared.points.cols,
-            seedPhrases: phraseOrder.prefix(c.maxSeedPhrases).map { prepared.itemTexts[$0] }, catalog: dataset.items.map(\.item)
+            seedPhrases: phraseOrder.prefix(c.maxSeedPhrases).map { prepared.itemTexts[$0] },
+            catalog: dataset.items.prefix(c.candidateItems ?? dataset.items.count).map(\.item)
         )
         let rejectedBefore = AdminClient.rejectedUpdates(fromMetrics: try await Retry.untilDeadline(seconds: 120) { try await admin.metricsText() })
         let started_: RunSummary
@@ -449,14 +459,17 @@ public struct NetworkedSimulation: Sendable {
         let participantLabels = participants.map { labels[$0] }
         let baseline = KMeans.fit(participantPoints, .init(k: k, restarts: 5, seed: c.seed))
         let truth = prepared.truth(for: participants)
-        let catalog = ItemCatalog(ids: parameters.catalog)
+        // The baselines count every training item of every user (no cap of m per user) over the
+        // whole catalogue, whatever the run released: the strongest form of each.
+        let catalog = ItemCatalog(ids: dataset.items.map(\.item))
         var exact = SegmentHistogram(segments: k, items: catalog.count)
         var sampling = SeededRandom(seed: c.seed, stream: 0xE7)
         for u in participants {
-            exact.add(userItems: prepared.training[u], segment: Int(labels[u]), catalog: catalog, maxItemsPerUser: c.maxItemsPerUser, using: &sampling)
+            exact.add(userItems: prepared.training[u], segment: Int(labels[u]), catalog: catalog, maxItemsPerUser: .max, using: &sampling)
         }
-        // A joined run may rank another catalogue than this dataset's: then there is nothing to compare.
-        let comparable = model.catalogItems.isEmpty || model.catalogItems == parameters.catalog
+        // A joined run may rank another catalogue than this dataset's (or than a prefix of it, the
+        // candidate items): then there is nothing to compare.
+        let comparable = model.catalogItems.isEmpty || model.catalogItems[...] == catalog.ids.prefix(model.catalogItems.count)
         if !comparable { log("the run's catalogue is not this dataset's: recommendation quality is not evaluated") }
         let recommendation = comparable ? Evaluation.evaluate(exact: exact, privateModel: model, labels: labels, centroids: centroids, prepared: prepared, members: members) : []
         let sizes = Metrics.clusterSizes(labels: participantLabels, k: k)
@@ -518,7 +531,8 @@ public struct NetworkedSimulation: Sendable {
             costRatio: Metrics.inertia(points: participantPoints, centroids: centroids, labels: participantLabels) / baseline.inertia,
             recommendation: recommendation, rejectedUpdates: rejected,
             misbehaviourAttempts: await attempts.counts, ledgersVerified: verified, ledgersAgree: agree,
-            embedSeconds: prepared.embedSeconds, wallSeconds: Evaluation.seconds(clock.now - started), segmentation: summary.segmentation
+            embedSeconds: prepared.embedSeconds, wallSeconds: Evaluation.seconds(clock.now - started), segmentation: summary.segmentation,
+            releasedCatalogSize: model.catalogItems.isEmpty ? nil : model.catalogItems.count
         )
     }
 

@@ -119,6 +119,9 @@ struct RunCommand: AsyncParsableCommand {
         @Option(name: .long, help: "Items a user contributes to the recommendation histogram at most.")
         var maxItemsPerUser = 20
 
+        @Option(name: .long, help: "Release the recommendation histogram over the catalogue file's first N items only (the file's order must be a public ranking); default: every item.")
+        var candidateItems: Int?
+
         @Option(name: .long, help: "local (every client adds full noise) or distributed (secure aggregation; each client adds a share of the noise).")
         var privacyMode: PrivacyMode = .local
 
@@ -159,7 +162,11 @@ struct RunCommand: AsyncParsableCommand {
                 try String(contentsOfFile: path, encoding: .utf8).split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
             }
             if let seedPhrases { parameters.seedPhrases = try lines(seedPhrases) } else { parameters.initialization = .random }
-            if let catalog { parameters.catalog = try lines(catalog) }
+            if let candidateItems {
+                guard catalog != nil else { throw CommandFailure("--candidate-items needs --catalog: it keeps the catalogue file's first N items") }
+                guard candidateItems >= 1 else { throw CommandFailure("--candidate-items must be at least 1") }
+            }
+            if let catalog { parameters.catalog = Array(try lines(catalog).prefix(candidateItems ?? .max)) }
             do {
                 try parameters.validate()
             } catch {

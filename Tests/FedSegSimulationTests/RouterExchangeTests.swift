@@ -1,5 +1,6 @@
 import FedSegClient
 import FedSegEmbedding
+import FedSegNode
 import FedSegProtocol
 import FedSegSimulation
 import Foundation
@@ -56,25 +57,51 @@ struct RouterExchangeTests {
 
     @Test("a federation in memory where most nodes close their database between uses: every release accepted, every ledger verified and agreeing")
     func suspendedNodes() async throws {
-        let state = FileManager.default.temporaryDirectory.appendingPathComponent("fedseg-suspended-\(UUID().uuidString)", isDirectory: true)
-        try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: state) }
-        let dataset = PlantedSegments(users: 160, segments: 4, seed: 3).generate()
-        let report = try await InProcessCoordinator.with(
-            stateDirectory: state.appendingPathComponent("coordinator", isDirectory: true), totalEpsilon: 8, totalDelta: 1e-5, embeddingCache: nil
-        ) { coordinator in
-            var configuration = NetworkedSimulation.Configuration(
-                coordinatorURL: coordinator.url, adminToken: coordinator.adminToken, clients: 12, workDirectory: state
-            )
-            configuration.exchange = coordinator.exchange
-            configuration.embedder = .hashing
-            configuration.k = 4
-            configuration.rounds = 1
-            configuration.openNodes = 3
-            return try await NetworkedSimulation(configuration: configuration).run(dataset: dataset)
-        }
+        let report = try await federation(PlantedSegments(users: 160, segments: 4, seed: 3).generate(), clients: 12) { $0.openNodes = 3 }
         #expect(report.participantsPerRound.count >= 3, "the start histogram, a Lloyd round and the recommendation release")
         #expect(report.participantsPerRound.allSatisfy { $0 == 12 }, "every node answered every release: \(report.participantsPerRound)")
         #expect(report.ledgersVerified && report.ledgersAgree)
+    }
+
+    @Test("candidate items: the histogram is released over the catalogue's first items only, every private list stays among them, and the baselines still rank every item")
+    func candidateItems() async throws {
+        let dataset = PlantedSegments(users: 120, segments: 4, itemsPerSegment: 30, seed: 5).generate()
+        let candidates = 50
+        let report = try await federation(dataset, clients: 6) { $0.candidateItems = candidates }
+        #expect(report.releasedCatalogSize == candidates, "the run's catalogue is the first \(candidates) of \(dataset.items.count) items")
+        let rows = Dictionary(uniqueKeysWithValues: report.recommendation.map { ($0.model, $0) })
+        #expect(rows.count == 6, "the private model is evaluated against the full catalogue's baselines: \(rows.keys.sorted())")
+        let reachable = Double(candidates) / Double(dataset.items.count)
+        for name in ["segment_private", "private_reranked"] {
+            let coverage = try #require(rows[name]).coverage
+            #expect(coverage > 0 && coverage <= reachable + 1e-12, "\(name) recommends only candidates: coverage \(coverage), at most \(reachable)")
+        }
+        #expect(try #require(rows["popularity_reranked"]).coverage > reachable, "the baselines rank items outside the candidates too")
+        #expect(report.ledgersVerified && report.ledgersAgree)
+    }
+
+    /// A federation of `clients` nodes (hashing embedder, k = 4, one Lloyd round) over the
+    /// in-memory transport to a coordinator in a fresh state directory.
+    private func federation(
+        _ dataset: Dataset, clients: Int, configure: (inout NetworkedSimulation.Configuration) -> Void
+    ) async throws -> NetworkedSimulation.Report {
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("fedseg-federation-\(UUID().uuidString)", isDirectory: true)
+        try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: state) }
+        var configuration = NetworkedSimulation.Configuration(coordinatorURL: "", adminToken: "", clients: clients, workDirectory: state)
+        configuration.embedder = .hashing
+        configuration.k = 4
+        configuration.rounds = 1
+        configure(&configuration)
+        let base = configuration
+        return try await InProcessCoordinator.with(
+            stateDirectory: state.appendingPathComponent("coordinator", isDirectory: true), totalEpsilon: 8, totalDelta: 1e-5, embeddingCache: nil
+        ) { coordinator in
+            var configuration = base
+            configuration.coordinatorURL = coordinator.url
+            configuration.adminToken = coordinator.adminToken
+            configuration.exchange = coordinator.exchange
+            return try await NetworkedSimulation(configuration: configuration).run(dataset: dataset)
+        }
     }
 }
