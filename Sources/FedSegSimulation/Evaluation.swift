@@ -51,10 +51,9 @@ public enum Evaluation {
             var withModel = model
             withModel.centroids = centroids.storage
             withModel.dimension = centroids.cols
-            let reach = reach(model)
-            let reachable = reach == itemVectors.rows
-                ? itemVectors : itemVectors.rows(0..<reach)
-            let catalogIndex = reach == itemVectors.rows ? itemRow : itemRow.filter { $0.value < reach }
+            let items = reach(model)
+            let reachable = items == itemVectors.rows ? itemVectors : itemVectors.rows(0..<items)
+            let catalogIndex = items == itemVectors.rows ? itemRow : itemRow.filter { $0.value < items }
             return members.map { list in
                 var texts = Matrix(rows: list.count, cols: textVectors.cols)
                 for (row, u) in list.enumerated() { texts.setRow(row, to: textVectors.row(u)) }
@@ -80,11 +79,17 @@ public enum Evaluation {
         for (row, u) in evaluated.enumerated() { queries.setRow(row, to: coldStart[u] ? textVectors.row(u) : points.row(u)) }
         let cosines = itemVectors.rows > 0 && !evaluated.isEmpty ? BLAS.multiply(queries, itemVectors, transB: .transpose) : Matrix(rows: evaluated.count, cols: 0)
         let content = LocalRanker(model: popular, itemVectors: itemVectors, blend: 1)
-        let nearest = evaluated.indices.map { content.nearest(cosines.row($0), exclude: excludes[$0]) }
+        // Each user's nearest items within each reach a re-ranked model has (one pass per reach).
+        var nearestWithin: [Int: [[Int]]] = [:]
+        for (_, model, clientBlends, _) in rankers where clientBlends != nil && nearestWithin[reach(model)] == nil {
+            let items = reach(model)
+            nearestWithin[items] = evaluated.indices.map { row in
+                let cosineRow = cosines.row(row)
+                return content.nearest(items == cosineRow.count ? cosineRow : Array(cosineRow.prefix(items)), exclude: excludes[row])
+            }
+        }
         return rankers.map { name, model, clientBlends, segmented in
-            let reach = reach(model)
-            let reachableNearest = reach == itemVectors.rows
-                ? nearest : evaluated.indices.map { content.nearest(Array(cosines.row($0).prefix(reach)), exclude: excludes[$0]) }
+            let nearest = nearestWithin[reach(model)] ?? []
             let coldBlend = clientBlends.map { $0.sorted()[$0.count / 2] } ?? 0
             let ranker = LocalRanker(model: model, itemVectors: itemVectors, blend: 1)
             let prepared = (0..<centroids.rows).map { LocalRanker.PreparedList(ranker.list($0)) }
@@ -92,7 +97,7 @@ public enum Evaluation {
             func ranked(_ row: Int, segment: Int?, blend: Double, hasVector: Bool) -> [Int] {
                 let list = segment.flatMap { s in model.segments.contains { $0.id == s } && s < prepared.count ? prepared[s] : nil } ?? global
                 guard blend > 0, hasVector, cosines.cols > 0 else { return Array(list.items.lazy.filter { !excludes[row].contains($0) }.prefix(10)) }
-                return ranker.rank(list, cosines: cosines.row(row), nearest: reachableNearest[row], exclude: excludes[row], blend: blend, k: 10)
+                return ranker.rank(list, cosines: cosines.row(row), nearest: nearest[row], exclude: excludes[row], blend: blend, k: 10)
             }
             var recall = 0.0, ndcg = 0.0, count = 0, coldRecall = 0.0, coldCount = 0
             var lists: [[Int]] = []
