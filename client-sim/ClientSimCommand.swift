@@ -242,6 +242,9 @@ struct SimulationOptions: ParsableArguments {
     @Option(name: .long, help: "Share of ε for clustering; the rest goes to the recommendation release.")
     var clusteringShare = 0.7
 
+    @Flag(name: .long, inversion: .prefixedNo, help: "Lloyd rounds after the first clip each user's offset from its centroid, not the vector (run parameter centered_clipping).")
+    var centeredClipping = true
+
     @Option(name: .long, help: "Items a user contributes to the recommendation histogram at most (its sensitivity is √m).")
     var maxItemsPerUser = 20
 
@@ -316,6 +319,7 @@ struct SimulationOptions: ParsableArguments {
         configuration.roundDeadlineSeconds = roundDeadline
         configuration.concurrency = concurrency
         configuration.clusteringShare = clusteringShare
+        configuration.centeredClipping = centeredClipping
         configuration.maxItemsPerUser = maxItemsPerUser
         configuration.candidateItems = candidateItems
         configuration.cacheDirectory = cacheDirectory
@@ -349,6 +353,9 @@ struct SimulationOptions: ParsableArguments {
         print("run \(result.runID): \(result.clients) clients, \(result.users) users, \(result.rounds) committed rounds (participants \(result.participantsPerRound.map(String.init).joined(separator: ", "))), \(result.privacyMode) noise, embedder \(result.embedder)")
         print(String(format: "ε spent %.4f of %.4f (δ = %g); ledgers verified: %@, client and coordinator ledgers agree: %@", result.epsilonSpent, result.epsilon, result.delta, result.ledgersVerified ? "yes" : "NO", result.ledgersAgree ? "yes" : "NO"))
         print(String(format: "cost ratio vs centralised non-private K-means: %.4f; ARI vs centralised: %.4f", result.costRatio, result.ariCentralized))
+        if !result.clusteringClipNorms.isEmpty {
+            print("Lloyd rounds' clip norms: " + result.clusteringClipNorms.map { String(format: "%.3f", $0) }.joined(separator: ", ") + " (a round under the run's clip norm is centred)")
+        }
         if let ari = result.ariTruth, let nmi = result.nmiTruth { print(String(format: "against ground truth: ARI %.4f, NMI %.4f", ari, nmi)) }
         if let segmentation = result.segmentation {
             print("segments chosen: \(segmentation.reason)")

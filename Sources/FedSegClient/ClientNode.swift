@@ -418,7 +418,7 @@ public actor ClientNode {
         let k = Int(plan.k)
         let d = Int(plan.dimension)
         guard data.points.rows > 0 else { return LocalStatistics(k: k, dimension: d) }
-        return LocalStatistics.compute(points: data.points, centroids: Matrix(rows: k, cols: d, storage: plan.centroids), clipNorm: Float(plan.clipNorm))
+        return LocalStatistics.compute(points: data.points, centroids: Matrix(rows: k, cols: d, storage: plan.centroids), clipNorm: Float(plan.clipNorm), centered: plan.centered)
     }
 
     /// Each user's items (at most m, sampled with the OS CSPRNG) in the row of their segment.

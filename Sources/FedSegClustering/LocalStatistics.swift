@@ -41,7 +41,11 @@ public struct LocalStatistics: Sendable, Equatable {
     /// and counts. With `clipNorm`, each vector is scaled to L2 norm ≤ clipNorm before it is summed
     /// (its assignment uses the original vector), so one vector moves one cluster's sum by at most
     /// clipNorm and its count by one.
-    public static func compute(points: Matrix, centroids: Matrix, clipNorm: Float? = nil) -> LocalStatistics {
-        NearestCentroidAssignment.run(points: points, centroids: centroids, clipNorm: clipNorm, labels: nil)
+    ///
+    /// `centered`: each vector's offset from its nearest centroid, x − c, is clipped and summed
+    /// instead of x itself. Users lie much closer to their centroid than to the origin, so the
+    /// same noise multiplier needs far less noise for the same bound on one user's influence.
+    public static func compute(points: Matrix, centroids: Matrix, clipNorm: Float? = nil, centered: Bool = false) -> LocalStatistics {
+        NearestCentroidAssignment.run(points: points, centroids: centroids, clipNorm: clipNorm, centered: centered, labels: nil)
     }
 }

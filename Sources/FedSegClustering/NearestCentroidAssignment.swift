@@ -13,7 +13,7 @@ enum NearestCentroidAssignment {
     static let chunkRows = 1024
 
     static func run(
-        points: Matrix, centroids: Matrix, clipNorm: Float?, labels: UnsafeMutableBufferPointer<Int32>?
+        points: Matrix, centroids: Matrix, clipNorm: Float?, centered: Bool = false, labels: UnsafeMutableBufferPointer<Int32>?
     ) -> LocalStatistics {
         precondition(points.cols == centroids.cols, "points have dimension \(points.cols), centroids \(centroids.cols)")
         precondition(centroids.rows > 0, "at least one centroid is needed")
@@ -46,7 +46,7 @@ enum NearestCentroidAssignment {
                                                 centroidNorms: cNorms.baseAddress!, products: g.baseAddress!,
                                                 sums: sums.baseAddress!, counts: counts.baseAddress!,
                                                 inertia: inertia.baseAddress!, labels: labels?.baseAddress,
-                                                d: d, k: k, clipNorm: clipNorm, chunk: chunk
+                                                d: d, k: k, clipNorm: clipNorm, centered: centered, chunk: chunk
                                             )
                                             DispatchQueue.concurrentPerform(iterations: workers) { w in
                                                 work.run(worker: w, of: workers, n: n)
@@ -83,6 +83,8 @@ private struct ChunkWork: @unchecked Sendable {
     let d: Int
     let k: Int
     let clipNorm: Float?
+    /// Sum each point's offset from its centroid, x − c, instead of x (clipped the same way).
+    let centered: Bool
     let chunk: Int
 
     func run(worker w: Int, of workers: Int, n: Int) {
@@ -119,7 +121,21 @@ private struct ChunkWork: @unchecked Sendable {
                 labels?[i] = Int32(best)
                 counts[best] += 1
                 let sum = sums + best * d
-                if let clipNorm, normSquared > clipNorm * clipNorm * 0.999 {
+                if centered {
+                    // ‖x − c‖² is the distance just computed; the exact rule decides near the bound.
+                    let c = centroids + best * d
+                    let distanceSquared = max(0, normSquared + bestValue)
+                    var s = 1.0
+                    if let clipNorm, distanceSquared > clipNorm * clipNorm * 0.999 {
+                        var exact = 0.0
+                        for t in 0..<d {
+                            let offset = Double(x[t]) - Double(c[t])
+                            exact += offset * offset
+                        }
+                        s = Clipping.factor(normSquared: exact, clipNorm: Double(clipNorm))
+                    }
+                    for t in 0..<d { sum[t] += s * (Double(x[t]) - Double(c[t])) }
+                } else if let clipNorm, normSquared > clipNorm * clipNorm * 0.999 {
                     // Near or over the bound: the exact rule, norm in Double (`Clipping`).
                     let s = Clipping.factor(normSquared: Clipping.normSquared(x, count: d), clipNorm: Double(clipNorm))
                     for t in 0..<d { sum[t] += s * Double(x[t]) }

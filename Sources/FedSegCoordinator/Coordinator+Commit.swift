@@ -40,13 +40,22 @@ extension Coordinator {
         case .clustering:
             var updated = run
             let previous = run.centroids
+            if !round.plan.centered {
+                updated.spreads = PrivateClustering.spreads(
+                    sums: result.sums, counts: result.counts, sumVariance: result.sumVariance, dimension: run.centroids.cols, clipNorm: run.parameters.clipNorm
+                )
+            }
             PrivateClustering.merge(
                 centroids: &updated.centroids, variances: &updated.variances, sums: result.sums, counts: result.counts,
-                sumVariance: result.sumVariance, countVariance: result.countVariance
+                sumVariance: result.sumVariance, countVariance: result.countVariance, centered: round.plan.centered
             )
             let shift = previous.maxRowDistance(to: updated.centroids)
             var releasedCounts = result.counts
+            let beforeChoice = updated.centroids
             if let chosen = Self.chooseSegmentCount(run, centroids: &updated.centroids, variances: &updated.variances, counts: result.counts, round: round.id) {
+                updated.spreads = updated.spreads.map {
+                    PrivateClustering.mergedSpreads($0, centroids: beforeChoice, counts: result.counts, into: updated.centroids)
+                }
                 updated.segmentation = chosen.record
                 releasedCounts = chosen.counts
                 logger.notice("segments chosen", metadata: ["run": "\(run.id)", "k": "\(updated.k)", "why": "\(chosen.record.reason)"])
@@ -65,6 +74,7 @@ extension Coordinator {
                 )
                 : ([], releasedCounts)
             if !dropped.isEmpty {
+                updated.spreads = updated.spreads.map { spreads in spreads.indices.filter { !dropped.contains($0) }.map { spreads[$0] } }
                 let total = releasedCounts.reduce(0) { $0 + max(0, $1) }
                 var record = updated.segmentation ?? SegmentationRecord(
                     requestedK: run.parameters.k, selection: run.parameters.kSelection, clusterer: run.parameters.clusterer, chosenK: run.k,
@@ -83,7 +93,8 @@ extension Coordinator {
                     runID: run.id, round: Int64(round.id), participants: round.participants, declined: round.declined, shift: shift,
                     centroids: updated.centroids, variances: updated.variances, releasedCounts: keptCounts,
                     committedRounds: updated.committedRounds, phase: updated.phase,
-                    segmentation: updated.segmentation == run.segmentation ? nil : updated.segmentation
+                    segmentation: updated.segmentation == run.segmentation ? nil : updated.segmentation,
+                    spreads: updated.spreads == run.spreads ? nil : updated.spreads
                 ),
                 charge: charge, beforeCommit: { crash(at: .commit) }
             )

@@ -55,9 +55,13 @@ extension Coordinator {
                 )
             },
             rounds: rounds.map {
-                RoundSummary(
+                // The stored plan (the row is checksummed when read) says how the round clipped.
+                let plan = $0.phase == .clustering
+                    ? (try? Fedseg_V1_SignedPublication(serializedBytes: $0.publication)).flatMap { try? Fedseg_V1_RoundPlan(serializedBytes: $0.payload) }
+                    : nil
+                return RoundSummary(
                     id: UInt64($0.id ?? 0), phase: $0.phase, status: $0.status, participants: $0.participants, declined: $0.declined,
-                    expected: $0.expected, centroidShift: $0.centroidShift
+                    expected: $0.expected, centroidShift: $0.centroidShift, clipNorm: plan?.clipNorm, centered: plan?.centered
                 )
             }
         )

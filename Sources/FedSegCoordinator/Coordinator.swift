@@ -64,6 +64,9 @@ public actor Coordinator {
         /// The start histogram's public candidates (nil: the run starts from its seed phrases alone).
         var startCandidates: StartCandidates?
         var segmentation: SegmentationRecord? = nil
+        /// Each segment's mean squared distance of its users from their mean, estimated from the
+        /// first Lloyd round's raw release (nil before it): what bounds a centred round's clip.
+        var spreads: [Double]? = nil
 
         /// The run's segments now: `parameters.k`, or what the start chose, less dropped ones.
         var k: Int { centroids.rows }
@@ -177,7 +180,8 @@ public actor Coordinator {
             variances: Packing.unpackDoubles(run.variances), committedRounds: run.committedRounds, phase: run.phase,
             abandonedInARow: run.abandonedInARow, startedAt: run.createdAt,
             startCandidates: try run.startCandidates.map { try JSONDecoder().decode(StartCandidates.self, from: $0) },
-            segmentation: try run.segmentation.map { try JSONDecoder().decode(SegmentationRecord.self, from: $0) }
+            segmentation: try run.segmentation.map { try JSONDecoder().decode(SegmentationRecord.self, from: $0) },
+            spreads: run.spreads.map(Packing.unpackDoubles)
         )
         guard let latest = try store.latestRound(runID: run.id), latest.status == .collecting, let id = latest.id else {
             logger.notice("resuming run", metadata: ["run": "\(run.id)", "committed_rounds": "\(run.committedRounds)"])
@@ -532,7 +536,9 @@ public actor Coordinator {
             id: id, plan: plan, publication: publication, deadline: deadline, openedAt: openedAt, expected: cohort.count,
             aggregation: Self.aggregation(for: plan, openedAt: openedAt)
         )
-        logger.info("round open", metadata: ["run": "\(run.id)", "round": "\(id)", "phase": "\(run.phase)", "expected": "\(cohort.count)"])
+        var metadata: Logger.Metadata = ["run": "\(run.id)", "round": "\(id)", "phase": "\(run.phase)", "expected": "\(cohort.count)"]
+        if plan.centered { metadata["centered_clip_norm"] = "\(String(format: "%.4f", plan.clipNorm))" }
+        logger.info("round open", metadata: metadata)
     }
 
     /// The aggregation a round's plan calls for: the one place local and distributed differ.

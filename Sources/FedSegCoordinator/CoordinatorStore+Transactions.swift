@@ -32,6 +32,8 @@ extension CoordinatorStore {
         var phase: RunPhase
         /// A new segmentation record when this round chose or dropped segments (nil: unchanged).
         var segmentation: SegmentationRecord? = nil
+        /// The segments' spreads when this round estimated or changed them (nil: unchanged).
+        var spreads: [Double]? = nil
     }
 
     // MARK: Reads
@@ -175,6 +177,7 @@ extension CoordinatorStore {
             run.abandonedInARow = 0
             run.phase = commit.phase
             if let segmentation = commit.segmentation { run.segmentation = try JSONEncoder().encode(segmentation) }
+            if let spreads = commit.spreads { run.spreads = Packing.pack(spreads) }
             run.checksum = run.computeChecksum()
             try run.update(db)
             try Self.dropEnvelopes(db, round: commit.round)

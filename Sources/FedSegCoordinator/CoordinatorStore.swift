@@ -37,9 +37,12 @@ public final class CoordinatorStore: Sendable {
         /// How the run's segments were chosen and dropped (JSON `SegmentationRecord`); nil until
         /// a start chooses them or a round drops one.
         public var segmentation: Data? = nil
+        /// Each segment's spread estimated from the first Lloyd round (k float64, little-endian):
+        /// what bounds later centred rounds' clip. Nil before that round.
+        public var spreads: Data? = nil
 
         enum CodingKeys: String, CodingKey {
-            case id, parameters, status, reason, phase, centroids, variances, checksum, segmentation
+            case id, parameters, status, reason, phase, centroids, variances, checksum, segmentation, spreads
             case startCandidates = "start_candidates"
             case committedRounds = "committed_rounds"
             case abandonedInARow = "abandoned_in_a_row"
@@ -164,6 +167,10 @@ public final class CoordinatorStore: Sendable {
         }
         migrator.registerMigration("coordinator-v5-segmentation") { db in
             try db.alter(table: Run.databaseTableName) { t in t.add(column: "segmentation", .blob) }
+        }
+        // Centred Lloyd rounds: the segments' spreads that bound their clip norm.
+        migrator.registerMigration("coordinator-v6-spreads") { db in
+            try db.alter(table: Run.databaseTableName) { t in t.add(column: "spreads", .blob) }
         }
         try migrator.migrate(database)
     }

@@ -1878,6 +1878,9 @@ enum OpenAPIDocument {
           "clip_norm": {
             "type": "number"
           },
+          "centered_clipping": {
+            "type": "boolean"
+          },
           "privacy_mode": {
             "type": "string",
             "enum": [
@@ -2041,6 +2044,12 @@ enum OpenAPIDocument {
           },
           "centroid_shift": {
             "type": "number"
+          },
+          "clip_norm": {
+            "type": "number"
+          },
+          "centered": {
+            "type": "boolean"
           }
         },
         "additionalProperties": false,

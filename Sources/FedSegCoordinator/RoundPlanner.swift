@@ -43,7 +43,7 @@ enum RoundPlanner {
             plan.candidates = candidates.centers
         case .clustering:
             // The fixed-point grid of a local round; a distributed round's is in its SecAgg plan.
-            let noise = FixedPointNoise.local(noise: run.privacy.clustering.noise, k: run.k, dimension: p.dimension)
+            let noise = FixedPointNoise.local(noise: clusteringNoise(run: run, plan: &plan), k: run.k, dimension: p.dimension)
             plan.noiseMultiplier = run.privacy.clustering.noiseMultiplier
             if p.privacyMode == .local {
                 plan.sumScale = noise.sumScale
@@ -81,6 +81,22 @@ enum RoundPlanner {
         return plan
     }
 
+    /// A clustering round's noise. Once a Lloyd round has been merged, the centroids are close
+    /// to their users, so later rounds are centred: each user's offset from its centroid is
+    /// clipped to a bound derived from released values (`PrivateClustering.centeredClipNorm`)
+    /// and the same noise multiplier needs proportionally less noise. Sets the plan's
+    /// `clip_norm` and `centered`.
+    static func clusteringNoise(run: Coordinator.ActiveRun, plan: inout Fedseg_V1_RoundPlan) -> SumCountNoise {
+        let p = run.parameters
+        if p.centeredClipping, run.committedRounds >= 1, let spreads = run.spreads, spreads.count == run.k,
+            let bound = PrivateClustering.centeredClipNorm(spreads: spreads, variances: run.variances, clipNorm: p.clipNorm)
+        {
+            plan.clipNorm = bound
+            plan.centered = true
+        }
+        return run.privacy.clustering.noise(clipNorm: plan.clipNorm)
+    }
+
     /// The secure-aggregation plan of a distributed round: the cohort in a fixed order, a fresh
     /// graph seed, and quantisation and noise shares sized so that any `minimum` survivors'
     /// sum carries the run's planned noise and the sum of all never wraps.
@@ -113,7 +129,7 @@ enum RoundPlanner {
             secagg.clientSigma = noise.clientSigma
         case .clustering:
             let noise = try FixedPointNoise.distributed(
-                noise: run.privacy.clustering.noise, k: run.k, dimension: p.dimension, minimumSurvivors: minimum, colluders: colluders,
+                noise: run.privacy.clustering.noise(clipNorm: plan.clipNorm), k: run.k, dimension: p.dimension, minimumSurvivors: minimum, colluders: colluders,
                 maxUsers: p.maxUsers, clients: cohort.count
             )
             secagg.sumScale = noise.sumScale

@@ -29,7 +29,11 @@ enum StoredChecksum {
 extension CoordinatorStore.Run {
     func computeChecksum() -> String {
         // The segmentation record is sealed where present; rows written before it existed keep their checksum.
-        StoredChecksum.of("run", [StoredChecksum.data(id), parameters, centroids, variances, startCandidates] + (segmentation.map { [$0] } ?? []))
+        StoredChecksum.of(
+            "run",
+            [StoredChecksum.data(id), parameters, centroids, variances, startCandidates] + (segmentation.map { [$0] } ?? [])
+                + (spreads.map { [StoredChecksum.data("spreads"), $0] } ?? [])
+        )
     }
 
     func verified() throws -> Self {

@@ -25,6 +25,12 @@ public struct PrivateClusteringPlan: Sendable, Codable, Equatable {
         SumCountNoise(noiseMultiplier: noiseMultiplier, clipNorm: clipNorm, countShare: countShare)
     }
 
+    /// A round's noise for another clip norm (a centred round's): the same noise multiplier, so
+    /// the same ε, with every standard deviation of the sums scaled by the bound.
+    public func noise(clipNorm bound: Double) -> SumCountNoise {
+        SumCountNoise(noiseMultiplier: noiseMultiplier, clipNorm: bound, countShare: countShare)
+    }
+
     /// The planner. Gaussian releases on the same data compose like one release whose 1/z² is
     /// the sum of theirs, and the pipeline merges rounds by inverse variance, so extra rounds cost
     /// accuracy only where assignments move. With a public start the first round corrects the
@@ -81,9 +87,11 @@ public enum PrivateClustering {
     /// Post-processing only: it sees the release and public estimates, never a client's data.
     /// `sumVariance` and `countVariance` are the total noise variance per coordinate of the
     /// aggregate (local mode: the sum over the clients that took part).
+    /// `centered`: the sums are of offsets from the current centroids (a centred round), so the
+    /// estimate is the centroid plus the mean offset, and the counts' noise scales the offset.
     public static func merge(
         centroids: inout Matrix, variances: inout [Double], sums: [Double], counts: [Double],
-        sumVariance: Double, countVariance: Double
+        sumVariance: Double, countVariance: Double, centered: Bool = false
     ) {
         let k = centroids.rows
         let d = centroids.cols
@@ -94,8 +102,9 @@ public enum PrivateClustering {
             var estimate = [Double](repeating: 0, count: d)
             var normSquared = 0.0
             for t in 0..<d {
-                estimate[t] = sums[j * d + t] / n
-                normSquared += estimate[t] * estimate[t]
+                let mean = sums[j * d + t] / n
+                normSquared += mean * mean
+                estimate[t] = centered ? Double(centroids[j, t]) + mean : mean
             }
             let dpVariance = (Double(d) * sumVariance + normSquared * countVariance) / (n * n)
             var disagreement = 0.0
@@ -114,6 +123,60 @@ public enum PrivateClustering {
             variances[j] = priorVariance.isFinite ? priorVariance * dpVariance / (priorVariance + dpVariance) : dpVariance
         }
     }
+
+    /// Each segment's spread (mean squared distance of its users from their mean) from a plain
+    /// round's raw release: users have norm at most C (norm C after clipping, for unit vectors),
+    /// so the spread is C² − ‖μ_j‖², and ‖S_j‖²/n_j² − d·σ²/n_j² estimates ‖μ_j‖² without the
+    /// noise's bias. The merged centroid is no substitute: it is shrunk towards the start.
+    public static func spreads(sums: [Double], counts: [Double], sumVariance: Double, dimension d: Int, clipNorm: Double) -> [Double] {
+        counts.indices.map { j in
+            let n = counts[j]
+            guard n >= 1 else { return clipNorm * clipNorm }
+            var normSquared = 0.0
+            for t in 0..<d { normSquared += sums[j * d + t] * sums[j * d + t] }
+            let mean = max(0, (normSquared - Double(d) * sumVariance) / (n * n))
+            return max(0, clipNorm * clipNorm - mean)
+        }
+    }
+
+    /// The spreads of segments merged into fewer (k chosen after the first round): each old
+    /// segment's users join the nearest new centroid, and lie at their spread plus the squared
+    /// distance between the two centroids from it; weighted by released counts.
+    public static func mergedSpreads(_ spreads: [Double], centroids: Matrix, counts: [Double], into merged: Matrix) -> [Double] {
+        let labels = KMeans.assign(centroids, to: merged)
+        var total = [Double](repeating: 0, count: merged.rows)
+        var weight = [Double](repeating: 0, count: merged.rows)
+        for i in 0..<centroids.rows {
+            let j = Int(labels[i])
+            let w = max(0, counts[i])
+            var distance = 0.0
+            for t in 0..<centroids.cols {
+                let diff = Double(centroids[i, t]) - Double(merged[j, t])
+                distance += diff * diff
+            }
+            total[j] += w * (spreads[i] + distance)
+            weight[j] += w
+        }
+        return total.indices.map { weight[$0] > 0 ? total[$0] / weight[$0] : spreads.max() ?? 0 }
+    }
+
+    /// The clip norm of a centred round, from released values only: the users of segment j lie
+    /// at mean squared distance `spreads[j]` from their mean, and at that plus the estimate's
+    /// error (`variances[j]`) from the estimate ĉ_j. The bound is `margin` times the root of the
+    /// largest such distance over segments. Nil when that is not below C: a centred round would
+    /// not need less noise than a plain one.
+    public static func centeredClipNorm(spreads: [Double], variances: [Double], clipNorm: Double, margin: Double = centeredClipMargin) -> Double? {
+        guard !spreads.isEmpty, variances.count == spreads.count, variances.allSatisfy(\.isFinite), spreads.allSatisfy(\.isFinite) else { return nil }
+        // Pooled over segments: one segment's estimate moves with its noisy count (a count 9% off
+        // moves ‖μ‖² by 18%), the mean over k of them far less.
+        var pooled = 0.0
+        for j in spreads.indices { pooled += max(0, spreads[j]) + max(0, variances[j]) }
+        let bound = margin * (pooled / Double(spreads.count)).squareRoot()
+        return bound > 0 && bound < clipNorm ? bound : nil
+    }
+
+    /// How far past the widest segment's root-mean-square spread a centred round clips.
+    public static let centeredClipMargin = 1.0
 
     /// Drops the segments whose released count is under `minShare` of all released counts
     /// (negative noisy counts taken as 0): such a segment's model would be global popularity

@@ -28,6 +28,9 @@ public struct RunParameters: Codable, Sendable, Equatable {
     /// 1 when the run has no catalogue.
     public var clusteringShare: Double = 0.7
     public var clipNorm: Double = 1
+    /// Lloyd rounds after the first clip and sum each user's offset from its segment's current
+    /// centroid (bounded by a clip norm derived from released values) instead of the vector itself.
+    public var centeredClipping: Bool = true
     /// `local`: every client adds the full noise to its own update. `distributed`: secure
     /// aggregation (SecAgg+); each client adds a share of the noise and the coordinator learns
     /// only the noised sum of at least `min_participants` clients.
@@ -73,6 +76,7 @@ public struct RunParameters: Codable, Sendable, Equatable {
         case embedderID = "embedder_id"
         case clusteringShare = "clustering_share"
         case clipNorm = "clip_norm"
+        case centeredClipping = "centered_clipping"
         case privacyMode = "privacy_mode"
         case minParticipants = "min_participants"
         case roundDeadlineSeconds = "round_deadline_seconds"
@@ -100,6 +104,7 @@ public struct RunParameters: Codable, Sendable, Equatable {
         try take(.rounds, \.rounds)
         try take(.clusteringShare, \.clusteringShare)
         try take(.clipNorm, \.clipNorm)
+        try take(.centeredClipping, \.centeredClipping)
         try take(.privacyMode, \.privacyMode)
         try take(.minParticipants, \.minParticipants)
         try take(.roundDeadlineSeconds, \.roundDeadlineSeconds)
@@ -363,8 +368,15 @@ public struct RoundSummary: Codable, Sendable {
     public var declined: Int
     public var expected: Int
     public var centroidShift: Double?
+    /// Clustering rounds: the clip norm of the round's plan, and whether it clipped each user's
+    /// offset from its centroid (a centred round) rather than the vector.
+    public var clipNorm: Double?
+    public var centered: Bool?
 
-    public init(id: UInt64, phase: RunPhase, status: RoundStatus, participants: Int, declined: Int, expected: Int, centroidShift: Double?) {
+    public init(
+        id: UInt64, phase: RunPhase, status: RoundStatus, participants: Int, declined: Int, expected: Int, centroidShift: Double?,
+        clipNorm: Double? = nil, centered: Bool? = nil
+    ) {
         self.id = id
         self.phase = phase
         self.status = status
@@ -372,6 +384,8 @@ public struct RoundSummary: Codable, Sendable {
         self.declined = declined
         self.expected = expected
         self.centroidShift = centroidShift
+        self.clipNorm = clipNorm
+        self.centered = centered
     }
 
     enum CodingKeys: String, CodingKey {
@@ -382,6 +396,8 @@ public struct RoundSummary: Codable, Sendable {
         case declined
         case expected
         case centroidShift = "centroid_shift"
+        case clipNorm = "clip_norm"
+        case centered
     }
 }
 

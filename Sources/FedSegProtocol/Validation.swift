@@ -81,6 +81,7 @@ extension Fedseg_V1_RoundPlan {
         }
         guard centroids.allSatisfy(\.isFinite) else { throw ProtocolError.invalidField("centroids", "must be finite") }
         guard clipNorm.isFinite, clipNorm > 0 else { throw ProtocolError.invalidField("clip_norm", "must be positive and finite") }
+        guard !centered || phase == .clustering else { throw ProtocolError.invalidField("centered", "is for clustering rounds only") }
         for (name, value) in [("noise_multiplier", noiseMultiplier), ("sum_std", sumStd), ("count_std", countStd)] {
             guard value.isFinite, value > 0 else { throw ProtocolError.invalidField(name, "must be positive and finite") }
         }

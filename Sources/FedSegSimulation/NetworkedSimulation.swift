@@ -43,6 +43,8 @@ public struct NetworkedSimulation: Sendable {
         public var cacheDirectory: URL?
         public var roundDeadlineSeconds: Double = 30
         public var clusteringShare = 0.7
+        /// Lloyd rounds after the first are centred (`RunParameters.centeredClipping`).
+        public var centeredClipping = true
         public var maxItemsPerUser = 20
         /// The run's catalogue: the dataset's first this many items (nil: all). The dataset's item
         /// order must then be a public ranking; the histogram is released over these items only,
@@ -117,8 +119,12 @@ public struct NetworkedSimulation: Sendable {
         /// The items the recommendation histogram was released over (the run's catalogue: all the
         /// dataset's, or its first `candidateItems`); nil without a published catalogue.
         public var releasedCatalogSize: Int? = nil
+        /// The clip norm of each committed Lloyd round, in order (below the run's clip norm: a
+        /// centred round, `RunParameters.centeredClipping`).
+        public var clusteringClipNorms: [Double] = []
 
         enum CodingKeys: String, CodingKey {
+            case clusteringClipNorms = "clustering_clip_norms"
             case clients, users, rounds, embedder, epsilon, delta, segments, recommendation, segmentation
             case releasedCatalogSize = "released_catalog_size"
             case runID = "run_id"
@@ -164,6 +170,7 @@ public struct NetworkedSimulation: Sendable {
             try c.encode(wallSeconds, forKey: .wallSeconds)
             try c.encode(segmentation, forKey: .segmentation)
             try c.encode(releasedCatalogSize, forKey: .releasedCatalogSize)
+            try c.encode(clusteringClipNorms, forKey: .clusteringClipNorms)
         }
     }
 
@@ -210,6 +217,7 @@ public struct NetworkedSimulation: Sendable {
         parameters.dimension = dimension
         parameters.rounds = c.rounds
         parameters.clusteringShare = c.clusteringShare
+        parameters.centeredClipping = c.centeredClipping
         parameters.minParticipants = max(c.privacyMode == .distributed ? 2 : 1, Int((Double(c.clients) * c.quorum).rounded(.down)))
         parameters.privacyMode = c.privacyMode
         // A public bound the operator chooses (never the dataset's size): distributed mode sizes
@@ -532,7 +540,8 @@ public struct NetworkedSimulation: Sendable {
             recommendation: recommendation, rejectedUpdates: rejected,
             misbehaviourAttempts: await attempts.counts, ledgersVerified: verified, ledgersAgree: agree,
             embedSeconds: prepared.embedSeconds, wallSeconds: Evaluation.seconds(clock.now - started), segmentation: summary.segmentation,
-            releasedCatalogSize: model.catalogItems.isEmpty ? nil : model.catalogItems.count
+            releasedCatalogSize: model.catalogItems.isEmpty ? nil : model.catalogItems.count,
+            clusteringClipNorms: committed.filter { $0.phase == .clustering }.compactMap(\.clipNorm)
         )
     }
 

@@ -98,6 +98,9 @@ struct RunCommand: AsyncParsableCommand {
         @Option(name: .long, help: "L2 clip norm of a user's vector.")
         var clipNorm = 1.0
 
+        @Flag(name: .long, inversion: .prefixedNo, help: "Lloyd rounds after the first clip each user's offset from its centroid, to a bound derived from released values, so they need less noise.")
+        var centeredClipping = true
+
         @Option(name: .long, help: "Updates a round needs; fewer at the deadline abandon it.")
         var minParticipants = 1
 
@@ -149,6 +152,7 @@ struct RunCommand: AsyncParsableCommand {
             parameters.rounds = rounds
             parameters.clusteringShare = catalog == nil ? 1 : clusteringShare
             parameters.clipNorm = clipNorm
+            parameters.centeredClipping = centeredClipping
             parameters.minParticipants = minParticipants
             parameters.roundDeadlineSeconds = roundDeadline
             parameters.samplingRate = samplingRate
@@ -229,7 +233,8 @@ struct RunCommand: AsyncParsableCommand {
             print("  revoke them (fedseg clients revoke --id ID) or start their nodes")
         }
         for round in summary.rounds {
-            print("  round \(round.id)  \(round.phase.rawValue.padding(toLength: 14, withPad: " ", startingAt: 0)) \(round.status.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)) \(round.participants) of \(round.expected) updates, \(round.declined) declined" + (round.centroidShift.map { String(format: ", centroid shift %.5f", $0) } ?? ""))
+            print("  round \(round.id)  \(round.phase.rawValue.padding(toLength: 14, withPad: " ", startingAt: 0)) \(round.status.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)) \(round.participants) of \(round.expected) updates, \(round.declined) declined" + (round.centroidShift.map { String(format: ", centroid shift %.5f", $0) } ?? "")
+                + (round.centered == true ? round.clipNorm.map { String(format: ", centred, clip norm %.3f", $0) } ?? "" : ""))
         }
     }
 }

@@ -47,6 +47,44 @@ struct StatisticsTests {
         #expect(abs(merged.inertia - whole.inertia) <= 1e-9 * whole.inertia)
     }
 
+    @Test("centred statistics sum each vector's offset from its nearest centroid, clipped to the bound", arguments: [Float(0.3), 1, 100])
+    func centredStatistics(clip: Float) {
+        let data = blobs(n: 700, d: 12, k: 4, spread: 0.5, seed: 23).points
+        var rng = SeededRandom(seed: 5)
+        let centroids = rng.normalMatrix(rows: 4, cols: 12)
+        let labels = KMeans.assign(data, to: centroids)
+        let centred = LocalStatistics.compute(points: data, centroids: centroids, clipNorm: clip, centered: true)
+        let plain = LocalStatistics.compute(points: data, centroids: centroids, clipNorm: clip)
+        #expect(centred.counts == plain.counts)
+        // The same sums computed one vector at a time, in Double, with the documented rule.
+        var expected = [Double](repeating: 0, count: 4 * 12)
+        var clipped = 0
+        for i in 0..<data.rows {
+            let j = Int(labels[i])
+            let offset = (0..<12).map { Double(data[i, $0]) - Double(centroids[j, $0]) }
+            let norm = offset.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            let factor = norm > Double(clip) ? Double(clip) * (1 - 1e-6) / norm : 1
+            if factor < 1 { clipped += 1 }
+            for t in 0..<12 { expected[j * 12 + t] += factor * offset[t] }
+            // One vector alone moves its cluster's sum by at most the bound.
+            let single = LocalStatistics.compute(points: data.rows(i..<i + 1), centroids: centroids, clipNorm: clip, centered: true)
+            #expect(single.sum(ofCluster: j).reduce(0) { $0 + $1 * $1 }.squareRoot() <= Double(clip))
+        }
+        for i in expected.indices { #expect(abs(centred.sums[i] - expected[i]) <= 1e-6 * max(1, abs(expected[i]))) }
+        // Unclipped, the centred sums are the plain sums less n_j·c_j.
+        if clip == 100 {
+            #expect(clipped == 0)
+            for j in 0..<4 {
+                for t in 0..<12 {
+                    let shifted = plain.sums[j * 12 + t] - Double(plain.counts[j]) * Double(centroids[j, t])
+                    #expect(abs(centred.sums[j * 12 + t] - shifted) <= 1e-6 * max(1, abs(shifted)))
+                }
+            }
+        } else {
+            #expect(clipped > 0, "the test must exercise the clipping branch")
+        }
+    }
+
     @Test("clipping bounds every vector's contribution to the clip norm", arguments: [Float(0.1), 0.5, 1, 4])
     func clippingBoundsContributions(clip: Float) {
         let data = blobs(n: 500, d: 16, k: 3, spread: 2, seed: 17).points

@@ -488,6 +488,66 @@ struct CoordinatorStateTests {
         #expect(try await restarted.summary().segmentation == record)
     }
 
+    @Test("Lloyd rounds after the first are centred, clipped to the spread the first round released; the spreads survive a restart")
+    func centredRounds() async throws {
+        let directory = try temporaryDirectory()
+        let clock = ManualWallClock()
+        let coordinator = try makeCoordinator(directory, clock: clock)
+        let clients = try enroll(3, in: coordinator)
+        let key = coordinator.keys.identity.keyAgreement.publicKey
+        _ = try await coordinator.start(try RunStart.prepare(smallRun(rounds: 3), settings: coordinator.settings))
+        let first = try #require(await coordinator.snapshot())
+        #expect(!first.plan.centered && first.plan.clipNorm == 1, "the first round clips the vectors themselves")
+        // Each client: 1,000 unit-norm users per segment whose mean is 0.9 long, so their spread
+        // (mean squared distance from their mean) is 1 − 0.81 = 0.19.
+        let means: [[Float]] = [[0.9, 0, 0, 0], [0, 0.9, 0, 0]]
+        for client in clients {
+            let sums = means.flatMap { $0.map { $0 * 1000 } }
+            let sealed = try client.seal(update(first.plan, sums: sums, counts: [1000, 1000]), kind: .clientUpdate, round: first.round, to: key)
+            #expect(try await offer(sealed, to: coordinator) == .added)
+        }
+        let second = try #require(await coordinator.snapshot())
+        #expect(second.plan.phase == .clustering && second.plan.centered)
+        #expect(abs(second.plan.clipNorm - 0.19.squareRoot()) < 0.01, "clip norm \(second.plan.clipNorm)")
+        // The same noise multiplier (so the same charge) at the smaller bound: deviations smaller
+        // by the bound (to the grid's rounding term, √(k·d + k) in Δ).
+        #expect(abs(second.plan.noiseMultiplier - first.plan.noiseMultiplier) < 1e-12)
+        #expect(abs(second.plan.sumStd / first.plan.sumStd - second.plan.clipNorm) < 1e-3 * second.plan.clipNorm)
+        let centroids = Matrix(rows: 2, cols: 4, storage: second.plan.centroids)
+        #expect(abs(centroids[0, 0] - 0.9) < 0.01 && abs(centroids[1, 1] - 0.9) < 0.01, "\(centroids.storage)")
+
+        // The process dies with round 2 open; the restarted coordinator still centres round 3.
+        let restarted = try makeCoordinator(directory, clock: clock)
+        try await restarted.recover()
+        #expect(try #require(await restarted.snapshot()).round == second.round)
+        // Round 2's offsets: the users' mean lies 0.05 further along the first axis than the centroid.
+        for client in clients {
+            let offsets: [Float] = [50, 0, 0, 0, 0, 0, 0, 0]
+            let sealed = try client.seal(update(second.plan, sums: offsets, counts: [1000, 1000]), kind: .clientUpdate, round: second.round, to: key)
+            #expect(try await offer(sealed, to: restarted) == .added)
+        }
+        let third = try #require(await restarted.snapshot())
+        #expect(third.plan.centered && abs(third.plan.clipNorm - 0.19.squareRoot()) < 0.01, "clip norm \(third.plan.clipNorm)")
+        let moved = Matrix(rows: 2, cols: 4, storage: third.plan.centroids)
+        #expect(abs(moved[0, 0] - (centroids[0, 0] + 0.05)) < 0.01, "a centred round moves the centroid by the mean offset: \(moved.storage)")
+
+        // A run that turns it off clips the vectors in every round.
+        let plainDirectory = try temporaryDirectory()
+        let plain = try makeCoordinator(plainDirectory, clock: clock)
+        let plainClients = try enroll(3, in: plain)
+        var parameters = smallRun(rounds: 3)
+        parameters.centeredClipping = false
+        _ = try await plain.start(try RunStart.prepare(parameters, settings: plain.settings))
+        let plainFirst = try #require(await plain.snapshot())
+        for client in plainClients {
+            let sums = means.flatMap { $0.map { $0 * 1000 } }
+            let sealed = try client.seal(update(plainFirst.plan, sums: sums, counts: [1000, 1000]), kind: .clientUpdate, round: plainFirst.round, to: plain.keys.identity.keyAgreement.publicKey)
+            #expect(try await offer(sealed, to: plain) == .added)
+        }
+        let plainSecond = try #require(await plain.snapshot())
+        #expect(!plainSecond.plan.centered && plainSecond.plan.clipNorm == 1)
+    }
+
     @Test("a segment under min_segment_share of the last Lloyd round's released counts is dropped before the recommendation release, and the record is stored")
     func droppedSegments() async throws {
         let directory = try temporaryDirectory()

@@ -61,6 +61,60 @@ struct PrivateClusteringTests {
         #expect(worst < 1e-4, "max centroid difference \(worst)")
     }
 
+    @Test("a centred round merged with vanishing noise is the same Lloyd step as a plain one")
+    func centredMergeIsLloyd() throws {
+        let (points, _) = data(n: 1200, seed: 9)
+        var rng = SeededRandom(seed: 4)
+        let start = KMeans.plusPlusInitialization(points, k: 4, using: &rng)
+        var plain = start, centred = start
+        var plainVariances = [Double](repeating: 1, count: 4), centredVariances = plainVariances
+        let sums = LocalStatistics.compute(points: points, centroids: start, clipNorm: 1)
+        PrivateClustering.merge(
+            centroids: &plain, variances: &plainVariances, sums: sums.sums, counts: sums.counts.map(Double.init), sumVariance: 1e-18, countVariance: 1e-18
+        )
+        // Offsets from unit vectors to centroids inside the ball are at most 2 long: no clipping at 2.
+        let offsets = LocalStatistics.compute(points: points, centroids: start, clipNorm: 2, centered: true)
+        PrivateClustering.merge(
+            centroids: &centred, variances: &centredVariances, sums: offsets.sums, counts: offsets.counts.map(Double.init),
+            sumVariance: 1e-18, countVariance: 1e-18, centered: true
+        )
+        var worst: Float = 0
+        for i in 0..<plain.count { worst = max(worst, abs(plain.storage[i] - centred.storage[i])) }
+        #expect(worst < 1e-5, "max centroid difference \(worst)")
+    }
+
+    @Test("spreads from a noisy plain release estimate each segment's mean squared distance from its mean; the centred clip norm pools them")
+    func spreadsAndCentredClipNorm() throws {
+        let (points, truth) = data(n: 4000, seed: 12)
+        let d = points.cols
+        var sums = [Double](repeating: 0, count: 4 * d), counts = [Double](repeating: 0, count: 4)
+        for i in 0..<points.rows {
+            let j = Int(truth[i])
+            counts[j] += 1
+            for t in 0..<d { sums[j * d + t] += Double(points[i, t]) }
+        }
+        var trueSpreads = [Double](repeating: 0, count: 4)
+        for i in 0..<points.rows {
+            let j = Int(truth[i])
+            trueSpreads[j] += (0..<d).reduce(0.0) { total, t in let diff = Double(points[i, t]) - sums[j * d + t] / counts[j]; return total + diff * diff } / counts[j]
+        }
+        // The release's noise: σ = 2 per coordinate of the sums (the estimate's error is then
+        // dominated by 2μ·noise/n, about 0.004 here).
+        var noise = SeededRandom(seed: 77)
+        let noisy = sums.map { $0 + 2 * noise.nextStandardNormal() }
+        let spreads = PrivateClustering.spreads(sums: noisy, counts: counts, sumVariance: 4, dimension: d, clipNorm: 1)
+        for j in 0..<4 { #expect(abs(spreads[j] - trueSpreads[j]) < 0.015, "segment \(j): \(spreads[j]) against \(trueSpreads[j])") }
+        let pooled = (0..<4).reduce(0.0) { $0 + spreads[$1] + 0.001 } / 4
+        let bound = try #require(PrivateClustering.centeredClipNorm(spreads: spreads, variances: [Double](repeating: 0.001, count: 4), clipNorm: 1))
+        #expect(abs(bound - pooled.squareRoot()) < 1e-12)
+        #expect(bound < 0.5, "users this close to their means need far less than the vectors' norm")
+        // A bound that would not be below the clip norm: plain rounds.
+        #expect(PrivateClustering.centeredClipNorm(spreads: [0.9, 1.2], variances: [0.1, 0.1], clipNorm: 1) == nil)
+        #expect(PrivateClustering.centeredClipNorm(spreads: [0.1], variances: [.infinity], clipNorm: 1) == nil)
+        // An empty segment's spread is the whole ball's.
+        #expect(PrivateClustering.spreads(sums: [0, 0], counts: [0], sumVariance: 1, dimension: 2, clipNorm: 1) == [1])
+    }
+
     @Test("the weighted start follows the private cluster sizes when the public sample's are skewed")
     func weightedStart() throws {
         let (all, allTruth) = data(n: 6000, seed: 21)

@@ -134,6 +134,13 @@ struct MessageTests {
         plan = samplePlan(phase: .recommendation)
         plan.catalogItems.removeLast()
         #expect(throws: ProtocolError.invalidField("catalog_items", "has 49 ids, expected 50")) { try plan.validate() }
+        // Centred sums are for clustering rounds only.
+        plan = samplePlan()
+        plan.centered = true
+        #expect(throws: Never.self) { try plan.validate() }
+        plan = samplePlan(phase: .recommendation)
+        plan.centered = true
+        #expect(throws: ProtocolError.invalidField("centered", "is for clustering rounds only")) { try plan.validate() }
     }
 
     @Test("updates of the wrong run, round, shape or with non-finite values are refused")

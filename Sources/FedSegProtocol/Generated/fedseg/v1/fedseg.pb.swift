@@ -442,6 +442,14 @@ public nonisolated struct Fedseg_V1_RoundPlan: @unchecked Sendable {
     set {_uniqueStorage()._integerSigma = newValue}
   }
 
+  /// Clustering rounds: when true, each user adds clip(x - c_j, clip_norm) to its segment's sum,
+  /// its offset from the plan's centroid c_j, instead of clip(x, clip_norm). The coordinator
+  /// adds the released mean offset to c_j.
+  public var centered: Bool {
+    get {_storage._centered}
+    set {_uniqueStorage()._centered = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1164,7 +1172,7 @@ nonisolated extension Fedseg_V1_EnrollResponse: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RoundPlan"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}run_id\0\u{1}round\0\u{1}phase\0\u{1}k\0\u{1}dimension\0\u{1}centroids\0\u{3}clip_norm\0\u{3}noise_multiplier\0\u{3}sum_std\0\u{3}count_std\0\u{3}privacy_mode\0\u{3}sampling_rate\0\u{3}deadline_unix_ms\0\u{3}min_participants\0\u{3}embedder_id\0\u{1}delta\0\u{3}max_items_per_user\0\u{3}catalog_size\0\u{3}catalog_items\0\u{3}expected_participants\0\u{1}secagg\0\u{3}candidate_count\0\u{1}candidates\0\u{3}sum_scale\0\u{3}count_scale\0\u{3}integer_sigma\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}run_id\0\u{1}round\0\u{1}phase\0\u{1}k\0\u{1}dimension\0\u{1}centroids\0\u{3}clip_norm\0\u{3}noise_multiplier\0\u{3}sum_std\0\u{3}count_std\0\u{3}privacy_mode\0\u{3}sampling_rate\0\u{3}deadline_unix_ms\0\u{3}min_participants\0\u{3}embedder_id\0\u{1}delta\0\u{3}max_items_per_user\0\u{3}catalog_size\0\u{3}catalog_items\0\u{3}expected_participants\0\u{1}secagg\0\u{3}candidate_count\0\u{1}candidates\0\u{3}sum_scale\0\u{3}count_scale\0\u{3}integer_sigma\0\u{1}centered\0")
 
   fileprivate class _StorageClass {
     var _protocolVersion: UInt32 = 0
@@ -1194,6 +1202,7 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
     var _sumScale: Double = 0
     var _countScale: Double = 0
     var _integerSigma: Double = 0
+    var _centered: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1231,6 +1240,7 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
       _sumScale = source._sumScale
       _countScale = source._countScale
       _integerSigma = source._integerSigma
+      _centered = source._centered
     }
   }
 
@@ -1276,6 +1286,7 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
         case 25: try { try decoder.decodeSingularDoubleField(value: &_storage._sumScale) }()
         case 26: try { try decoder.decodeSingularDoubleField(value: &_storage._countScale) }()
         case 27: try { try decoder.decodeSingularDoubleField(value: &_storage._integerSigma) }()
+        case 28: try { try decoder.decodeSingularBoolField(value: &_storage._centered) }()
         default: break
         }
       }
@@ -1369,6 +1380,9 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
       if _storage._integerSigma.bitPattern != 0 {
         try visitor.visitSingularDoubleField(value: _storage._integerSigma, fieldNumber: 27)
       }
+      if _storage._centered != false {
+        try visitor.visitSingularBoolField(value: _storage._centered, fieldNumber: 28)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1405,6 +1419,7 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
         if _storage._sumScale != rhs_storage._sumScale {return false}
         if _storage._countScale != rhs_storage._countScale {return false}
         if _storage._integerSigma != rhs_storage._integerSigma {return false}
+        if _storage._centered != rhs_storage._centered {return false}
         return true
       }
       if !storagesAreEqual {return false}
