@@ -2,7 +2,7 @@ import Foundation
 import SwiftProtobuf
 
 /// The protocol version this build speaks.
-public let fedsegProtocolVersion: UInt32 = 2
+public let fedsegProtocolVersion: UInt32 = 3
 
 /// Why a decoded message was refused. One case per rule, so rejections can be counted by reason.
 public enum ProtocolError: Error, Equatable, CustomStringConvertible {

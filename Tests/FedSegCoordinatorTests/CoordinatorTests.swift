@@ -530,6 +530,10 @@ struct CoordinatorStateTests {
         #expect(third.plan.centered && abs(third.plan.clipNorm - 0.19.squareRoot()) < 0.01, "clip norm \(third.plan.clipNorm)")
         let moved = Matrix(rows: 2, cols: 4, storage: third.plan.centroids)
         #expect(abs(moved[0, 0] - (centroids[0, 0] + 0.05)) < 0.01, "a centred round moves the centroid by the mean offset: \(moved.storage)")
+        // The run summary (admin API, fedseg run status) says how each round clipped.
+        let summarized = try await restarted.summary().rounds
+        #expect(summarized.map(\.centered) == [false, true, true] && summarized.first?.clipNorm == 1)
+        #expect(summarized.dropFirst().allSatisfy { abs(($0.clipNorm ?? 1) - 0.19.squareRoot()) < 0.01 })
 
         // A run that turns it off clips the vectors in every round.
         let plainDirectory = try temporaryDirectory()
