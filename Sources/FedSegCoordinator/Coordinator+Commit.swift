@@ -70,7 +70,8 @@ extension Coordinator {
             // can grow in the next).
             let (dropped, keptCounts) = last
                 ? PrivateClustering.dropSmall(
-                    centroids: &updated.centroids, variances: &updated.variances, counts: releasedCounts, minShare: run.parameters.minSegmentShare
+                    centroids: &updated.centroids, variances: &updated.variances, counts: releasedCounts, minShare: run.parameters.minSegmentShare,
+                    countStd: result.countVariance.squareRoot()
                 )
                 : ([], releasedCounts)
             if !dropped.isEmpty {

@@ -135,7 +135,7 @@ struct PrivateClusteringTests {
         #expect(weightedARI > plainARI + 0.1, "weighted \(weightedARI), plain \(plainARI)")
     }
 
-    @Test("segments under the minimum share of the released counts are dropped, negative counts as 0, one always kept")
+    @Test("segments not clearly above the minimum share of the released counts are dropped, negative counts as 0, one always kept")
     func dropSmall() {
         var centroids = Matrix(rows: 4, cols: 2, storage: [0, 0, 1, 1, 2, 2, 3, 3])
         var variances = [0.1, 0.2, 0.3, 0.4]
@@ -147,5 +147,13 @@ struct PrivateClusteringTests {
         #expect(PrivateClustering.dropSmall(centroids: &unchanged, variances: &v, counts: [5, 0.05], minShare: 0).dropped.isEmpty, "0 keeps every segment")
         #expect(PrivateClustering.dropSmall(centroids: &unchanged, variances: &v, counts: [-1, -2], minShare: 0.02).dropped.isEmpty, "no signal: nothing to judge by")
         #expect(unchanged.rows == 2)
+        // With the counts' noise: a segment at 3% of the counts whose noise σ is 1% of them is
+        // not clearly above 2% (3% − 2σ = 1%) and goes; one at 5% stays.
+        var three = Matrix(rows: 3, cols: 2, storage: [0, 0, 1, 1, 2, 2])
+        var v3 = [1.0, 1, 1]
+        let noisy = PrivateClustering.dropSmall(centroids: &three, variances: &v3, counts: [920, 30, 50], minShare: 0.02, countStd: 10)
+        #expect(noisy.dropped == [1] && noisy.keptCounts == [920, 50])
+        var same = Matrix(rows: 3, cols: 2, storage: [0, 0, 1, 1, 2, 2])
+        #expect(PrivateClustering.dropSmall(centroids: &same, variances: &v3, counts: [920, 30, 50], minShare: 0.02).dropped.isEmpty, "without noise 3% is kept")
     }
 }
