@@ -83,19 +83,27 @@ public enum CandidateSegmentation {
 
     /// Centroids merged into `merged` (each joins the nearest): the sum of their counts, and the
     /// variance of each merged centroid as a count-weighted mean of independent estimates,
-    /// Σ w_i² v_i / (Σ w_i)² with w = max(0, count).
-    public static func merge(_ points: Matrix, counts: [Double], variances: [Double], into merged: Matrix) -> (counts: [Double], variances: [Double]) {
+    /// Σ w_i² v_i / (Σ w_i)² with w = max(0, count). With `spreads` (each centroid's users' mean
+    /// squared distance from it), the merged segments' spreads: Σ w_i (s_i + ‖c_i − c_j‖²) / Σ w_i,
+    /// since a merged centroid's users lie at their own spread plus the centroids' distance from it.
+    public static func merge(
+        _ points: Matrix, counts: [Double], variances: [Double], spreads: [Double]? = nil, into merged: Matrix
+    ) -> (counts: [Double], variances: [Double], spreads: [Double]?) {
         let labels = KMeans.assign(points, to: merged).map(Int.init)
         var sums = [Double](repeating: 0, count: merged.rows)
         var mass = [Double](repeating: 0, count: merged.rows)
         var spread = [Double](repeating: 0, count: merged.rows)
+        var userSpread = [Double](repeating: 0, count: merged.rows)
         for i in 0..<points.rows {
             let w = max(0, counts[i])
-            sums[labels[i]] += counts[i]
-            mass[labels[i]] += w
-            spread[labels[i]] += w * w * variances[i]
+            let j = labels[i]
+            sums[j] += counts[i]
+            mass[j] += w
+            spread[j] += w * w * variances[i]
+            if let spreads { userSpread[j] += w * (spreads[i] + StartCandidates.squaredDistance(points, i, merged, j)) }
         }
-        return (sums, (0..<merged.rows).map { mass[$0] > 0 ? spread[$0] / (mass[$0] * mass[$0]) : .infinity })
+        let mergedSpreads = spreads.map { old in (0..<merged.rows).map { mass[$0] > 0 ? userSpread[$0] / mass[$0] : old.max() ?? 0 } }
+        return (sums, (0..<merged.rows).map { mass[$0] > 0 ? spread[$0] / (mass[$0] * mass[$0]) : .infinity }, mergedSpreads)
     }
 
     /// K-means with k chosen in 2...maxK: weighted K-means for each k, scored by weighted

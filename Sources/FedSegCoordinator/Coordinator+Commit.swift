@@ -51,11 +51,9 @@ extension Coordinator {
             )
             let shift = previous.maxRowDistance(to: updated.centroids)
             var releasedCounts = result.counts
-            let beforeChoice = updated.centroids
-            if let chosen = Self.chooseSegmentCount(run, centroids: &updated.centroids, variances: &updated.variances, counts: result.counts, round: round.id) {
-                updated.spreads = updated.spreads.map {
-                    PrivateClustering.mergedSpreads($0, centroids: beforeChoice, counts: result.counts, into: updated.centroids)
-                }
+            if let chosen = Self.chooseSegmentCount(
+                run, centroids: &updated.centroids, variances: &updated.variances, spreads: &updated.spreads, counts: result.counts, round: round.id
+            ) {
                 updated.segmentation = chosen.record
                 releasedCounts = chosen.counts
                 logger.notice("segments chosen", metadata: ["run": "\(run.id)", "k": "\(updated.k)", "why": "\(chosen.record.reason)"])
@@ -207,7 +205,7 @@ extension Coordinator {
     /// centroids, `CandidateSegmentation.spreadDistances`), and weighted K-means merges the
     /// centroids into k. Post-processing of that round's release: no extra ε.
     static func chooseSegmentCount(
-        _ run: ActiveRun, centroids: inout Matrix, variances: inout [Double], counts: [Double], round: UInt64
+        _ run: ActiveRun, centroids: inout Matrix, variances: inout [Double], spreads: inout [Double]?, counts: [Double], round: UInt64
     ) -> (record: SegmentationRecord, counts: [Double])? {
         let p = run.parameters
         guard p.kSelection == .auto, p.clusterer == .kmeans, run.segmentation == nil, centroids.rows > 2 else { return nil }
@@ -221,8 +219,9 @@ extension Coordinator {
             points, weights: voters.map { counts[$0] }, maxK: p.k, minShare: p.minSegmentShare, seed: p.seed,
             distances: CandidateSegmentation.spreadDistances(points, clipNorm: p.clipNorm, variances: voters.map { variances[$0] })
         )
-        let merged = CandidateSegmentation.merge(centroids, counts: counts, variances: variances, into: choice.centroids)
+        let merged = CandidateSegmentation.merge(centroids, counts: counts, variances: variances, spreads: spreads, into: choice.centroids)
         variances = merged.variances
+        spreads = merged.spreads
         centroids = choice.centroids
         let record = SegmentationRecord(
             parameters: p, choice: choice,

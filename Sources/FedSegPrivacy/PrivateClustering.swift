@@ -139,31 +139,10 @@ public enum PrivateClustering {
         }
     }
 
-    /// The spreads of segments merged into fewer (k chosen after the first round): each old
-    /// segment's users join the nearest new centroid, and lie at their spread plus the squared
-    /// distance between the two centroids from it; weighted by released counts.
-    public static func mergedSpreads(_ spreads: [Double], centroids: Matrix, counts: [Double], into merged: Matrix) -> [Double] {
-        let labels = KMeans.assign(centroids, to: merged)
-        var total = [Double](repeating: 0, count: merged.rows)
-        var weight = [Double](repeating: 0, count: merged.rows)
-        for i in 0..<centroids.rows {
-            let j = Int(labels[i])
-            let w = max(0, counts[i])
-            var distance = 0.0
-            for t in 0..<centroids.cols {
-                let diff = Double(centroids[i, t]) - Double(merged[j, t])
-                distance += diff * diff
-            }
-            total[j] += w * (spreads[i] + distance)
-            weight[j] += w
-        }
-        return total.indices.map { weight[$0] > 0 ? total[$0] / weight[$0] : spreads.max() ?? 0 }
-    }
-
     /// The clip norm of a centred round, from released values only: the users of segment j lie
     /// at mean squared distance `spreads[j]` from their mean, and at that plus the estimate's
     /// error (`variances[j]`) from the estimate ĉ_j. The bound is `margin` times the root of the
-    /// largest such distance over segments. Nil when that is not below C: a centred round would
+    /// mean of these distances over segments. Nil when that is not below C: a centred round would
     /// not need less noise than a plain one.
     public static func centeredClipNorm(spreads: [Double], variances: [Double], clipNorm: Double, margin: Double = centeredClipMargin) -> Double? {
         guard !spreads.isEmpty, variances.count == spreads.count, variances.allSatisfy(\.isFinite), spreads.allSatisfy(\.isFinite) else { return nil }
@@ -175,7 +154,7 @@ public enum PrivateClustering {
         return bound > 0 && bound < clipNorm ? bound : nil
     }
 
-    /// How far past the widest segment's root-mean-square spread a centred round clips.
+    /// How far past the segments' pooled root-mean-square distance a centred round clips.
     public static let centeredClipMargin = 1.0
 
     /// Drops the segments whose released count is not clearly above `minShare` of all released

@@ -36,6 +36,21 @@ struct CandidateSegmentationTests {
         }
     }
 
+    @Test("merging centroids sums their counts, pools their variances and carries their users' spreads to the merged centroid")
+    func mergeCarriesSpreads() throws {
+        let points = Matrix(rows: 3, cols: 2, storage: [0, 0, 0.2, 0, 5, 5])
+        let merged = Matrix(rows: 2, cols: 2, storage: [0.1, 0, 5, 5])
+        let result = CandidateSegmentation.merge(points, counts: [100, 300, -2], variances: [0.01, 0.02, 0.03], spreads: [0.1, 0.2, 0.3], into: merged)
+        #expect(result.counts == [400, -2])
+        #expect(abs(result.variances[0] - (100 * 100 * 0.01 + 300 * 300 * 0.02) / (400 * 400)) < 1e-15)
+        #expect(result.variances[1] == .infinity, "no released mass: nothing known")
+        let spreads = try #require(result.spreads)
+        // Each first segment's users lie 0.1² further from the merged centroid than from their own.
+        #expect(abs(spreads[0] - (100 * (0.1 + 0.01) + 300 * (0.2 + 0.01)) / 400) < 1e-7)
+        #expect(spreads[1] == 0.3, "without mass, the widest spread")
+        #expect(CandidateSegmentation.merge(points, counts: [1, 1, 1], variances: [1, 1, 1], into: merged).spreads == nil)
+    }
+
     @Test("a k that leaves a segment under the minimum share is not eligible")
     func minimumShare() {
         // Two heavy blobs and one holding 1% of the users: k = 3 separates best but is refused.
