@@ -84,10 +84,11 @@ public struct NodeData: Sendable {
         )
     }
 
-    /// The blend this node's own users bear out for `model` (`LocalRanker.chooseBlend`): 0 when
-    /// the model has no catalogue, lives in another embedder, or the node has too few users.
-    public func chooseBlend(for model: SegmentModel, embedderID: String) -> Double {
-        guard !model.catalogItems.isEmpty, model.embedderID == embedderID, itemVectors.rows > 0 else { return 0 }
+    /// The blend this node's own users bear out for `model` (`LocalRanker.chooseBlend`): the
+    /// segment's list alone when the model has no catalogue, lives in another embedder, or the
+    /// node has too few users.
+    public func chooseBlend(for model: SegmentModel, embedderID: String) -> LocalRanker.Blend {
+        guard !model.catalogItems.isEmpty, model.embedderID == embedderID, itemVectors.rows > 0 else { return .modelOnly }
         let catalogIndex = Dictionary(model.catalogItems.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
         var catalogueVectors = Matrix(rows: model.catalogItems.count, cols: itemVectors.cols)
         for (index, id) in model.catalogItems.enumerated() {

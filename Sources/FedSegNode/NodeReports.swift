@@ -132,9 +132,10 @@ extension NodeHome {
         // Re-ranked here with the user's own vector against the public items' (no privacy cost), by
         // the blend `serve` chose from this node's own users.
         let items = try catalogue()
-        let blend = try store.settings().rerankBlend ?? 0
+        let settings = try store.settings()
+        let blend = settings.rerankBlend ?? 0
         let itemVectors = blend > 0 ? try catalogueVectors(model: model, items: items) : nil
-        let ranked = LocalRanker(model: model, itemVectors: itemVectors, blend: itemVectors == nil ? 0 : blend)
+        let ranked = LocalRanker(model: model, itemVectors: itemVectors, blend: itemVectors == nil ? 0 : blend, globalWeight: settings.rerankGlobalWeight ?? 0)
             .recommend(segment: segment, userVector: vector, exclude: exclude, k: k)
         let titles = items.mapValues(\.title)
         return Recommendation(

@@ -308,11 +308,12 @@ public actor NodeService: Service {
             // How much this node's own users favour content over the model's lists (measured here).
             let blend = current.chooseBlend(for: model, embedderID: embedder.identifier)
             var settings = try home.store.settings()
-            settings.rerankBlend = blend
+            settings.rerankBlend = blend.content
+            settings.rerankGlobalWeight = blend.global
             try home.store.save(settings)
             logger.info("segment model kept", metadata: [
                 "run": "\(model.runID)", "version": "\(model.version)", "segments": "\(model.centroidMatrix?.rows ?? 0)", "catalogue": "\(model.catalogSize)",
-                "rerank_blend": "\(blend)",
+                "rerank_blend": "\(blend.content)", "rerank_global_weight": "\(blend.global)",
             ])
         } catch {
             logger.warning("segment model not kept", metadata: ["why": "\(error)"])

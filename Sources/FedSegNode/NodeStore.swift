@@ -23,8 +23,10 @@ public final class NodeStore: Sendable {
         public var embedder: String?
         public var dataDirectory: String?
         public var cacheDirectory: String?
-        /// The re-ranking blend chosen from this node's own users for the latest model.
+        /// The re-ranking blend chosen from this node's own users for the latest model: the
+        /// content weight, and the global list's weight beside the segment's.
         public var rerankBlend: Double?
+        public var rerankGlobalWeight: Double?
 
         enum CodingKeys: String, CodingKey {
             case clientID = "client_id"
@@ -35,6 +37,7 @@ public final class NodeStore: Sendable {
             case dataDirectory = "data_dir"
             case cacheDirectory = "cache_dir"
             case rerankBlend = "rerank_blend"
+            case rerankGlobalWeight = "rerank_global_weight"
         }
     }
 
@@ -88,7 +91,8 @@ public final class NodeStore: Sendable {
         return Settings(
             clientID: values["client_id"], coordinatorURL: values["coordinator_url"], caCertificate: values["ca_certificate"],
             enrolledAt: values["enrolled_at"].flatMap(Double.init), embedder: values["embedder"], dataDirectory: values["data_dir"],
-            cacheDirectory: values["cache_dir"], rerankBlend: values["rerank_blend"].flatMap(Double.init)
+            cacheDirectory: values["cache_dir"], rerankBlend: values["rerank_blend"].flatMap(Double.init),
+            rerankGlobalWeight: values["rerank_global_weight"].flatMap(Double.init)
         )
     }
 
@@ -98,6 +102,7 @@ public final class NodeStore: Sendable {
                 ("client_id", settings.clientID), ("coordinator_url", settings.coordinatorURL), ("ca_certificate", settings.caCertificate),
                 ("enrolled_at", settings.enrolledAt.map { "\($0)" }), ("embedder", settings.embedder), ("data_dir", settings.dataDirectory),
                 ("cache_dir", settings.cacheDirectory), ("rerank_blend", settings.rerankBlend.map { "\($0)" }),
+                ("rerank_global_weight", settings.rerankGlobalWeight.map { "\($0)" }),
             ]
             for (key, value) in pairs {
                 if let value {

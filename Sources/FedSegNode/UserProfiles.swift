@@ -33,20 +33,22 @@ public enum UserProfiles {
     }
 
     /// Held-out users for choosing a node's blend (`LocalRanker.chooseBlend`): each user with at
-    /// least three known items keeps all but one (a seeded pick), their profile rebuilt from those
-    /// (the same formula), that one held out. Item indices are `catalogIndex`'s (the model's
-    /// catalogue); at most `limit` users, the first ones.
+    /// least three known items holds out a seeded fifth of them (at least one), their profile
+    /// rebuilt from the rest (the same formula). Several items per user, not one: a node's choice
+    /// among the blends is then much less a matter of chance. Item indices are `catalogIndex`'s
+    /// (the model's catalogue); at most `limit` users, the first ones.
     public static func validationUsers(
         hasText: [Bool], items: [[String]], textVectors: Matrix, itemVectors: Matrix, itemRow: [String: Int], catalogIndex: [String: Int], limit: Int = 500
     ) -> [LocalRanker.ValidationUser] {
-        var chosen: [(user: Int, kept: [String], heldOut: String)] = []
+        var chosen: [(user: Int, kept: [String], heldOut: [String])] = []
         for u in items.indices where chosen.count < limit {
             var known = items[u].filter { itemRow[$0] != nil && catalogIndex[$0] != nil }
             guard known.count >= 3 else { continue }
-            // A seeded pick, not the last: item lists are often sorted (by id, by popularity).
+            // A seeded pick, not the last ones: item lists are often sorted (by id, by popularity).
             var pick = SeededRandom(seed: 0x5EED, stream: UInt64(u))
-            let heldOut = known.remove(at: Int(pick.next() % UInt64(known.count)))
-            chosen.append((u, known, heldOut))
+            known.shuffle(using: &pick)
+            let held = max(1, Int((Double(known.count) * 0.2).rounded()))
+            chosen.append((u, Array(known.dropFirst(held)), Array(known.prefix(held))))
         }
         guard !chosen.isEmpty else { return [] }
         var texts = Matrix(rows: chosen.count, cols: textVectors.cols)
@@ -54,7 +56,7 @@ public enum UserProfiles {
         let points = vectors(hasText: chosen.map { hasText[$0.user] }, items: chosen.map(\.kept), textVectors: texts, itemVectors: itemVectors, itemRow: itemRow)
         return chosen.enumerated().map { row, entry in
             LocalRanker.ValidationUser(
-                vector: points.row(row), kept: Set(entry.kept.compactMap { catalogIndex[$0] }), heldOut: catalogIndex[entry.heldOut]!
+                vector: points.row(row), kept: Set(entry.kept.compactMap { catalogIndex[$0] }), heldOut: Set(entry.heldOut.compactMap { catalogIndex[$0] })
             )
         }
     }

@@ -197,34 +197,65 @@ public struct SegmentModel: Codable, Sendable, Equatable {
 /// costs no privacy (the user's vector never leaves the node; items are public) and reaches past
 /// the segment's list: the items nearest the user in content are candidates too.
 public struct LocalRanker: Sendable {
+    /// The two weights a node chooses from its own users (`chooseBlend`): `content`, the cosine
+    /// similarity's weight against the model's list; `global`, the global list's weight within
+    /// that list beside the user's segment's (0: the segment's list alone).
+    public struct Blend: Sendable, Equatable, Codable {
+        public var content: Double
+        public var global: Double
+
+        public init(content: Double, global: Double = 0) {
+            self.content = content
+            self.global = global
+        }
+
+        /// The segment's list alone, no content.
+        public static let modelOnly = Blend(content: 0)
+    }
+
     public let model: SegmentModel
     public let itemVectors: Matrix?
-    /// Weight of the cosine similarity in the blend (0: segment scores only; nodes choose it with `chooseBlend`).
+    /// Weight of the cosine similarity in the blend (0: the model's scores only; nodes choose it with `chooseBlend`).
     public var blend: Double
+    /// Weight of the global list beside the segment's (0: the segment's list alone).
+    public var globalWeight: Double
     /// How many of the items nearest the user in content join the segment's list as candidates.
     public var contentCandidates: Int
 
-    public init(model: SegmentModel, itemVectors: Matrix? = nil, blend: Double = 0, contentCandidates: Int = 200) {
+    public init(model: SegmentModel, itemVectors: Matrix? = nil, blend: Double = 0, globalWeight: Double = 0, contentCandidates: Int = 200) {
         self.model = model
         self.itemVectors = itemVectors
         self.blend = blend
+        self.globalWeight = globalWeight
         self.contentCandidates = contentCandidates
+    }
+
+    public init(model: SegmentModel, itemVectors: Matrix? = nil, blend: Blend, contentCandidates: Int = 200) {
+        self.init(model: model, itemVectors: itemVectors, blend: blend.content, globalWeight: blend.global, contentCandidates: contentCandidates)
     }
 
     /// Top `k` catalogue indices for a user in `segment` (nil: no segment, the global list).
     public func recommend(segment: Int?, userVector: [Float]?, exclude: Set<Int>, k: Int = 10) -> [Int] {
-        let list = list(segment)
+        let list = prepared(segment)
         guard blend > 0, let itemVectors, let userVector, itemVectors.cols == userVector.count, itemVectors.rows > 0 else {
             return Array(list.items.lazy.filter { !exclude.contains($0) }.prefix(k))
         }
         var cosines = [Float](repeating: 0, count: itemVectors.rows)
         BLAS.gemv(itemVectors, x: userVector, into: &cosines)
-        return rank(PreparedList(list), cosines: cosines, nearest: nearest(cosines, exclude: exclude), exclude: exclude, blend: blend, k: k)
+        return rank(list, cosines: cosines, nearest: nearest(cosines, exclude: exclude), exclude: exclude, blend: blend, k: k)
     }
 
     /// The segment's list (the global one for nil or an unknown segment).
     public func list(_ segment: Int?) -> SegmentModel.Segment {
         segment.flatMap { s in model.segments.first { $0.id == s } } ?? model.global
+    }
+
+    /// The list this ranker ranks for `segment`: the segment's, mixed with the global list by
+    /// `globalWeight` (the global list alone for nil or an unknown segment).
+    public func prepared(_ segment: Int?) -> PreparedList {
+        let own = list(segment)
+        guard globalWeight > 0, segment.flatMap({ s in model.segments.first { $0.id == s } }) != nil else { return PreparedList(own) }
+        return PreparedList(mixing: own, with: model.global, weight: globalWeight)
     }
 
     /// The `contentCandidates` items nearest the user (highest cosine, ties to the lower index),
@@ -272,11 +303,29 @@ public struct LocalRanker: Sendable {
         let position: [Int: Int]
 
         public init(_ list: SegmentModel.Segment) {
-            items = list.items
             let best = max(list.scores.first ?? 1, 1e-12)
-            normalized = list.scores.map { $0 / best }
-            var position = [Int: Int](minimumCapacity: list.items.count)
-            for (p, item) in list.items.enumerated() where position[item] == nil { position[item] = p }
+            self.init(items: list.items, normalized: list.scores.map { $0 / best })
+        }
+
+        /// Two lists as one: each item scored (1 − weight)·(its score in `list` / best) +
+        /// weight·(its score in `other` / best), 0 where a list lacks it, best first (ties to the
+        /// lower index), normalised again to a best of 1.
+        public init(mixing list: SegmentModel.Segment, with other: SegmentModel.Segment, weight: Double) {
+            var scores: [Int: Double] = [:]
+            for (source, share) in [(list, 1 - weight), (other, weight)] where share > 0 {
+                let best = max(source.scores.first ?? 1, 1e-12)
+                for (item, score) in zip(source.items, source.scores) { scores[item, default: 0] += share * score / best }
+            }
+            let order = scores.keys.sorted { scores[$0]! != scores[$1]! ? scores[$0]! > scores[$1]! : $0 < $1 }
+            let best = max(order.first.flatMap { scores[$0] } ?? 1, 1e-12)
+            self.init(items: order, normalized: order.map { scores[$0]! / best })
+        }
+
+        init(items: [Int], normalized: [Double]) {
+            self.items = items
+            self.normalized = normalized
+            var position = [Int: Int](minimumCapacity: items.count)
+            for (p, item) in items.enumerated() where position[item] == nil { position[item] = p }
             self.position = position
         }
     }
@@ -302,48 +351,58 @@ public struct LocalRanker: Sendable {
         return top.map(\.item)
     }
 
-    /// The blends a node tries on its own users (`chooseBlend`).
+    /// The content weights a node tries on its own users (`chooseBlend`).
     public static let blendCandidates: [Double] = [0, 0.2, 0.4, 0.6, 0.7, 0.8, 0.9]
+    /// The global list's weights it tries beside each (1: the global list alone).
+    public static let globalCandidates: [Double] = [0, 0.25, 0.5, 0.75, 1]
 
-    /// One of a node's users held out for choosing the blend: their vector without one of their
-    /// items, the items they keep (excluded from ranking) and the one held out.
+    /// One of a node's users held out for choosing the blend: their vector without some of their
+    /// items, the items they keep (excluded from ranking) and those held out.
     public struct ValidationUser: Sendable {
         public var vector: [Float]
         public var kept: Set<Int>
-        public var heldOut: Int
+        public var heldOut: Set<Int>
 
-        public init(vector: [Float], kept: Set<Int>, heldOut: Int) {
+        public init(vector: [Float], kept: Set<Int>, heldOut: Set<Int>) {
             self.vector = vector
             self.kept = kept
             self.heldOut = heldOut
         }
     }
 
-    /// The blend that ranks this node's own held-out items best (hits in the top 10), from the
-    /// node's own data only: no privacy cost, and each tenant weighs content against the model as
-    /// its users bear out. Fewer than `minimumUsers` users (an edge device): 0, the model alone.
-    public static func chooseBlend(model: SegmentModel, itemVectors: Matrix, users: [ValidationUser], minimumUsers: Int = 20) -> Double {
-        guard users.count >= minimumUsers, let centroids = model.centroidMatrix, centroids.cols == itemVectors.cols, itemVectors.rows > 0 else { return 0 }
+    /// The blend that ranks this node's own held-out items best (Recall@10 summed over its users), from the
+    /// node's own data only: no privacy cost, and each tenant weighs content against the model,
+    /// and its segments' lists against the global one, as its users bear out. Fewer than
+    /// `minimumUsers` users (an edge device): the segment's list alone.
+    public static func chooseBlend(
+        model: SegmentModel, itemVectors: Matrix, users: [ValidationUser], minimumUsers: Int = 20, globalCandidates: [Double] = globalCandidates
+    ) -> Blend {
+        guard users.count >= minimumUsers, let centroids = model.centroidMatrix, centroids.cols == itemVectors.cols, itemVectors.rows > 0 else { return .modelOnly }
         var points = Matrix(rows: users.count, cols: centroids.cols)
         for (u, user) in users.enumerated() { points.setRow(u, to: user.vector) }
         let segments = KMeans.assign(points, to: centroids)
         // One product for every user's cosines; each user's nearest items do not depend on the blend.
         let cosines = BLAS.multiply(points, itemVectors, transB: .transpose)
+        // Candidates in order of preference: ties go to the smaller global weight, then the smaller
+        // content weight (the model's own segment lists first).
+        let candidates = globalCandidates.flatMap { global in blendCandidates.map { Blend(content: $0, global: global) } }
+        let lists = globalCandidates.map { global in
+            let ranker = LocalRanker(model: model, itemVectors: itemVectors, blend: 1, globalWeight: global)
+            return (0..<centroids.rows).map { ranker.prepared($0) }
+        }
         let ranker = LocalRanker(model: model, itemVectors: itemVectors, blend: 1)
-        let lists = (0..<centroids.rows).map { PreparedList(ranker.list($0)) }
-        var hits = [Int](repeating: 0, count: blendCandidates.count)
+        var hits = [Double](repeating: 0, count: candidates.count)
         for (u, user) in users.enumerated() {
             let row = cosines.row(u)
-            let list = lists[Int(segments[u])]
             let nearest = ranker.nearest(row, exclude: user.kept)
-            for (b, blend) in blendCandidates.enumerated()
-            where ranker.rank(list, cosines: row, nearest: blend > 0 ? nearest : [], exclude: user.kept, blend: blend, k: 10).contains(user.heldOut) {
-                hits[b] += 1
+            for (c, candidate) in candidates.enumerated() {
+                let list = lists[c / blendCandidates.count][Int(segments[u])]
+                let top = ranker.rank(list, cosines: row, nearest: candidate.content > 0 ? nearest : [], exclude: user.kept, blend: candidate.content, k: 10)
+                hits[c] += Double(top.count { user.heldOut.contains($0) }) / Double(max(1, user.heldOut.count))
             }
         }
-        // The first best: ties go to the smaller blend, the model's own lists.
         let best = hits.indices.max { hits[$0] != hits[$1] ? hits[$0] < hits[$1] : $0 > $1 } ?? 0
-        return blendCandidates[best]
+        return candidates[best]
     }
 }
 

@@ -14,11 +14,14 @@ public enum Evaluation {
         public var ndcgAt10: Double
         public var coverage: Double
         public var coldStartRecallAt10: Double
-        /// Re-ranked rows: the blend each client chose from its own users (client order).
+        /// Re-ranked rows: the content weight each client chose from its own users (client order).
         public var blends: [Double]?
+        /// Re-ranked rows: the global list's weight beside the segment's each client chose.
+        public var globalWeights: [Double]?
 
         enum CodingKeys: String, CodingKey {
             case model, coverage, blends
+            case globalWeights = "global_weights"
             case recallAt10 = "recall_at_10"
             case ndcgAt10 = "ndcg_at_10"
             case coldStartRecallAt10 = "cold_start_recall_at_10"
@@ -40,14 +43,15 @@ public enum Evaluation {
         let coldLabels = KMeans.assign(textVectors, to: centroids)
         var client = [Int](repeating: -1, count: users.count)
         for (c, list) in members.enumerated() { for u in list { client[u] = c } }
-        // What each node does (*_reranked): the model's lists re-ranked with the user's own vector
-        // by the blend the node chose from its own users; popularity_reranked is the same on exact
-        // popularity, the strongest non-private rival. New users take the median client's blend.
+        // What each node does (*_reranked): the model's lists (each segment's mixed with the global
+        // one) re-ranked with the user's own vector by the blend the node chose from its own users;
+        // popularity_reranked is the same on exact popularity, the strongest non-private rival.
+        // New users take the median client's weights.
         // (Nodes validate on up to 500 of their users; the simulator on 200 of each client's, to stay quick.)
         // A model released over the catalogue's first items only (the candidate items) is ranked
         // as a node ranks it: content reaches only the items of its catalogue.
         func reach(_ model: SegmentModel) -> Int { model.catalogSize > 0 ? min(model.catalogSize, itemVectors.rows) : itemVectors.rows }
-        func blends(_ model: SegmentModel) -> [Double] {
+        func blends(_ model: SegmentModel) -> [LocalRanker.Blend] {
             var withModel = model
             withModel.centroids = centroids.storage
             withModel.dimension = centroids.cols
@@ -64,7 +68,7 @@ public enum Evaluation {
                 return LocalRanker.chooseBlend(model: withModel, itemVectors: reachable, users: validation)
             }
         }
-        let rankers: [(String, SegmentModel, [Double]?, Bool)] = [
+        let rankers: [(String, SegmentModel, [LocalRanker.Blend]?, Bool)] = [
             ("popularity", popular, nil, false),
             ("segment_nonprivate", nonPrivate, nil, true),
             ("segment_private", privateModel, nil, true),
@@ -90,14 +94,22 @@ public enum Evaluation {
         }
         return rankers.map { name, model, clientBlends, segmented in
             let nearest = nearestWithin[reach(model)] ?? []
-            let coldBlend = clientBlends.map { $0.sorted()[$0.count / 2] } ?? 0
+            let coldBlend = clientBlends.map { blends in
+                LocalRanker.Blend(content: blends.map(\.content).sorted()[blends.count / 2], global: blends.map(\.global).sorted()[blends.count / 2])
+            } ?? .modelOnly
             let ranker = LocalRanker(model: model, itemVectors: itemVectors, blend: 1)
-            let prepared = (0..<centroids.rows).map { LocalRanker.PreparedList(ranker.list($0)) }
+            // Each segment's list as mixed with the global one by each weight in use (built once).
+            var prepared: [Double: [LocalRanker.PreparedList]] = [:]
+            for weight in Set((clientBlends ?? []).map(\.global) + [coldBlend.global, 0]) {
+                let mixer = LocalRanker(model: model, blend: 1, globalWeight: weight)
+                prepared[weight] = (0..<centroids.rows).map { mixer.prepared($0) }
+            }
             let global = LocalRanker.PreparedList(model.global)
-            func ranked(_ row: Int, segment: Int?, blend: Double, hasVector: Bool) -> [Int] {
-                let list = segment.flatMap { s in model.segments.contains { $0.id == s } && s < prepared.count ? prepared[s] : nil } ?? global
-                guard blend > 0, hasVector, cosines.cols > 0 else { return Array(list.items.lazy.filter { !excludes[row].contains($0) }.prefix(10)) }
-                return ranker.rank(list, cosines: cosines.row(row), nearest: nearest[row], exclude: excludes[row], blend: blend, k: 10)
+            func ranked(_ row: Int, segment: Int?, blend: LocalRanker.Blend, hasVector: Bool) -> [Int] {
+                let lists = prepared[blend.global] ?? []
+                let list = segment.flatMap { s in model.segments.contains { $0.id == s } && s < lists.count ? lists[s] : nil } ?? global
+                guard blend.content > 0, hasVector, cosines.cols > 0 else { return Array(list.items.lazy.filter { !excludes[row].contains($0) }.prefix(10)) }
+                return ranker.rank(list, cosines: cosines.row(row), nearest: nearest[row], exclude: excludes[row], blend: blend.content, k: 10)
             }
             var recall = 0.0, ndcg = 0.0, count = 0, coldRecall = 0.0, coldCount = 0
             var lists: [[Int]] = []
@@ -109,7 +121,7 @@ public enum Evaluation {
                     coldRecall += RankingMetrics.recall(list, relevant: heldOut[u])
                     coldCount += 1
                 } else {
-                    let blend = clientBlends.flatMap { client[u] >= 0 ? $0[client[u]] : nil } ?? 0
+                    let blend = clientBlends.flatMap { client[u] >= 0 ? $0[client[u]] : nil } ?? .modelOnly
                     let list = ranked(row, segment: segmented ? Int(labels[u]) : nil, blend: blend, hasVector: true)
                     recall += RankingMetrics.recall(list, relevant: heldOut[u])
                     ndcg += RankingMetrics.ndcg(list, relevant: heldOut[u])
@@ -120,7 +132,8 @@ public enum Evaluation {
             return RecommendationRow(
                 model: name, recallAt10: recall / Double(max(1, count)), ndcgAt10: ndcg / Double(max(1, count)),
                 coverage: RankingMetrics.coverage(lists, catalogSize: exact.items),
-                coldStartRecallAt10: coldRecall / Double(max(1, coldCount)), blends: clientBlends
+                coldStartRecallAt10: coldRecall / Double(max(1, coldCount)), blends: clientBlends?.map(\.content),
+                globalWeights: clientBlends?.map(\.global)
             )
         }
     }

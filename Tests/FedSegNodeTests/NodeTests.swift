@@ -51,6 +51,50 @@ struct NodeTests {
         for (got, want) in zip(loaded.data.points.row(1), onlyItem.row(0)) { #expect(abs(got - want) < 1e-6) }
     }
 
+    @Test("validation users hold out a seeded fifth of their known items (at least one); users with fewer than three are left out")
+    func validationUsers() throws {
+        let embedder = HashingEmbedder(dimension: 32)
+        let ids = (0..<12).map { "i\($0)" }
+        let itemVectors = try embedder.embed(ids)
+        let itemRow = Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0) })
+        let items = [Array(ids.prefix(10)), ["i0", "i1"], ["i2", "i3", "i4", "unknown"]]
+        let users = UserProfiles.validationUsers(
+            hasText: [false, false, false], items: items, textVectors: Matrix(rows: 3, cols: 32), itemVectors: itemVectors, itemRow: itemRow,
+            catalogIndex: itemRow
+        )
+        #expect(users.count == 2, "the user with two items is left out")
+        #expect(users[0].heldOut.count == 2 && users[0].kept.count == 8)
+        #expect(users[0].heldOut.isDisjoint(with: users[0].kept) && users[0].heldOut.union(users[0].kept) == Set(0..<10))
+        #expect(users[1].heldOut.count == 1 && users[1].kept.count == 2, "three known items: one held out; unknown items do not count")
+        // The profile is rebuilt from the kept items only.
+        var expected = [Float](repeating: 0, count: 32)
+        for item in users[1].kept { BLAS.axpy(1, x: itemVectors.row(item), y: &expected) }
+        var matrix = Matrix(rows: 1, cols: 32, storage: expected)
+        matrix.normalizeRows()
+        for (got, want) in zip(users[1].vector, matrix.row(0)) { #expect(abs(got - want) < 1e-6) }
+        let again = UserProfiles.validationUsers(
+            hasText: [false, false, false], items: items, textVectors: Matrix(rows: 3, cols: 32), itemVectors: itemVectors, itemRow: itemRow,
+            catalogIndex: itemRow
+        )
+        #expect(again.map(\.heldOut) == users.map(\.heldOut), "seeded: the same pick every time")
+    }
+
+    @Test("the node keeps the blend it chose (content and global weights) across reopening; cleared weights are removed")
+    func rerankSettings() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var settings = try NodeStore(directory: directory).settings()
+        #expect(settings.rerankBlend == nil && settings.rerankGlobalWeight == nil)
+        settings.rerankBlend = 0.7
+        settings.rerankGlobalWeight = 0.25
+        try NodeStore(directory: directory).save(settings)
+        let reopened = try NodeStore(directory: directory).settings()
+        #expect(reopened.rerankBlend == 0.7 && reopened.rerankGlobalWeight == 0.25)
+        settings.rerankGlobalWeight = nil
+        try NodeStore(directory: directory).save(settings)
+        #expect(try NodeStore(directory: directory).settings().rerankGlobalWeight == nil)
+    }
+
     @Test("a changed data file changes the version (so serve reloads); duplicate user ids are refused by name")
     func reloadAndDuplicates() throws {
         let directory = try temporaryDirectory()

@@ -139,12 +139,51 @@ struct RecommendTests {
         model.centroids = [1, 0]
         model.dimension = 2
         let items = Matrix(rowVectors: [[1, 0], [1, 0], [1, 0], [0.8, 0.6], [0.6, 0.8], [0, 1]])
-        let contentUsers = (0..<30).map { _ in LocalRanker.ValidationUser(vector: [0, 1], kept: [0, 1, 2, 3], heldOut: 5) }
-        #expect(LocalRanker.chooseBlend(model: model, itemVectors: items, users: contentUsers) > 0)
-        let listUsers = (0..<30).map { _ in LocalRanker.ValidationUser(vector: [0, 1], kept: [1, 2, 3, 4, 5], heldOut: 0) }
+        let contentUsers = (0..<30).map { _ in LocalRanker.ValidationUser(vector: [0, 1], kept: [0, 1, 2, 3], heldOut: [5]) }
+        #expect(LocalRanker.chooseBlend(model: model, itemVectors: items, users: contentUsers).content > 0)
+        let listUsers = (0..<30).map { _ in LocalRanker.ValidationUser(vector: [0, 1], kept: [1, 2, 3, 4, 5], heldOut: [0]) }
         // Every blend finds item 0 here (it is all that is left): ties go to the model's own list.
-        #expect(LocalRanker.chooseBlend(model: model, itemVectors: items, users: listUsers) == 0)
-        #expect(LocalRanker.chooseBlend(model: model, itemVectors: items, users: Array(contentUsers.prefix(3))) == 0, "too few users to tell")
+        #expect(LocalRanker.chooseBlend(model: model, itemVectors: items, users: listUsers) == .modelOnly)
+        #expect(LocalRanker.chooseBlend(model: model, itemVectors: items, users: Array(contentUsers.prefix(3))) == .modelOnly, "too few users to tell")
+    }
+
+    @Test("a segment's list mixed with the global one scores each item by both, best first, and reaches items only the global list has")
+    func mixedLists() {
+        let segment = SegmentModel.Segment(id: 0, items: [3, 1], scores: [10, 5])
+        let global = SegmentModel.Segment(id: -1, items: [0, 1, 3], scores: [4, 3, 1])
+        // weight 0.5: item 0 0.5·1 = 0.5; item 1 0.5·0.5 + 0.5·0.75 = 0.625; item 3 0.5·1 + 0.5·0.25 = 0.625 (tie: lower index first).
+        let mixed = LocalRanker.PreparedList(mixing: segment, with: global, weight: 0.5)
+        #expect(mixed.items == [1, 3, 0])
+        #expect(LocalRanker.PreparedList(mixing: segment, with: global, weight: 0).items == [3, 1])
+        #expect(LocalRanker.PreparedList(mixing: segment, with: global, weight: 1).items == [0, 1, 3])
+        let model = SegmentModel(runID: "r", version: 1, catalogSize: 4, segments: [segment], global: global)
+        #expect(LocalRanker(model: model, globalWeight: 0.5).recommend(segment: 0, userVector: nil, exclude: [1], k: 2) == [3, 0])
+        #expect(LocalRanker(model: model).recommend(segment: 0, userVector: nil, exclude: [], k: 2) == [3, 1])
+        #expect(LocalRanker(model: model, globalWeight: 0.5).recommend(segment: nil, userVector: nil, exclude: [], k: 2) == [0, 1], "no segment: the global list")
+    }
+
+    @Test("a node mixes in the global list when its users' held-out items are the globally popular ones, not its segment's")
+    func chooseGlobalWeight() {
+        var histogram = SegmentHistogram(segments: 2, items: 24)
+        // Segment 0 reads items 0–9; segment 1, ten times larger, items 12–21: the global list leads with those.
+        for i in 0..<10 {
+            histogram.counts[i] = Double(30 - i)
+            histogram.counts[24 + 12 + i] = Double(300 - 10 * i)
+        }
+        var model = SegmentModel.build(from: histogram, runID: "r", version: 1, topN: 10, shrinkage: 0)
+        model.centroids = [1, 0, 0, 1]
+        model.dimension = 2
+        // Every item points the user's way: content cannot tell them apart.
+        let items = Matrix(rowVectors: Array(repeating: [1, 0], count: 24))
+        // Users placed in segment 0 who hold out the global favourite: only the global list reaches it.
+        let users = (0..<30).map { _ in LocalRanker.ValidationUser(vector: [1, 0], kept: [], heldOut: [12]) }
+        let chosen = LocalRanker.chooseBlend(model: model, itemVectors: items, users: users)
+        #expect(chosen.global > 0 && chosen.content == 0)
+        #expect(LocalRanker(model: model, blend: chosen).recommend(segment: 0, userVector: [1, 0], exclude: [], k: 10).contains(12))
+        #expect(!LocalRanker(model: model).recommend(segment: 0, userVector: [1, 0], exclude: [], k: 10).contains(12))
+        // Users who hold out their own segment's items keep the segment's list alone.
+        let segmentUsers = (0..<30).map { _ in LocalRanker.ValidationUser(vector: [1, 0], kept: [], heldOut: [0, 1]) }
+        #expect(LocalRanker.chooseBlend(model: model, itemVectors: items, users: segmentUsers) == .modelOnly)
     }
 
     @Test("segment labels are the words that recur among the nearest public texts; released sizes are never negative")
