@@ -245,6 +245,9 @@ struct SimulationOptions: ParsableArguments {
     @Flag(name: .long, inversion: .prefixedNo, help: "Lloyd rounds after the first clip each user's offset from its centroid, not the vector (run parameter centered_clipping).")
     var centeredClipping = true
 
+    @Flag(name: .long, inversion: .prefixedNo, help: "The recommendation histogram carries a global row, so new users' list carries less noise (run parameter global_row).")
+    var globalRow = true
+
     @Option(name: .long, help: "Items a user contributes to the recommendation histogram at most (its sensitivity is √m).")
     var maxItemsPerUser = 20
 
@@ -320,6 +323,7 @@ struct SimulationOptions: ParsableArguments {
         configuration.concurrency = concurrency
         configuration.clusteringShare = clusteringShare
         configuration.centeredClipping = centeredClipping
+        configuration.globalRow = globalRow
         configuration.maxItemsPerUser = maxItemsPerUser
         configuration.candidateItems = candidateItems
         configuration.cacheDirectory = cacheDirectory

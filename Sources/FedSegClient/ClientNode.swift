@@ -295,7 +295,8 @@ public actor ClientNode {
             plaintext = try clusteringUpdate(plan).serializedBytes()
         case .recommendation:
             let m = Int(plan.maxItemsPerUser)
-            mechanism = .init(kind: .discreteGaussian, noiseMultiplier: plan.sumStd / SegmentHistogram.sensitivity(maxItemsPerUser: m), mode: .local)
+            let sensitivity = SegmentHistogram.sensitivity(maxItemsPerUser: m, globalRow: plan.globalRow)
+            mechanism = .init(kind: .discreteGaussian, noiseMultiplier: plan.sumStd / sensitivity, mode: .local)
             kind = .recommendationUpdate
             plaintext = try recommendationUpdate(plan).serializedBytes()
         case .start:
@@ -397,11 +398,13 @@ public actor ClientNode {
         }
     }
 
-    /// Each user's items (at most m, sampled) in their segment's row, plus discrete Gaussian noise.
+    /// Each user's items (at most m, sampled) in their segment's row (and the global row when the
+    /// plan has one), plus discrete Gaussian noise.
     func recommendationUpdate(_ plan: Fedseg_V1_RoundPlan) throws -> Fedseg_V1_RecommendationUpdate {
         var histogram = recommendationHistogram(plan)
         let m = Int(plan.maxItemsPerUser)
-        try histogram.addNoise(noiseMultiplier: plan.sumStd / SegmentHistogram.sensitivity(maxItemsPerUser: m), maxItemsPerUser: m, generator: BufferedSecureRandom())
+        let sensitivity = SegmentHistogram.sensitivity(maxItemsPerUser: m, globalRow: plan.globalRow)
+        try histogram.addNoise(noiseMultiplier: plan.sumStd / sensitivity, maxItemsPerUser: m, generator: BufferedSecureRandom())
         return .with {
             $0.runID = plan.runID
             $0.round = plan.round
@@ -421,11 +424,12 @@ public actor ClientNode {
         return LocalStatistics.compute(points: data.points, centroids: Matrix(rows: k, cols: d, storage: plan.centroids), clipNorm: Float(plan.clipNorm), centered: plan.centered)
     }
 
-    /// Each user's items (at most m, sampled with the OS CSPRNG) in the row of their segment.
+    /// Each user's items (at most m, sampled with the OS CSPRNG) in the row of their segment, and
+    /// again in the global row when the plan has one.
     func recommendationHistogram(_ plan: Fedseg_V1_RoundPlan) -> SegmentHistogram {
         let k = Int(plan.k)
         let catalog = ItemCatalog(ids: plan.catalogItems)
-        var histogram = SegmentHistogram(segments: k, items: catalog.count)
+        var histogram = SegmentHistogram(segments: k, items: catalog.count, globalRow: plan.globalRow)
         guard data.points.rows > 0 else { return histogram }
         let labels = KMeans.assign(data.points, to: Matrix(rows: k, cols: Int(plan.dimension), storage: plan.centroids))
         var rng = SecureRandom()

@@ -103,10 +103,13 @@ extension Coordinator {
                 "centroid_shift": "\(String(format: "%.5f", shift))",
             ])
         case .recommendation, .done:
-            var histogram = SegmentHistogram(segments: run.k, items: run.parameters.catalog.count)
+            var histogram = SegmentHistogram(segments: run.k, items: run.parameters.catalog.count, globalRow: round.plan.globalRow)
             histogram.counts = result.sums
+            // With a global row, each segment's counts and the global list are estimated from both.
+            let (combined, noiseFactor) = histogram.combined()
             let model = try publication(of: SegmentModel.build(
-                from: histogram, runID: run.id, version: try store.latestModelVersion(runID: run.id) + 1, noiseStd: result.sumVariance.squareRoot()
+                from: combined, runID: run.id, version: try store.latestModelVersion(runID: run.id) + 1,
+                noiseStd: result.sumVariance.squareRoot() * noiseFactor
             ), run: run)
             try store.commitRecommendation(
                 runID: run.id, round: Int64(round.id), participants: round.participants, declined: round.declined, model: model,

@@ -1881,6 +1881,10 @@ enum OpenAPIDocument {
           "centered_clipping": {
             "type": "boolean"
           },
+          "global_row": {
+            "type": "boolean",
+            "description": "The recommendation histogram carries a global row besides the segments' (each user's sampled items counted in both, sensitivity sqrt(2m)); new users' list is ranked from the combined estimate. Default true."
+          },
           "privacy_mode": {
             "type": "string",
             "enum": [

@@ -69,7 +69,7 @@ struct LocalAggregation: RoundAggregation {
         let width = switch plan.phase {
         case .start: Int(plan.candidateCount)
         case .clustering: k * Int(plan.dimension)
-        default: k * Int(plan.catalogSize)
+        default: plan.histogramRows * Int(plan.catalogSize)
         }
         sums = [Double](repeating: 0, count: width)
         counts = [Double](repeating: 0, count: k)
@@ -218,7 +218,7 @@ extension SecAggRound: RoundAggregation {
             return AggregateResult(sums: decoded.sums, counts: decoded.counts, sumVariance: std.sums * std.sums, countVariance: std.counts * std.counts)
         }
         let noise = roundPlan.distributedHistogramNoise(
-            baseSensitivity: SegmentHistogram.sensitivity(maxItemsPerUser: Int(roundPlan.maxItemsPerUser))
+            baseSensitivity: SegmentHistogram.sensitivity(maxItemsPerUser: Int(roundPlan.maxItemsPerUser), globalRow: roundPlan.globalRow)
         )
         let std = noise.decodedStd(survivors: survivors)
         return AggregateResult(sums: noise.decode(sum), counts: [], sumVariance: std * std, countVariance: std * std)

@@ -56,7 +56,8 @@ enum RoundPlanner {
         default:
             guard let z = run.privacy.recommendationNoiseMultiplier else { throw CoordinatorError.state("no recommendation phase") }
             plan.noiseMultiplier = z
-            plan.sumStd = z * SegmentHistogram.sensitivity(maxItemsPerUser: p.maxItemsPerUser)
+            plan.globalRow = p.globalRow
+            plan.sumStd = z * SegmentHistogram.sensitivity(maxItemsPerUser: p.maxItemsPerUser, globalRow: p.globalRow)
             plan.countStd = plan.sumStd
             plan.maxItemsPerUser = UInt32(p.maxItemsPerUser)
             plan.catalogSize = UInt32(p.catalog.count)
@@ -138,7 +139,7 @@ enum RoundPlanner {
         default:
             guard let z = run.privacy.recommendationNoiseMultiplier else { throw CoordinatorError.state("no recommendation phase") }
             let noise = try DistributedIntegerNoise.make(
-                noiseMultiplier: z, baseSensitivity: SegmentHistogram.sensitivity(maxItemsPerUser: p.maxItemsPerUser), length: plan.secAggWidth,
+                noiseMultiplier: z, baseSensitivity: SegmentHistogram.sensitivity(maxItemsPerUser: p.maxItemsPerUser, globalRow: plan.globalRow), length: plan.secAggWidth,
                 minimumSurvivors: minimum, colluders: colluders, clients: cohort.count, maxTotal: p.maxUsers
             )
             secagg.sumScale = Double(noise.scale)

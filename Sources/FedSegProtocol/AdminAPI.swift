@@ -31,6 +31,10 @@ public struct RunParameters: Codable, Sendable, Equatable {
     /// Lloyd rounds after the first clip and sum each user's offset from its segment's current
     /// centroid (bounded by a clip norm derived from released values) instead of the vector itself.
     public var centeredClipping: Bool = true
+    /// The recommendation histogram carries a global row besides the segments' (each user's
+    /// items counted twice, sensitivity √(2m)): the global list new users get from it carries
+    /// less noise than the sum of every segment's row.
+    public var globalRow: Bool = true
     /// `local`: every client adds the full noise to its own update. `distributed`: secure
     /// aggregation (SecAgg+); each client adds a share of the noise and the coordinator learns
     /// only the noised sum of at least `min_participants` clients.
@@ -77,6 +81,7 @@ public struct RunParameters: Codable, Sendable, Equatable {
         case clusteringShare = "clustering_share"
         case clipNorm = "clip_norm"
         case centeredClipping = "centered_clipping"
+        case globalRow = "global_row"
         case privacyMode = "privacy_mode"
         case minParticipants = "min_participants"
         case roundDeadlineSeconds = "round_deadline_seconds"
@@ -105,6 +110,7 @@ public struct RunParameters: Codable, Sendable, Equatable {
         try take(.clusteringShare, \.clusteringShare)
         try take(.clipNorm, \.clipNorm)
         try take(.centeredClipping, \.centeredClipping)
+        try take(.globalRow, \.globalRow)
         try take(.privacyMode, \.privacyMode)
         try take(.minParticipants, \.minParticipants)
         try take(.roundDeadlineSeconds, \.roundDeadlineSeconds)

@@ -2,7 +2,7 @@ import Foundation
 import SwiftProtobuf
 
 /// The protocol version this build speaks.
-public let fedsegProtocolVersion: UInt32 = 3
+public let fedsegProtocolVersion: UInt32 = 4
 
 /// Why a decoded message was refused. One case per rule, so rejections can be counted by reason.
 public enum ProtocolError: Error, Equatable, CustomStringConvertible {
@@ -82,6 +82,7 @@ extension Fedseg_V1_RoundPlan {
         guard centroids.allSatisfy(\.isFinite) else { throw ProtocolError.invalidField("centroids", "must be finite") }
         guard clipNorm.isFinite, clipNorm > 0 else { throw ProtocolError.invalidField("clip_norm", "must be positive and finite") }
         guard !centered || phase == .clustering else { throw ProtocolError.invalidField("centered", "is for clustering rounds only") }
+        guard !globalRow || phase == .recommendation else { throw ProtocolError.invalidField("global_row", "is for recommendation rounds only") }
         for (name, value) in [("noise_multiplier", noiseMultiplier), ("sum_std", sumStd), ("count_std", countStd)] {
             guard value.isFinite, value > 0 else { throw ProtocolError.invalidField(name, "must be positive and finite") }
         }
@@ -126,9 +127,12 @@ extension Fedseg_V1_RoundPlan {
         switch phase {
         case .start: Int(candidateCount)
         case .clustering: Int(k) * Int(dimension) + Int(k)
-        default: Int(k) * Int(catalogSize)
+        default: histogramRows * Int(catalogSize)
         }
     }
+
+    /// Rows of a recommendation round's histogram: k, and the global row when the plan has one.
+    public var histogramRows: Int { Int(k) + (globalRow ? 1 : 0) }
 }
 
 extension Fedseg_V1_SecAggPlan {
@@ -233,8 +237,8 @@ extension Fedseg_V1_RecommendationUpdate {
         guard runID == plan.runID else { throw ProtocolError.wrongRun(expected: plan.runID, found: runID) }
         guard round == plan.round else { throw ProtocolError.wrongRound(expected: plan.round, found: round) }
         guard plan.phase == .recommendation else { throw ProtocolError.invalidField("phase", "the round is not a recommendation round") }
-        guard counts.count == Int(plan.k) * Int(plan.catalogSize) else {
-            throw ProtocolError.invalidField("counts", "has \(counts.count) values, expected \(Int(plan.k) * Int(plan.catalogSize))")
+        guard counts.count == plan.histogramRows * Int(plan.catalogSize) else {
+            throw ProtocolError.invalidField("counts", "has \(counts.count) values, expected \(plan.histogramRows * Int(plan.catalogSize))")
         }
         guard counts.allSatisfy({ abs(Double($0)) <= limits.maximumMagnitude }) else {
             throw ProtocolError.invalidField("counts", "must be below \(limits.maximumMagnitude) in magnitude")

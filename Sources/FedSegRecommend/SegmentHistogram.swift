@@ -18,21 +18,29 @@ public struct ItemCatalog: Sendable, Equatable {
 ///
 /// Each user adds at most `maxItemsPerUser` distinct catalogue items (a uniform sample without
 /// replacement when they have more) to their segment's histogram, so one user moves one
-/// segment's histogram by at most √m in L2: the release's sensitivity.
+/// segment's histogram by at most √m in L2: the release's sensitivity. With a global row (row
+/// `segments`), the same items count there too: √(2m). The global row is what a new user's list
+/// is ranked from; without it that list sums every segment's noise.
 public struct SegmentHistogram: Sendable, Equatable {
     public let segments: Int
     public let items: Int
-    /// Row-major segments x items.
+    /// Whether row `segments` counts every user's items again, whatever their segment.
+    public let globalRow: Bool
+    /// Row-major rows x items: the segments' rows, then the global row when there is one.
     public var counts: [Double]
 
-    public init(segments: Int, items: Int) {
+    public init(segments: Int, items: Int, globalRow: Bool = false) {
         self.segments = segments
         self.items = items
-        self.counts = [Double](repeating: 0, count: segments * items)
+        self.globalRow = globalRow
+        self.counts = [Double](repeating: 0, count: (segments + (globalRow ? 1 : 0)) * items)
     }
 
-    /// L2 sensitivity of the whole histogram to one user.
-    public static func sensitivity(maxItemsPerUser m: Int) -> Double { Double(m).squareRoot() }
+    /// Rows in `counts`.
+    public var rows: Int { segments + (globalRow ? 1 : 0) }
+
+    /// L2 sensitivity of the whole histogram to one user: √m, or √(2m) with a global row.
+    public static func sensitivity(maxItemsPerUser m: Int, globalRow: Bool = false) -> Double { Double(m * (globalRow ? 2 : 1)).squareRoot() }
 
     public mutating func add<G: RandomNumberGenerator>(
         userItems: [String], segment: Int, catalog: ItemCatalog, maxItemsPerUser m: Int, using rng: inout G
@@ -50,21 +58,44 @@ public struct SegmentHistogram: Sendable, Equatable {
             known.shuffle(using: &rng)
             known.removeLast(known.count - m)
         }
-        for i in known { counts[segment * items + i] += 1 }
+        for i in known {
+            counts[segment * items + i] += 1
+            if globalRow { counts[segments * items + i] += 1 }
+        }
     }
 
     public mutating func merge(_ other: SegmentHistogram) {
-        precondition(other.segments == segments && other.items == items, "histograms of different shapes")
+        precondition(other.segments == segments && other.items == items && other.globalRow == globalRow, "histograms of different shapes")
         for i in counts.indices { counts[i] += other.counts[i] }
     }
 
-    /// Adds discrete Gaussian noise N_Z(0, σ²) with σ = z·√m to every count: exact integer noise
-    /// on integer counts, so nothing leaks through floating point.
+    /// Adds discrete Gaussian noise N_Z(0, σ²) with σ = z·sensitivity to every count: exact
+    /// integer noise on integer counts, so nothing leaks through floating point.
     @inlinable
     public mutating func addNoise<G: RandomNumberGenerator>(
         noiseMultiplier z: Double, maxItemsPerUser m: Int, generator: G
     ) throws {
-        var sampler = try DiscreteGaussianSampler(sigma: z * Self.sensitivity(maxItemsPerUser: m), generator: generator)
+        var sampler = try DiscreteGaussianSampler(sigma: z * Self.sensitivity(maxItemsPerUser: m, globalRow: globalRow), generator: generator)
         for i in counts.indices { counts[i] += Double(sampler.next()) }
+    }
+
+    /// The best unbiased estimate of each segment's counts when there is a global row (each
+    /// count carrying independent noise of one σ): every segment's row gains (G − ΣS)/(k + 1),
+    /// its share of what the global row says the segments' rows missed. The rows then sum to
+    /// (ΣS + k·G)/(k + 1), and each count's noise has variance σ²·k/(k + 1) (the global list's,
+    /// kσ²/(k + 1), against kσ² from the segments' rows alone). Without a global row: the rows as
+    /// they are. Returns a histogram without a global row, and the factor on σ.
+    public func combined() -> (histogram: SegmentHistogram, noiseFactor: Double) {
+        var result = SegmentHistogram(segments: segments, items: items)
+        result.counts = Array(counts.prefix(segments * items))
+        guard globalRow, segments > 0 else { return (result, 1) }
+        let k = Double(segments)
+        for i in 0..<items {
+            var rowSum = 0.0
+            for s in 0..<segments { rowSum += counts[s * items + i] }
+            let share = (counts[segments * items + i] - rowSum) / (k + 1)
+            for s in 0..<segments { result.counts[s * items + i] += share }
+        }
+        return (result, (k / (k + 1)).squareRoot())
     }
 }

@@ -45,6 +45,8 @@ public struct NetworkedSimulation: Sendable {
         public var clusteringShare = 0.7
         /// Lloyd rounds after the first are centred (`RunParameters.centeredClipping`).
         public var centeredClipping = true
+        /// The recommendation histogram carries a global row (`RunParameters.globalRow`).
+        public var globalRow = true
         public var maxItemsPerUser = 20
         /// The run's catalogue: the dataset's first this many items (nil: all). The dataset's item
         /// order must then be a public ranking; the histogram is released over these items only,
@@ -218,6 +220,7 @@ public struct NetworkedSimulation: Sendable {
         parameters.rounds = c.rounds
         parameters.clusteringShare = c.clusteringShare
         parameters.centeredClipping = c.centeredClipping
+        parameters.globalRow = c.globalRow
         parameters.minParticipants = max(c.privacyMode == .distributed ? 2 : 1, Int((Double(c.clients) * c.quorum).rounded(.down)))
         parameters.privacyMode = c.privacyMode
         // A public bound the operator chooses (never the dataset's size): distributed mode sizes

@@ -101,6 +101,9 @@ struct RunCommand: AsyncParsableCommand {
         @Flag(name: .long, inversion: .prefixedNo, help: "Lloyd rounds after the first clip each user's offset from its centroid, to a bound derived from released values, so they need less noise.")
         var centeredClipping = true
 
+        @Flag(name: .long, inversion: .prefixedNo, help: "The recommendation histogram carries a global row (each user's items counted twice), so new users' list carries less noise.")
+        var globalRow = true
+
         @Option(name: .long, help: "Updates a round needs; fewer at the deadline abandon it.")
         var minParticipants = 1
 
@@ -153,6 +156,7 @@ struct RunCommand: AsyncParsableCommand {
             parameters.clusteringShare = catalog == nil ? 1 : clusteringShare
             parameters.clipNorm = clipNorm
             parameters.centeredClipping = centeredClipping
+            parameters.globalRow = globalRow
             parameters.minParticipants = minParticipants
             parameters.roundDeadlineSeconds = roundDeadline
             parameters.samplingRate = samplingRate

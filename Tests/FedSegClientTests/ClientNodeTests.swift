@@ -45,7 +45,9 @@ final class Fixture: Sendable {
         return node
     }
 
-    func plan(round: UInt64, sumStd: Double = 2, countStd: Double = 2, forged: Bool = false) throws -> [UInt8] {
+    func plan(
+        round: UInt64, sumStd: Double = 2, countStd: Double = 2, forged: Bool = false, edit: (inout Fedseg_V1_RoundPlan) -> Void = { _ in }
+    ) throws -> [UInt8] {
         let grid = FixedPointNoise.local(noise: SumCountNoise(clipNorm: 1, sumStd: sumStd, countStd: countStd), k: 2, dimension: 4)
         let plan = Fedseg_V1_RoundPlan.with {
             $0.sumScale = grid.sumScale
@@ -69,7 +71,9 @@ final class Fixture: Sendable {
             $0.embedderID = "hashing-v1-d4-s0"
             $0.delta = 1e-6
         }
-        let payload: Data = try plan.serializedData()
+        var edited = plan
+        edit(&edited)
+        let payload: Data = try edited.serializedData()
         let signature = forged ? Signing.PrivateKey().signature(for: payload) : coordinator.signing.signature(for: payload)
         return try Fedseg_V1_SignedPublication.with {
             $0.kind = .roundPlan
@@ -148,6 +152,37 @@ struct ClientNodeTests {
         let next = try await restarted.answer(try fixture.plan(round: 8))
         let second = try Envelope.open(next.envelope, recipient: fixture.coordinator.keyAgreement, senderPublicKey: restarted.keys.identity.keyAgreement.publicKey)
         #expect(try Fedseg_V1_ClientUpdate(serializedBytes: second.plaintext).round == 8)
+    }
+
+    @Test("a recommendation round with a global row sends k + 1 rows and charges σ/√(2m); without it k rows and σ/√m")
+    func recommendationGlobalRow() async throws {
+        for globalRow in [true, false] {
+            let fixture = try Fixture()
+            let node = try await fixture.node()
+            let m = 3
+            let sumStd = 6.0
+            let publication = try fixture.plan(round: 9) {
+                $0.phase = .recommendation
+                $0.sumScale = 0
+                $0.countScale = 0
+                $0.integerSigma = 0
+                $0.sumStd = sumStd
+                $0.countStd = sumStd
+                $0.maxItemsPerUser = UInt32(m)
+                $0.catalogItems = (0..<5).map { "item-\($0)" }
+                $0.catalogSize = 5
+                $0.globalRow = globalRow
+            }
+            let answer = try await node.answer(publication)
+            #expect(answer.kind == .recommendationUpdate)
+            let opened = try Envelope.open(answer.envelope, recipient: fixture.coordinator.keyAgreement, senderPublicKey: node.keys.identity.keyAgreement.publicKey)
+            let update = try Fedseg_V1_RecommendationUpdate(serializedBytes: opened.plaintext)
+            #expect(update.counts.count == (globalRow ? 3 : 2) * 5)
+            let record = try #require(try await node.ledger().records().first)
+            let sensitivity = Double(globalRow ? 2 * m : m).squareRoot()
+            #expect(abs(record.noiseMultiplier - sumStd / sensitivity) < 1e-12)
+            try? FileManager.default.removeItem(at: fixture.directory)
+        }
     }
 
     @Test("a plan signed by anyone but the pinned coordinator is refused")

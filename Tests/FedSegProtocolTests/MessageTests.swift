@@ -141,6 +141,22 @@ struct MessageTests {
         plan = samplePlan(phase: .recommendation)
         plan.centered = true
         #expect(throws: ProtocolError.invalidField("centered", "is for clustering rounds only")) { try plan.validate() }
+        // The global row is for recommendation rounds only, and adds a row to the histogram.
+        plan = samplePlan()
+        plan.globalRow = true
+        #expect(throws: ProtocolError.invalidField("global_row", "is for recommendation rounds only")) { try plan.validate() }
+        plan = samplePlan(phase: .recommendation)
+        plan.globalRow = true
+        #expect(throws: Never.self) { try plan.validate() }
+        #expect(plan.histogramRows == 4 && plan.secAggWidth == 4 * 50)
+        var counts = Fedseg_V1_RecommendationUpdate.with {
+            $0.runID = plan.runID
+            $0.round = plan.round
+            $0.counts = [Int64](repeating: 0, count: 3 * 50)
+        }
+        #expect(throws: ProtocolError.invalidField("counts", "has 150 values, expected 200")) { try counts.validate(against: plan) }
+        counts.counts = [Int64](repeating: 0, count: 4 * 50)
+        #expect(throws: Never.self) { try counts.validate(against: plan) }
     }
 
     @Test("updates of the wrong run, round, shape or with non-finite values are refused")

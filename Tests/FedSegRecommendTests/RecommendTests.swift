@@ -25,6 +25,52 @@ struct RecommendTests {
         }
     }
 
+    @Test("with a global row a user's items count in its segment's row and again in the global row: sensitivity √(2m)")
+    func globalRowSensitivity() throws {
+        var rng = SeededRandom(seed: 4)
+        var histogram = SegmentHistogram(segments: 3, items: catalog.count, globalRow: true)
+        #expect(histogram.rows == 4 && histogram.counts.count == 4 * catalog.count)
+        histogram.add(userItems: (0..<100).map { "i\($0)" }, segment: 1, catalog: catalog, maxItemsPerUser: 20, using: &rng)
+        let segmentRow = histogram.counts[catalog.count..<(2 * catalog.count)]
+        let globalRow = histogram.counts[(3 * catalog.count)...]
+        #expect(Array(segmentRow) == Array(globalRow) && segmentRow.reduce(0, +) == 20)
+        #expect(abs(histogram.counts.reduce(0) { $0 + $1 * $1 }.squareRoot() - SegmentHistogram.sensitivity(maxItemsPerUser: 20, globalRow: true)) < 1e-12)
+        #expect(SegmentHistogram.sensitivity(maxItemsPerUser: 20, globalRow: true) == 40.0.squareRoot())
+        // Noise is sized for it: z·√(2m) on every count, the global row's included.
+        var noisy = SegmentHistogram(segments: 3, items: catalog.count, globalRow: true)
+        try noisy.addNoise(noiseMultiplier: 2, maxItemsPerUser: 8, generator: SeededRandom(seed: 5))
+        let n = Double(noisy.counts.count)
+        #expect(abs(noisy.counts.reduce(0) { $0 + $1 * $1 } / n - 64) < 6 * 64 * (2 / n).squareRoot())
+    }
+
+    @Test("the combined estimate gives each segment its share of what the global row adds, and cuts the global list's noise to kσ²/(k + 1)")
+    func combinedGlobalRow() throws {
+        var histogram = SegmentHistogram(segments: 2, items: 1, globalRow: true)
+        histogram.counts = [1, 2, 6]  // S = (1, 2), G = 6: G − ΣS = 3, a third to each segment
+        let (combined, factor) = histogram.combined()
+        #expect(combined.counts == [2, 3] && !combined.globalRow && combined.segments == 2)
+        #expect(abs(factor - (2.0 / 3).squareRoot()) < 1e-12)
+        var plain = SegmentHistogram(segments: 2, items: 1)
+        plain.counts = [1, 2]
+        #expect(plain.combined().histogram.counts == [1, 2] && plain.combined().noiseFactor == 1)
+        // Pure noise of σ = 10 on k = 4 rows and the global row: the combined global list's variance
+        // is 4·100/5 = 80 (400 from the rows alone), each segment's 80 too (100 alone).
+        let k = 4, items = 4_000
+        var noise = SegmentHistogram(segments: k, items: items, globalRow: true)
+        try noise.addNoise(noiseMultiplier: 10, maxItemsPerUser: 1, generator: SeededRandom(seed: 6))
+        noise.counts = noise.counts.map { $0 / 2.0.squareRoot() }  // σ√2 → σ
+        let estimate = noise.combined().histogram
+        var globalSquares = 0.0, segmentSquares = 0.0
+        for i in 0..<items {
+            var total = 0.0
+            for s in 0..<k { total += estimate.counts[s * items + i] }
+            globalSquares += total * total
+            segmentSquares += estimate.counts[i] * estimate.counts[i]
+        }
+        #expect(abs(globalSquares / Double(items) - 80) < 6 * 80 * (2 / Double(items)).squareRoot())
+        #expect(abs(segmentSquares / Double(items) - 80) < 6 * 80 * (2 / Double(items)).squareRoot())
+    }
+
     @Test("sampling without replacement is unbiased across a user's items")
     func unbiasedSampling() {
         var rng = SeededRandom(seed: 2)

@@ -450,6 +450,14 @@ public nonisolated struct Fedseg_V1_RoundPlan: @unchecked Sendable {
     set {_uniqueStorage()._centered = newValue}
   }
 
+  /// Recommendation rounds: when true, the histogram has k + 1 rows: each user's sampled items
+  /// count in its segment's row and again in row k, the global row. The L2 sensitivity is then
+  /// sqrt(2 * max_items_per_user), and sum_std is sized for it.
+  public var globalRow: Bool {
+    get {_storage._globalRow}
+    set {_uniqueStorage()._globalRow = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -792,7 +800,7 @@ public nonisolated struct Fedseg_V1_RecommendationUpdate: Sendable {
 
   public var round: UInt64 = 0
 
-  /// k x catalog_size
+  /// k x catalog_size, or (k + 1) x catalog_size with the plan's global_row
   public var counts: [Int64] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1172,7 +1180,7 @@ nonisolated extension Fedseg_V1_EnrollResponse: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RoundPlan"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}run_id\0\u{1}round\0\u{1}phase\0\u{1}k\0\u{1}dimension\0\u{1}centroids\0\u{3}clip_norm\0\u{3}noise_multiplier\0\u{3}sum_std\0\u{3}count_std\0\u{3}privacy_mode\0\u{3}sampling_rate\0\u{3}deadline_unix_ms\0\u{3}min_participants\0\u{3}embedder_id\0\u{1}delta\0\u{3}max_items_per_user\0\u{3}catalog_size\0\u{3}catalog_items\0\u{3}expected_participants\0\u{1}secagg\0\u{3}candidate_count\0\u{1}candidates\0\u{3}sum_scale\0\u{3}count_scale\0\u{3}integer_sigma\0\u{1}centered\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}run_id\0\u{1}round\0\u{1}phase\0\u{1}k\0\u{1}dimension\0\u{1}centroids\0\u{3}clip_norm\0\u{3}noise_multiplier\0\u{3}sum_std\0\u{3}count_std\0\u{3}privacy_mode\0\u{3}sampling_rate\0\u{3}deadline_unix_ms\0\u{3}min_participants\0\u{3}embedder_id\0\u{1}delta\0\u{3}max_items_per_user\0\u{3}catalog_size\0\u{3}catalog_items\0\u{3}expected_participants\0\u{1}secagg\0\u{3}candidate_count\0\u{1}candidates\0\u{3}sum_scale\0\u{3}count_scale\0\u{3}integer_sigma\0\u{1}centered\0\u{3}global_row\0")
 
   fileprivate class _StorageClass {
     var _protocolVersion: UInt32 = 0
@@ -1203,6 +1211,7 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
     var _countScale: Double = 0
     var _integerSigma: Double = 0
     var _centered: Bool = false
+    var _globalRow: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1241,6 +1250,7 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
       _countScale = source._countScale
       _integerSigma = source._integerSigma
       _centered = source._centered
+      _globalRow = source._globalRow
     }
   }
 
@@ -1287,6 +1297,7 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
         case 26: try { try decoder.decodeSingularDoubleField(value: &_storage._countScale) }()
         case 27: try { try decoder.decodeSingularDoubleField(value: &_storage._integerSigma) }()
         case 28: try { try decoder.decodeSingularBoolField(value: &_storage._centered) }()
+        case 29: try { try decoder.decodeSingularBoolField(value: &_storage._globalRow) }()
         default: break
         }
       }
@@ -1383,6 +1394,9 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
       if _storage._centered != false {
         try visitor.visitSingularBoolField(value: _storage._centered, fieldNumber: 28)
       }
+      if _storage._globalRow != false {
+        try visitor.visitSingularBoolField(value: _storage._globalRow, fieldNumber: 29)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1420,6 +1434,7 @@ nonisolated extension Fedseg_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf.
         if _storage._countScale != rhs_storage._countScale {return false}
         if _storage._integerSigma != rhs_storage._integerSigma {return false}
         if _storage._centered != rhs_storage._centered {return false}
+        if _storage._globalRow != rhs_storage._globalRow {return false}
         return true
       }
       if !storagesAreEqual {return false}
