@@ -84,7 +84,7 @@ extension Coordinator {
                 updated.segmentation = record
                 logger.notice("segments dropped", metadata: [
                     "round": "\(round.id)", "dropped": "\(dropped)", "k": "\(updated.k)",
-                    "why": "each released count, less twice its noise's standard deviation (\(String(format: "%.1f", result.countVariance.squareRoot()))), was under \(run.parameters.minSegmentShare * 100)% of the released counts",
+                    "why": "each released count, less twice its noise's standard deviation (\(String(format: "%.1f", result.countVariance.squareRoot())); at most the share itself), was under \(run.parameters.minSegmentShare * 100)% of the released counts",
                 ])
             }
             try store.commit(

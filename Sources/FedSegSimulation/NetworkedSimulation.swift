@@ -312,6 +312,7 @@ public struct NetworkedSimulation: Sendable {
         // closed and opened again to enrol. Tokens, enrolment and the run's start are retried
         // across a coordinator restart.
         let count = c.clients
+        let enrolmentStarted = Date()
         let tokens = try await Retry.untilDeadline(seconds: 120) { try await admin.createTokens(count: count) }
         log("creating and enrolling \(c.clients) client nodes under \(nodesDirectory.path)")
         // Making a node writes its key file and database and waits for the disk: made on dispatch
@@ -372,6 +373,13 @@ public struct NetworkedSimulation: Sendable {
             catalog: dataset.items.prefix(c.candidateItems ?? dataset.items.count).map(\.item)
         )
         let rejectedBefore = AdminClient.rejectedUpdates(fromMetrics: try await Retry.untilDeadline(seconds: 120) { try await admin.metricsText() })
+        // Nodes idle since their enrolment ask for a plan, naming themselves, as an idle node
+        // polls: on a slow or loaded machine enrolling them can outlast the coordinator's
+        // liveness window, and a run is refused when too few clients are live.
+        if c.joinWithinSeconds == nil, Date().timeIntervalSince(enrolmentStarted) >= 30 {
+            let ids = nodeList.map(\.id)
+            try await forEach(0..<ids.count, concurrency: c.concurrency) { index in _ = try? await transport.currentPlan(client: ids[index]) }
+        }
         let started_: RunSummary
         if let seconds = c.joinWithinSeconds {
             started_ = try await join(within: seconds, admin: admin, transport: transport, ids: nodeList.map(\.id), log: log)

@@ -155,5 +155,11 @@ struct PrivateClusteringTests {
         #expect(noisy.dropped == [1] && noisy.keptCounts == [920, 50])
         var same = Matrix(rows: 3, cols: 2, storage: [0, 0, 1, 1, 2, 2])
         #expect(PrivateClustering.dropSmall(centroids: &same, variances: &v3, counts: [920, 30, 50], minShare: 0.02).dropped.isEmpty, "without noise 3% is kept")
+        // Noise far larger than the share (σ = 200 on 1,000 counts): the margin stops at the share
+        // itself, so segments at 4% and above stay and one at 3% goes.
+        var four = Matrix(rows: 4, cols: 2, storage: [0, 0, 1, 1, 2, 2, 3, 3])
+        var v4 = [1.0, 1, 1, 1]
+        let swamped = PrivateClustering.dropSmall(centroids: &four, variances: &v4, counts: [520, 400, 50, 30], minShare: 0.02, countStd: 200)
+        #expect(swamped.dropped == [3] && swamped.keptCounts == [520, 400, 50])
     }
 }
