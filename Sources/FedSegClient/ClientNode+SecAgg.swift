@@ -257,8 +257,7 @@ extension ClientNode {
     static func secAggMechanism(_ plan: Fedseg_V1_RoundPlan) throws -> PrivacyLedger.Mechanism {
         switch plan.phase {
         case .clustering: return plan.distributedNoise.mechanism
-        case .recommendation:
-            return plan.distributedHistogramNoise(baseSensitivity: SegmentHistogram.sensitivity(maxItemsPerUser: Int(plan.maxItemsPerUser), globalRow: plan.globalRow)).mechanism
+        case .recommendation: return plan.distributedHistogramNoise(baseSensitivity: plan.histogramSensitivity).mechanism
         case .start: return plan.distributedHistogramNoise(baseSensitivity: 1).mechanism
         default: throw NodeError.invalidPlan("unknown phase")
         }
@@ -272,7 +271,7 @@ extension ClientNode {
             var rounding = BufferedSecureRandom()
             return plan.distributedNoise.encode(clusteringStatistics(plan), rounding: &rounding, noise: &sampler)
         case .recommendation:
-            let noise = plan.distributedHistogramNoise(baseSensitivity: SegmentHistogram.sensitivity(maxItemsPerUser: Int(plan.maxItemsPerUser), globalRow: plan.globalRow))
+            let noise = plan.distributedHistogramNoise(baseSensitivity: plan.histogramSensitivity)
             return noise.encode(recommendationHistogram(plan).counts, noise: &sampler)
         case .start:
             return plan.distributedHistogramNoise(baseSensitivity: 1).encode(candidateCounts(plan), noise: &sampler)

@@ -294,9 +294,7 @@ public actor ClientNode {
             kind = .clientUpdate
             plaintext = try clusteringUpdate(plan).serializedBytes()
         case .recommendation:
-            let m = Int(plan.maxItemsPerUser)
-            let sensitivity = SegmentHistogram.sensitivity(maxItemsPerUser: m, globalRow: plan.globalRow)
-            mechanism = .init(kind: .discreteGaussian, noiseMultiplier: plan.sumStd / sensitivity, mode: .local)
+            mechanism = .init(kind: .discreteGaussian, noiseMultiplier: plan.sumStd / plan.histogramSensitivity, mode: .local)
             kind = .recommendationUpdate
             plaintext = try recommendationUpdate(plan).serializedBytes()
         case .start:
@@ -402,9 +400,9 @@ public actor ClientNode {
     /// plan has one), plus discrete Gaussian noise.
     func recommendationUpdate(_ plan: Fedseg_V1_RoundPlan) throws -> Fedseg_V1_RecommendationUpdate {
         var histogram = recommendationHistogram(plan)
-        let m = Int(plan.maxItemsPerUser)
-        let sensitivity = SegmentHistogram.sensitivity(maxItemsPerUser: m, globalRow: plan.globalRow)
-        try histogram.addNoise(noiseMultiplier: plan.sumStd / sensitivity, maxItemsPerUser: m, generator: BufferedSecureRandom())
+        try histogram.addNoise(
+            noiseMultiplier: plan.sumStd / plan.histogramSensitivity, maxItemsPerUser: Int(plan.maxItemsPerUser), generator: BufferedSecureRandom()
+        )
         return .with {
             $0.runID = plan.runID
             $0.round = plan.round

@@ -217,9 +217,7 @@ extension SecAggRound: RoundAggregation {
             let std = noise.decodedStd(survivors: survivors)
             return AggregateResult(sums: decoded.sums, counts: decoded.counts, sumVariance: std.sums * std.sums, countVariance: std.counts * std.counts)
         }
-        let noise = roundPlan.distributedHistogramNoise(
-            baseSensitivity: SegmentHistogram.sensitivity(maxItemsPerUser: Int(roundPlan.maxItemsPerUser), globalRow: roundPlan.globalRow)
-        )
+        let noise = roundPlan.distributedHistogramNoise(baseSensitivity: roundPlan.histogramSensitivity)
         let std = noise.decodedStd(survivors: survivors)
         return AggregateResult(sums: noise.decode(sum), counts: [], sumVariance: std * std, countVariance: std * std)
     }

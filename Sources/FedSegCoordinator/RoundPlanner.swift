@@ -57,9 +57,9 @@ enum RoundPlanner {
             guard let z = run.privacy.recommendationNoiseMultiplier else { throw CoordinatorError.state("no recommendation phase") }
             plan.noiseMultiplier = z
             plan.globalRow = p.globalRow
-            plan.sumStd = z * SegmentHistogram.sensitivity(maxItemsPerUser: p.maxItemsPerUser, globalRow: p.globalRow)
-            plan.countStd = plan.sumStd
             plan.maxItemsPerUser = UInt32(p.maxItemsPerUser)
+            plan.sumStd = z * plan.histogramSensitivity
+            plan.countStd = plan.sumStd
             plan.catalogSize = UInt32(p.catalog.count)
             plan.catalogItems = p.catalog
         }
@@ -139,7 +139,7 @@ enum RoundPlanner {
         default:
             guard let z = run.privacy.recommendationNoiseMultiplier else { throw CoordinatorError.state("no recommendation phase") }
             let noise = try DistributedIntegerNoise.make(
-                noiseMultiplier: z, baseSensitivity: SegmentHistogram.sensitivity(maxItemsPerUser: p.maxItemsPerUser, globalRow: plan.globalRow), length: plan.secAggWidth,
+                noiseMultiplier: z, baseSensitivity: plan.histogramSensitivity, length: plan.secAggWidth,
                 minimumSurvivors: minimum, colluders: colluders, clients: cohort.count, maxTotal: p.maxUsers
             )
             secagg.sumScale = Double(noise.scale)

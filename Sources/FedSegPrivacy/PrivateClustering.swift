@@ -164,9 +164,9 @@ public enum PrivateClustering {
     /// (ignoring the total's own noise, which is k times smaller relative). The margin is at
     /// most the share itself (a count of twice the share always stays): where the counts' noise
     /// is larger than that (10,000 local clients, each adding its own), 2σ would drop segments
-    /// holding a tenth of the users, and the counts cannot tell small segments anyway. Such a segment's
-    /// model would be global popularity anyway, and its few users are better placed in the
-    /// nearest segment that has data. (Dropping one at a time, each count joining its nearest
+    /// holding a tenth of the users, and the counts cannot tell small segments anyway. A dropped
+    /// segment's model would be global popularity anyway, and its few users are better placed
+    /// in the nearest segment that has data. (Dropping one at a time, each count joining its nearest
     /// kept neighbour's, left a segment under 2% of goodbooks' readers on 4 of 10 seeds against
     /// none: the absorbed users do not all join that neighbour.) Post-processing of the release.
     /// Returns the dropped indices (in the old numbering) and the kept segments' counts; at

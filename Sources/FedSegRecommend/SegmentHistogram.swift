@@ -1,5 +1,6 @@
 import FedSegMath
 import FedSegPrivacy
+import FedSegProtocol
 
 /// The public item universe: ids the coordinator publishes, in a fixed order.
 public struct ItemCatalog: Sendable, Equatable {
@@ -12,6 +13,13 @@ public struct ItemCatalog: Sendable, Equatable {
     }
 
     public var count: Int { ids.count }
+}
+
+extension Fedseg_V1_RoundPlan {
+    /// L2 sensitivity of a recommendation round's histogram: √m, or √(2m) with the global row.
+    public var histogramSensitivity: Double {
+        SegmentHistogram.sensitivity(maxItemsPerUser: Int(maxItemsPerUser), globalRow: globalRow)
+    }
 }
 
 /// Per-segment item counts: what clients release in the recommendation phase.

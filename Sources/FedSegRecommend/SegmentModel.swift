@@ -374,9 +374,7 @@ public struct LocalRanker: Sendable {
     /// node's own data only: no privacy cost, and each tenant weighs content against the model,
     /// and its segments' lists against the global one, as its users bear out. Fewer than
     /// `minimumUsers` users (an edge device): the segment's list alone.
-    public static func chooseBlend(
-        model: SegmentModel, itemVectors: Matrix, users: [ValidationUser], minimumUsers: Int = 20, globalCandidates: [Double] = globalCandidates
-    ) -> Blend {
+    public static func chooseBlend(model: SegmentModel, itemVectors: Matrix, users: [ValidationUser], minimumUsers: Int = 20) -> Blend {
         guard users.count >= minimumUsers, let centroids = model.centroidMatrix, centroids.cols == itemVectors.cols, itemVectors.rows > 0 else { return .modelOnly }
         var points = Matrix(rows: users.count, cols: centroids.cols)
         for (u, user) in users.enumerated() { points.setRow(u, to: user.vector) }
