@@ -118,15 +118,28 @@ extension CoordinatorStore {
         try database.write { db in
             var rejections: [UpdateIntake.Rejection?] = []
             rejections.reserveCapacity(messages.count)
+            // Each round's envelopes go to its log after the rows that name them, and are on
+            // disk before this transaction commits.
+            var logged: [Int64: [[UInt8]]] = [:]
+            var next: [Int64: Int64] = [:]
             for message in messages {
+                let round = Int64(bitPattern: message.round)
+                if next[round] == nil { next[round] = try envelopeLog.end(round: round) }
+                let offset = next[round]!
                 do {
-                    try UpdateIntake.recordAccepted(db, clientID: message.clientID, round: message.round, kind: message.kind, envelope: message.envelope)
+                    try UpdateIntake.recordAccepted(
+                        db, clientID: message.clientID, round: message.round, kind: message.kind,
+                        envelope: .logged(offset: offset, length: message.envelope.count)
+                    )
                     rejections.append(nil)
+                    logged[round, default: []].append(message.envelope)
+                    next[round] = offset + Int64(message.envelope.count)
                 } catch let rejection as UpdateIntake.Rejection {
                     // Refused before its row was written: the transaction holds the others.
                     rejections.append(rejection)
                 }
             }
+            for (round, envelopes) in logged.sorted(by: { $0.key < $1.key }) { try envelopeLog.append(round: round, envelopes) }
             guard let charge, zip(messages, rejections).contains(where: { $0.reveals && $1 == nil }) else { return (rejections, false) }
             try Self.charge(db, charge)
             return (rejections, true)
@@ -182,6 +195,7 @@ extension CoordinatorStore {
             try run.update(db)
             try Self.dropEnvelopes(db, round: commit.round)
         }
+        removeEnvelopeLog(round: commit.round)
     }
 
     /// The recommendation round's model, its charge, and the end of the run's releases.
@@ -199,6 +213,7 @@ extension CoordinatorStore {
             try db.execute(sql: "UPDATE runs SET phase = ? WHERE id = ?", arguments: [RunPhase.done, runID])
             try Self.dropEnvelopes(db, round: round)
         }
+        removeEnvelopeLog(round: round)
     }
 
     /// A model that is post-processing of committed rounds (no charge).
@@ -215,6 +230,7 @@ extension CoordinatorStore {
             try Self.dropEnvelopes(db, round: round)
             try db.execute(sql: "UPDATE runs SET abandoned_in_a_row = ? WHERE id = ?", arguments: [abandonedInARow, runID])
         }
+        removeEnvelopeLog(round: round)
     }
 
     /// Ends a run; its open round, if any, is abandoned with it.
@@ -232,10 +248,20 @@ extension CoordinatorStore {
                 arguments: [status, reason, Date().timeIntervalSince1970, runID]
             )
         }
+        if let openRound { removeEnvelopeLog(round: openRound) }
     }
 
-    /// Envelopes are kept only while their round is open (to rebuild its sums after a restart).
+    /// Envelopes are kept only while their round is open (to rebuild its sums after a restart):
+    /// the rows stop naming them here, and the round's log goes once the transaction has
+    /// committed (`removeEnvelopeLog`).
     static func dropEnvelopes(_ db: Database, round: Int64) throws {
-        try db.execute(sql: "UPDATE accepted_messages SET envelope = NULL WHERE round = ?", arguments: [round])
+        try db.execute(
+            sql: "UPDATE accepted_messages SET envelope = NULL, envelope_offset = NULL, envelope_length = NULL WHERE round = ?", arguments: [round]
+        )
+    }
+
+    /// After a transaction that dropped `round`'s envelopes has committed.
+    func removeEnvelopeLog(round: Int64) {
+        envelopeLog.remove(round: round)
     }
 }

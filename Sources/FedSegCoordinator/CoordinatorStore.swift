@@ -16,6 +16,8 @@ public final class CoordinatorStore: Sendable {
     public let database: DatabasePool
     public let registry: ClientRegistry
     public let ledger: PrivacyLedger
+    /// The open round's accepted envelopes, beside the database (`EnvelopeLog`).
+    let envelopeLog: EnvelopeLog
 
     public struct Run: Codable, Sendable, FetchableRecord, PersistableRecord {
         public static let databaseTableName = "runs"
@@ -109,6 +111,7 @@ public final class CoordinatorStore: Sendable {
         try database.requireDurableCommits()
         registry = try ClientRegistry(database: database)
         ledger = try PrivacyLedger(database: database)
+        envelopeLog = try EnvelopeLog(directory: Self.envelopeDirectory(databasePath: path))
         var migrator = DatabaseMigrator()
         migrator.registerMigration("coordinator-v1") { db in
             try db.create(table: Run.databaseTableName) { t in
@@ -173,6 +176,22 @@ public final class CoordinatorStore: Sendable {
             try db.alter(table: Run.databaseTableName) { t in t.add(column: "spreads", .blob) }
         }
         try migrator.migrate(database)
+        try sweepEnvelopeLogs()
+    }
+
+    /// `coordinator.sqlite` → `coordinator-envelopes/`.
+    public static func envelopeDirectory(databasePath path: String) -> URL {
+        let database = URL(fileURLWithPath: path)
+        return database.deletingLastPathComponent().appendingPathComponent("\(database.deletingPathExtension().lastPathComponent)-envelopes", isDirectory: true)
+    }
+
+    /// Removes the envelope logs of rounds that are no longer open (a crash between a round's
+    /// end and the removal of its file leaves one behind).
+    func sweepEnvelopeLogs() throws {
+        let open = Set(try database.read { db in
+            try Int64.fetchAll(db, sql: "SELECT id FROM rounds WHERE status = ?", arguments: [RoundStatus.collecting])
+        })
+        for round in envelopeLog.rounds() where !open.contains(round) { envelopeLog.remove(round: round) }
     }
 
     public func runs() throws -> [Run] {
@@ -191,11 +210,23 @@ public final class CoordinatorStore: Sendable {
         try database.read { db in try PublishedModel.order(Column("created_at").desc, Column("version").desc).fetchOne(db)?.verified() }
     }
 
-    /// Envelopes accepted in a round that has not committed yet.
+    /// Envelopes accepted in a round that has not committed yet, in the order they were accepted:
+    /// from the round's envelope log, or from the row (a database written before the log).
     public func pendingEnvelopes(round: Int64) throws -> [[UInt8]] {
-        try database.read { db in
-            try Data.fetchAll(db, sql: "SELECT envelope FROM accepted_messages WHERE round = ? AND envelope IS NOT NULL ORDER BY accepted_at", arguments: [round])
-                .map { [UInt8]($0) }
+        let rows = try database.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT envelope, envelope_offset, envelope_length FROM accepted_messages
+                    WHERE round = ? AND (envelope IS NOT NULL OR envelope_offset IS NOT NULL) ORDER BY accepted_at, envelope_offset
+                    """,
+                arguments: [round]
+            )
+        }
+        return try rows.map { row in
+            if let inline: Data = row["envelope"] { return [UInt8](inline) }
+            let offset: Int64 = row["envelope_offset"], length: Int = row["envelope_length"]
+            return try envelopeLog.read(round: round, offset: offset, length: length)
         }
     }
 }
@@ -285,8 +316,19 @@ public struct StorageFailure: Error, CustomStringConvertible {
     public enum Cause: Sendable { case diskFull, ioError, readOnly }
 
     public var cause: Cause
+    /// What could not be written, when it was not the database itself.
+    public var detail: String?
+
+    public init(cause: Cause, detail: String? = nil) {
+        self.cause = cause
+        self.detail = detail
+    }
 
     public init?(_ error: any Error) {
+        if let failure = error as? StorageFailure {
+            self = failure
+            return
+        }
         guard let database = error as? DatabaseError else { return nil }
         switch database.resultCode {
         case .SQLITE_FULL: cause = .diskFull
@@ -297,10 +339,11 @@ public struct StorageFailure: Error, CustomStringConvertible {
     }
 
     public var description: String {
-        switch cause {
-        case .diskFull: "the disk holding the coordinator's database is full: nothing of this write was stored; free space and it is retried"
-        case .ioError: "the coordinator's database could not be written (I/O error): nothing of this write was stored; check the disk"
-        case .readOnly: "the coordinator's database is read-only: nothing of this write was stored; check the state directory's permissions"
+        let what = detail.map { "the coordinator's state (\($0))" } ?? "the coordinator's database"
+        return switch cause {
+        case .diskFull: "the disk holding \(what) is full: nothing of this write was stored; free space and it is retried"
+        case .ioError: "\(what) could not be written (I/O error): nothing of this write was stored; check the disk"
+        case .readOnly: "\(what) is read-only: nothing of this write was stored; check the state directory's permissions"
         }
     }
 }

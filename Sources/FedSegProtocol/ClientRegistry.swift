@@ -90,6 +90,14 @@ public final class ClientRegistry: Sendable {
             try db.alter(table: Client.databaseTableName) { t in t.add(column: "last_seen_at", .double).notNull().defaults(to: 0) }
             try db.execute(sql: "UPDATE clients SET last_seen_at = enrolled_at")
         }
+        // Where the coordinator keeps an accepted envelope outside the row: a byte range of its
+        // round's envelope log.
+        migrator.registerMigration("client-registry-v4-envelope-log") { db in
+            try db.alter(table: "accepted_messages") { t in
+                t.add(column: "envelope_offset", .integer)
+                t.add(column: "envelope_length", .integer)
+            }
+        }
         try migrator.migrate(database)
     }
 

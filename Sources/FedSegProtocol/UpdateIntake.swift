@@ -121,7 +121,7 @@ public struct UpdateIntake: Sendable {
     ) throws -> (clientID: String, message: Message) {
         let decoded = try decode(envelope, plan: plan, coordinator: coordinator, checkStatus: true, kinds: kinds, check: check)
         try registry.database.write { db in
-            try Self.recordAccepted(db, clientID: decoded.clientID, round: plan.round, kind: decoded.kind, envelope: keepEnvelope ? envelope : nil)
+            try Self.recordAccepted(db, clientID: decoded.clientID, round: plan.round, kind: decoded.kind, envelope: keepEnvelope ? .inline(envelope) : .none)
         }
         return (decoded.clientID, decoded.message)
     }
@@ -212,7 +212,7 @@ public struct UpdateIntake: Sendable {
         guard case .clientUpdate(let update) = decoded.message else {
             throw Rejection.wrongKind(expected: UInt8(Fedseg_V1_MessageKind.clientUpdate.rawValue), found: decoded.kind)
         }
-        try registry.database.write { db in try Self.recordAccepted(db, clientID: decoded.clientID, round: plan.round, kind: decoded.kind, envelope: nil) }
+        try registry.database.write { db in try Self.recordAccepted(db, clientID: decoded.clientID, round: plan.round, kind: decoded.kind, envelope: .none) }
         return (decoded.clientID, update)
     }
 
@@ -264,9 +264,20 @@ public struct UpdateIntake: Sendable {
         [Fedseg_V1_MessageKind.clientUpdate, .recommendationUpdate, .startHistogram, .decline, .secaggAdvertise].map { UInt8($0.rawValue) }
     )
 
+    /// Where an accepted message's sealed envelope is kept until its round ends.
+    public enum StoredEnvelope: Sendable {
+        /// Not kept.
+        case none
+        /// In the replay record's row.
+        case inline([UInt8])
+        /// In the round's envelope log, at this byte range (the coordinator's store: written and
+        /// on disk before the transaction holding this record commits).
+        case logged(offset: Int64, length: Int)
+    }
+
     /// Records an accepted message inside the caller's transaction, or throws `replay` (the same
     /// message again) or `alreadyAnswered` (another answer to the same round).
-    public static func recordAccepted(_ db: Database, clientID: String, round: UInt64, kind: UInt8, envelope: [UInt8]?) throws {
+    public static func recordAccepted(_ db: Database, clientID: String, round: UInt64, kind: UInt8, envelope: StoredEnvelope) throws {
         let slot = answerKinds.contains(kind) ? answerKinds.sorted().map(Int.init) : [Int(kind)]
         let marks = databaseQuestionMarks(count: slot.count)
         // Cached statements: compiling (and authorising) the same SQL for every message had been
@@ -279,7 +290,13 @@ public struct UpdateIntake: Sendable {
             if earlier == Int(kind) { throw Rejection.replay(client: clientID, round: round) }
             throw Rejection.alreadyAnswered(client: clientID, round: round, earlier: UInt8(earlier))
         }
-        try db.cachedStatement(sql: "INSERT INTO accepted_messages (client_id, round, kind, accepted_at, envelope) VALUES (?, ?, ?, ?, ?)")
-            .execute(arguments: [clientID, Int64(bitPattern: round), Int(kind), Date().timeIntervalSince1970, envelope.map { Data($0) }])
+        let (inline, offset, length): (Data?, Int64?, Int?) = switch envelope {
+        case .none: (nil, nil, nil)
+        case .inline(let bytes): (Data(bytes), nil, nil)
+        case .logged(let offset, let length): (nil, offset, length)
+        }
+        try db.cachedStatement(
+            sql: "INSERT INTO accepted_messages (client_id, round, kind, accepted_at, envelope, envelope_offset, envelope_length) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        ).execute(arguments: [clientID, Int64(bitPattern: round), Int(kind), Date().timeIntervalSince1970, inline, offset, length])
     }
 }

@@ -50,6 +50,10 @@ public struct ProtocolLimits: Sendable, Equatable {
 /// Decoding with a size check first, then field validation in one place.
 public enum MessageCodec {
     public static func decode<M: SwiftProtobuf.Message>(_ type: M.Type, from bytes: [UInt8], limits: ProtocolLimits = .init()) throws -> M {
+        try decodeWithSwiftProtobuf(type, from: bytes, limits: limits)
+    }
+
+    static func decodeWithSwiftProtobuf<M: SwiftProtobuf.Message>(_ type: M.Type, from bytes: [UInt8], limits: ProtocolLimits) throws -> M {
         guard bytes.count <= limits.maximumMessageBytes else {
             throw ProtocolError.oversized(size: bytes.count, limit: limits.maximumMessageBytes)
         }

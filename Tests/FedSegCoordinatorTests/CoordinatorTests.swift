@@ -244,6 +244,17 @@ struct CoordinatorStateTests {
         let sealedDecline = try clients[1].seal(decline(second.plan), kind: .decline, round: second.round, to: coordinatorKey)
         #expect(try await offer(sealedDecline, to: coordinator) == .added)
 
+        // Their envelopes are in round 2's log, named by their replay records, not in the rows.
+        let logPath = coordinator.store.envelopeLog.path(round: Int64(second.round))
+        #expect(FileManager.default.fileExists(atPath: logPath))
+        let logged = try await coordinator.store.database.read { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM accepted_messages WHERE round = ? AND envelope IS NULL AND envelope_offset IS NOT NULL", arguments: [Int64(second.round)])
+        }
+        #expect(logged == 2)
+        #expect(try coordinator.store.pendingEnvelopes(round: Int64(second.round)) == [sealed, sealedDecline])
+        // Round 1's log went with its commit.
+        #expect(!FileManager.default.fileExists(atPath: coordinator.store.envelopeLog.path(round: Int64(first.round))))
+
         // A new coordinator on the same state resumes round 2 with what was accepted.
         let restarted = try makeCoordinator(directory, clock: clock)
         try await restarted.recover()
@@ -265,6 +276,44 @@ struct CoordinatorStateTests {
         let records = try restarted.store.ledger.records()
         #expect(records.count == 4 && records.suffix(2).allSatisfy { $0.releaseID == "\(second.plan.runID)/round-\(second.round)" })
         #expect(try restarted.store.pendingEnvelopes(round: Int64(resumed.round)).isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: logPath), "an abandoned round's log is removed")
+    }
+
+    @Test("the envelope log: bytes past the last committed record are never read, a log of a round no longer open is swept at start, and a missing log is refused by name")
+    func envelopeLog() async throws {
+        let directory = try temporaryDirectory()
+        let clock = ManualWallClock()
+        let coordinator = try makeCoordinator(directory, clock: clock)
+        let clients = try enroll(3, in: coordinator)
+        let key = coordinator.keys.identity.keyAgreement.publicKey
+        _ = try await coordinator.start(try RunStart.prepare(smallRun(), settings: coordinator.settings))
+        let round = try #require(await coordinator.snapshot())
+        let log = coordinator.store.envelopeLog
+        let first = try clients[0].seal(update(round.plan, sums: [Float](repeating: 1, count: 8), counts: [1, 0]), kind: .clientUpdate, round: round.round, to: key)
+        #expect(try await offer(first, to: coordinator) == .added)
+        // A batch written whose transaction never committed: garbage past the records' end.
+        let garbage = [UInt8](repeating: 0xAB, count: 4096)
+        try log.append(round: Int64(round.round), [garbage])
+        let second = try clients[1].seal(update(round.plan, sums: [Float](repeating: 2, count: 8), counts: [0, 1]), kind: .clientUpdate, round: round.round, to: key)
+        #expect(try await offer(second, to: coordinator) == .added)
+        #expect(try coordinator.store.pendingEnvelopes(round: Int64(round.round)) == [first, second])
+        // A log left by a round that ended (a crash before its removal) goes at the next start;
+        // the open round's stays.
+        let stale = log.path(round: 999_999)
+        #expect(FileManager.default.createFile(atPath: stale, contents: Data(garbage)))
+        let restarted = try makeCoordinator(directory, clock: clock)
+        #expect(!FileManager.default.fileExists(atPath: stale))
+        try await restarted.recover()
+        #expect(try await restarted.summary().openRound?.participants == 2)
+        // A log that is gone cannot rebuild the round: refused, naming the file.
+        try FileManager.default.removeItem(atPath: log.path(round: Int64(round.round)))
+        let damaged = try makeCoordinator(directory, clock: clock)
+        do {
+            try await damaged.recover()
+            Issue.record("a round whose envelope log is missing cannot be resumed")
+        } catch {
+            #expect("\(error)".contains("envelope log of round \(round.round)") && "\(error)".contains("missing"), "\(error)")
+        }
     }
 
     @Test("one answer per client per round: an update after a decline is refused and does not close the round")
@@ -332,8 +381,10 @@ struct CoordinatorStateTests {
             #expect(try await offer(sealed, to: coordinator) == .added)
         }
         let charges = try coordinator.store.ledger.records().count
-        // The database may not grow by a page: what the disk would say when full.
+        // Neither the database nor the round's envelope log may grow: what the disk would say
+        // when full.
         try await coordinator.store.database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA max_page_count = 1") }
+        coordinator.store.envelopeLog.limit(to: 0)
         let late = try clients[2].seal(update(round.plan, sums: values, counts: [Float](repeating: 1, count: 8)), kind: .clientUpdate, round: round.plan.round, to: key)
         do {
             _ = try await offer(late, to: coordinator)
@@ -357,6 +408,7 @@ struct CoordinatorStateTests {
         #expect(try await coordinator.summary().status == .running)
         // Space is back: the next tick commits the round, and the run completes.
         try await coordinator.store.database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA max_page_count = 1073741823") }
+        coordinator.store.envelopeLog.limit(to: nil)
         try await coordinator.tick()
         #expect(try coordinator.store.rounds(run: round.plan.runID).map(\.status) == [.committed])
         #expect(try coordinator.store.rounds(run: round.plan.runID).first?.participants == 2)
