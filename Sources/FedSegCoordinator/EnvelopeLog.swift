@@ -58,7 +58,7 @@ final class EnvelopeLog: Sendable {
 
     /// Where the next batch for `round` will be written.
     func end(round: Int64) throws -> Int64 {
-        try state.withLock { state in try Self.writer(&state, round: round, path: path(round: round), directory: directory).end }
+        try state.withLock { state in try writer(&state, round: round).end }
     }
 
     /// Writes `envelopes` at the end of `round`'s file (where `reserve` said) and waits until they
@@ -66,7 +66,7 @@ final class EnvelopeLog: Sendable {
     func append(round: Int64, _ envelopes: [[UInt8]]) throws {
         guard !envelopes.isEmpty else { return }
         try state.withLock { state in
-            var writer = try Self.writer(&state, round: round, path: path(round: round), directory: directory)
+            var writer = try writer(&state, round: round)
             let total = envelopes.reduce(0) { $0 + $1.count }
             if let capacity = state.capacity, writer.end + Int64(total) > capacity {
                 throw StorageFailure(cause: .diskFull, detail: "the envelope log of round \(round) is full")
@@ -123,8 +123,9 @@ final class EnvelopeLog: Sendable {
         state.withLock { $0.capacity = bytes }
     }
 
-    private static func writer(_ state: inout State, round: Int64, path: String, directory: URL) throws -> Writer {
+    private func writer(_ state: inout State, round: Int64) throws -> Writer {
         if let writer = state.writer, writer.round == round { return writer }
+        let path = path(round: round)
         if let writer = state.writer { close(writer.descriptor) }
         state.writer = nil
         let existed = access(path, F_OK) == 0
