@@ -112,7 +112,7 @@ extension CoordinatorStore {
     /// the replay rules refuse (already accepted, or its client already answered, earlier in the
     /// batch too) is not recorded and gets its rejection, in order; nil for each one recorded.
     /// `charged`: whether this transaction made the charge.
-    func accept(
+    public func accept(
         _ messages: [(clientID: String, round: UInt64, kind: UInt8, envelope: [UInt8], reveals: Bool)], charge: Charge?
     ) throws -> (rejections: [UpdateIntake.Rejection?], charged: Bool) {
         try database.write { db in
