@@ -111,7 +111,7 @@ public final class CoordinatorStore: Sendable {
         try database.requireDurableCommits()
         registry = try ClientRegistry(database: database)
         ledger = try PrivacyLedger(database: database)
-        envelopeLog = try EnvelopeLog(directory: Self.envelopeDirectory(databasePath: path))
+        envelopeLog = EnvelopeLog(directory: Self.envelopeDirectory(databasePath: path))
         var migrator = DatabaseMigrator()
         migrator.registerMigration("coordinator-v1") { db in
             try db.create(table: Run.databaseTableName) { t in

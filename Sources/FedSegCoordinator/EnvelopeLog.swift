@@ -38,13 +38,10 @@ final class EnvelopeLog: Sendable {
 
     private let state = Mutex(State())
 
-    init(directory: URL) throws {
+    /// The directory is made with the first round's file: a store opened only to be read (an
+    /// audit of a read-only copy) writes nothing.
+    init(directory: URL) {
         self.directory = directory
-        do {
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw StorageFailure(cause: .ioError, detail: "cannot create \(directory.path)")
-        }
     }
 
     deinit {
@@ -128,6 +125,12 @@ final class EnvelopeLog: Sendable {
         let path = path(round: round)
         if let writer = state.writer { close(writer.descriptor) }
         state.writer = nil
+        let newDirectory = access(directory.path, F_OK) != 0
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw StorageFailure(cause: .ioError, detail: "cannot create \(directory.path)")
+        }
         let existed = access(path, F_OK) == 0
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw StorageFailure(errno: errno, round: round) }
@@ -137,21 +140,24 @@ final class EnvelopeLog: Sendable {
             close(descriptor)
             throw failure
         }
-        if !existed {
-            // The new file's name must survive a crash as well as its bytes.
-            let directoryDescriptor = open(directory.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            if directoryDescriptor >= 0 {
-                defer { close(directoryDescriptor) }
-                guard fsync(directoryDescriptor) == 0 else {
-                    let failure = StorageFailure(errno: errno, round: round)
-                    close(descriptor)
-                    throw failure
-                }
-            }
+        // A new file's name (and a new directory's) must survive a crash as well as its bytes.
+        do {
+            if !existed { try Self.sync(directory: directory.path, round: round) }
+            if newDirectory { try Self.sync(directory: directory.deletingLastPathComponent().path, round: round) }
+        } catch {
+            close(descriptor)
+            throw error
         }
         let writer = Writer(round: round, descriptor: descriptor, end: Int64(status.st_size))
         state.writer = writer
         return writer
+    }
+
+    private static func sync(directory path: String, round: Int64) throws {
+        let descriptor = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw StorageFailure(errno: errno, round: round) }
+        defer { close(descriptor) }
+        guard fsync(descriptor) == 0 else { throw StorageFailure(errno: errno, round: round) }
     }
 
     /// The batch as one buffer and one `pwrite` (repeated for short writes): a copy of a few
