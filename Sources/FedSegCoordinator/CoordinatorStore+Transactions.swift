@@ -195,7 +195,7 @@ extension CoordinatorStore {
             try run.update(db)
             try Self.dropEnvelopes(db, round: commit.round)
         }
-        removeEnvelopeLog(round: commit.round)
+        envelopeLog.remove(round: commit.round)
     }
 
     /// The recommendation round's model, its charge, and the end of the run's releases.
@@ -213,7 +213,7 @@ extension CoordinatorStore {
             try db.execute(sql: "UPDATE runs SET phase = ? WHERE id = ?", arguments: [RunPhase.done, runID])
             try Self.dropEnvelopes(db, round: round)
         }
-        removeEnvelopeLog(round: round)
+        envelopeLog.remove(round: round)
     }
 
     /// A model that is post-processing of committed rounds (no charge).
@@ -230,7 +230,7 @@ extension CoordinatorStore {
             try Self.dropEnvelopes(db, round: round)
             try db.execute(sql: "UPDATE runs SET abandoned_in_a_row = ? WHERE id = ?", arguments: [abandonedInARow, runID])
         }
-        removeEnvelopeLog(round: round)
+        envelopeLog.remove(round: round)
     }
 
     /// Ends a run; its open round, if any, is abandoned with it.
@@ -248,20 +248,15 @@ extension CoordinatorStore {
                 arguments: [status, reason, Date().timeIntervalSince1970, runID]
             )
         }
-        if let openRound { removeEnvelopeLog(round: openRound) }
+        if let openRound { envelopeLog.remove(round: openRound) }
     }
 
     /// Envelopes are kept only while their round is open (to rebuild its sums after a restart):
-    /// the rows stop naming them here, and the round's log goes once the transaction has
-    /// committed (`removeEnvelopeLog`).
+    /// the rows stop naming them here, and the round's log is removed once the transaction has
+    /// committed (`envelopeLog.remove`, after each write that calls this).
     static func dropEnvelopes(_ db: Database, round: Int64) throws {
         try db.execute(
             sql: "UPDATE accepted_messages SET envelope = NULL, envelope_offset = NULL, envelope_length = NULL WHERE round = ?", arguments: [round]
         )
-    }
-
-    /// After a transaction that dropped `round`'s envelopes has committed.
-    func removeEnvelopeLog(round: Int64) {
-        envelopeLog.remove(round: round)
     }
 }

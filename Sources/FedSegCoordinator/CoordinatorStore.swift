@@ -223,10 +223,14 @@ public final class CoordinatorStore: Sendable {
                 arguments: [round]
             )
         }
-        return try rows.map { row in
+        let logged = rows.compactMap { row -> (offset: Int64, length: Int)? in
+            guard (row["envelope"] as Data?) == nil else { return nil }
+            return (row["envelope_offset"], row["envelope_length"])
+        }
+        var fromLog = try envelopeLog.read(round: round, ranges: logged).makeIterator()
+        return rows.map { row in
             if let inline: Data = row["envelope"] { return [UInt8](inline) }
-            let offset: Int64 = row["envelope_offset"], length: Int = row["envelope_length"]
-            return try envelopeLog.read(round: round, offset: offset, length: length)
+            return fromLog.next()!
         }
     }
 }

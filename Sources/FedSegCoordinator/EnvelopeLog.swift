@@ -58,8 +58,8 @@ final class EnvelopeLog: Sendable {
         try state.withLock { state in try writer(&state, round: round).end }
     }
 
-    /// Writes `envelopes` at the end of `round`'s file (where `reserve` said) and waits until they
-    /// are on disk (they start at `end(round:)`). On failure nothing counts as written: the next batch starts at the same place.
+    /// Writes `envelopes` at the end of `round`'s file (`end(round:)`) and waits until they are on
+    /// disk. On failure nothing counts as written: the next batch starts at the same place.
     func append(round: Int64, _ envelopes: [[UInt8]]) throws {
         guard !envelopes.isEmpty else { return }
         try state.withLock { state in
@@ -75,24 +75,27 @@ final class EnvelopeLog: Sendable {
         }
     }
 
-    /// The bytes at `offset` of `round`'s file.
-    func read(round: Int64, offset: Int64, length: Int) throws -> [UInt8] {
+    /// The bytes of each range of `round`'s file, in order, through one descriptor.
+    func read(round: Int64, ranges: [(offset: Int64, length: Int)]) throws -> [[UInt8]] {
+        guard !ranges.isEmpty else { return [] }
         let descriptor = open(path(round: round), O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else {
             throw CoordinatorError.state("the envelope log of round \(round) (\(path(round: round))) is missing: restore the state directory from a backup")
         }
         defer { close(descriptor) }
-        var bytes = [UInt8](repeating: 0, count: length)
-        var done = 0
-        while done < length {
-            let read = bytes.withUnsafeMutableBytes { buffer in pread(descriptor, buffer.baseAddress! + done, length - done, off_t(offset) + off_t(done)) }
-            if read < 0, errno == EINTR { continue }
-            guard read > 0 else {
-                throw CoordinatorError.state("the envelope log of round \(round) is shorter than its records say (\(offset + Int64(done)) of \(offset + Int64(length)) bytes): restore the state directory from a backup")
+        return try ranges.map { offset, length in
+            var bytes = [UInt8](repeating: 0, count: length)
+            var done = 0
+            while done < length {
+                let read = bytes.withUnsafeMutableBytes { buffer in pread(descriptor, buffer.baseAddress! + done, length - done, off_t(offset) + off_t(done)) }
+                if read < 0, errno == EINTR { continue }
+                guard read > 0 else {
+                    throw CoordinatorError.state("the envelope log of round \(round) is shorter than its records say (\(offset + Int64(done)) of \(offset + Int64(length)) bytes): restore the state directory from a backup")
+                }
+                done += read
             }
-            done += read
+            return bytes
         }
-        return bytes
     }
 
     /// Removes `round`'s file (its round has ended, so its envelopes are no longer needed).

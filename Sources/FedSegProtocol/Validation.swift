@@ -49,7 +49,7 @@ public struct ProtocolLimits: Sendable, Equatable {
     /// Whether every value is within `maximumMagnitude`: the same answer as checking each
     /// `abs(Double(value))`, from the smallest and largest alone (the conversion to Double never
     /// reverses an order), in a pass the compiler vectorises.
-    public func bounds(_ values: [Int64]) -> Bool {
+    public func withinMagnitude(_ values: [Int64]) -> Bool {
         guard var smallest = values.first else { return true }
         var largest = smallest
         for value in values {
@@ -243,7 +243,7 @@ extension Fedseg_V1_ClientUpdate {
         guard words.count == width else {
             throw ProtocolError.invalidField("words", "has \(words.count) values, expected k x dimension + k = \(width)")
         }
-        guard limits.bounds(words) else {
+        guard limits.withinMagnitude(words) else {
             throw ProtocolError.invalidField("words", "must be below \(limits.maximumMagnitude) in magnitude")
         }
     }
@@ -257,7 +257,7 @@ extension Fedseg_V1_RecommendationUpdate {
         guard counts.count == plan.histogramRows * Int(plan.catalogSize) else {
             throw ProtocolError.invalidField("counts", "has \(counts.count) values, expected \(plan.histogramRows * Int(plan.catalogSize))")
         }
-        guard limits.bounds(counts) else {
+        guard limits.withinMagnitude(counts) else {
             throw ProtocolError.invalidField("counts", "must be below \(limits.maximumMagnitude) in magnitude")
         }
     }
@@ -271,7 +271,7 @@ extension Fedseg_V1_StartHistogram {
         guard counts.count == Int(plan.candidateCount) else {
             throw ProtocolError.invalidField("counts", "has \(counts.count) values, expected candidate_count = \(plan.candidateCount)")
         }
-        guard limits.bounds(counts) else {
+        guard limits.withinMagnitude(counts) else {
             throw ProtocolError.invalidField("counts", "must be below \(limits.maximumMagnitude) in magnitude")
         }
     }
