@@ -86,9 +86,12 @@ let package = Package(
             providers: [.apt(["libopenblas-dev"])]
         ),
 
+        // The fused K-means assignment pass (AVX2 / AVX-512 chosen at run time, FedSegClustering).
+        .target(name: "CNearestCentroid"),
+
         .target(name: "FedSegMath", dependencies: ["COpenBLAS", "CSodium"], swiftSettings: swiftSettings),
         .target(name: "FedSegEmbedding", dependencies: ["FedSegMath"], swiftSettings: swiftSettings),
-        .target(name: "FedSegClustering", dependencies: ["FedSegMath"], swiftSettings: swiftSettings),
+        .target(name: "FedSegClustering", dependencies: ["FedSegMath", "CNearestCentroid"], swiftSettings: swiftSettings),
         .target(name: "FedSegCrypto", dependencies: ["CSodium"], swiftSettings: swiftSettings),
         .target(
             name: "FedSegPrivacy", dependencies: ["FedSegMath", "FedSegClustering", "FedSegCrypto", grdb],

@@ -45,7 +45,15 @@ public struct LocalStatistics: Sendable, Equatable {
     /// `centered`: each vector's offset from its nearest centroid, x − c, is clipped and summed
     /// instead of x itself. Users lie much closer to their centroid than to the origin, so the
     /// same noise multiplier needs far less noise for the same bound on one user's influence.
-    public static func compute(points: Matrix, centroids: Matrix, clipNorm: Float? = nil, centered: Bool = false) -> LocalStatistics {
-        NearestCentroidAssignment.run(points: points, centroids: centroids, clipNorm: clipNorm, centered: centered, labels: nil)
+    ///
+    /// `kernel`: the instruction set of the assignment pass; the widest this CPU runs by default.
+    public static func compute(
+        points: Matrix, centroids: Matrix, clipNorm: Float? = nil, centered: Bool = false,
+        kernel: NearestCentroidKernel = .current
+    ) -> LocalStatistics {
+        precondition(kernel.runsHere, "the \(kernel) assignment kernel does not run on this CPU")
+        return NearestCentroidAssignment.run(
+            points: points, centroids: centroids, clipNorm: clipNorm, centered: centered, labels: nil, kernel: kernel
+        )
     }
 }

@@ -230,6 +230,11 @@ struct CompareSuite: ParsableCommand {
             _ = try worker.call(["job": "lloyd"])
             var ours: [Double] = []
             var theirs: [Double] = []
+            // FedSeg's GEMM path (what every CPU ran before the fused pass, and what CPUs without
+            // AVX2 run), in the same rounds, so its ratio is measured under the same conditions.
+            var oursGEMM: [Double] = []
+            let fused = NearestCentroidKernel.current != .blas
+            var nextGEMM = data.start
             let pairs = max(repetitions, 5)
             for repetition in 0..<pairs {
                 progress("lloyd k=\(k): pair \(repetition + 1) of \(pairs)")
@@ -241,6 +246,12 @@ struct CompareSuite: ParsableCommand {
                 var job: [String: Any] = ["job": "lloyd"]
                 if repetition == 0 { job["save"] = resultPath.path }
                 theirs.append(try Self.seconds(worker.call(job)))
+                if fused {
+                    oursGEMM.append(processCPUSeconds {
+                        let statistics = LocalStatistics.compute(points: data.points, centroids: data.start, kernel: .blas)
+                        nextGEMM = update.apply(previous: data.start, statistics: statistics).centroids
+                    })
+                }
             }
             let reference = try Self.readFloats(resultPath, rows: k, cols: d)
             // A cluster left empty keeps its centre in FedSeg; scikit-learn moves it to the point
@@ -261,6 +272,17 @@ struct CompareSuite: ParsableCommand {
                     + (empty > 0 ? " but \(2 * empty) (\(empty) empty: kept by FedSeg, relocated by scikit-learn)" : ""),
                 floorSeconds: 2 * Double(points) * Double(k) * Double(d) / sgemmRate
             ))
+            if fused {
+                var gap: Float = 0
+                for j in 0..<k where counts[j] > 0 {
+                    for t in 0..<d { gap = max(gap, abs(nextGEMM[j, t] - next[j, t])) }
+                }
+                rows.append(Row(
+                    job: .lloyd, size: "n=\(points) d=\(d) k=\(k), GEMM path", fedseg: oursGEMM, alternative: theirs,
+                    outputsAgree: gap <= 1e-4, agreement: String(format: "centres within %.1e of the fused pass's", Double(gap)),
+                    floorSeconds: 2 * Double(points) * Double(k) * Double(d) / sgemmRate
+                ))
+            }
         }
         return (rows, versions)
     }

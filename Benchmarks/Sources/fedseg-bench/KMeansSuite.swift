@@ -3,6 +3,8 @@ import FedSegClustering
 import FedSegMath
 import Foundation
 
+extension NearestCentroidKernel: @retroactive ExpressibleByArgument {}
+
 struct KMeansSuite: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kmeans",
@@ -24,12 +26,16 @@ struct KMeansSuite: ParsableCommand {
     @Option(name: .long, help: "Seed for the data and the initial centroids.")
     var seed: UInt64 = 1
 
+    @Option(name: .long, help: "Assignment kernel: blas, avx2 or avx512 (default: the widest this CPU runs).")
+    var kernel: NearestCentroidKernel = .current
+
     struct Output: Codable {
         var suite = "kmeans"
         var n: Int
         var d: Int
         var k: Int
         var core: String
+        var kernel: NearestCentroidKernel
         var threads: Int
         var msPerIteration: Double
         var gemmGflop: Double
@@ -56,23 +62,24 @@ struct KMeansSuite: ParsableCommand {
     }
 
     func run() throws {
+        guard kernel.runsHere else { throw ValidationError("this CPU does not run the \(kernel.rawValue) kernel") }
         let (points, start) = Self.unitVectorsAroundDirections(n: n, d: d, k: k, seed: seed)
         var centroids = start
         let update = GlobalUpdate()
         let seconds = medianSeconds(budget: 3, minimumRuns: 10) {
-            let statistics = LocalStatistics.compute(points: points, centroids: centroids)
+            let statistics = LocalStatistics.compute(points: points, centroids: centroids, kernel: kernel)
             centroids = update.apply(previous: centroids, statistics: statistics).centroids
         }
         let gflop = 2 * Double(n) * Double(k) * Double(d) / 1e9
         let output = Output(
-            n: n, d: d, k: k, core: BLASKernel.coreName, threads: Parallel.workerCount,
+            n: n, d: d, k: k, core: BLASKernel.coreName, kernel: kernel, threads: Parallel.workerCount,
             msPerIteration: seconds * 1000, gemmGflop: gflop, gflops: gflop / seconds,
             gbPerSecondReadingX: Double(n * d * 4) / seconds / 1e9
         )
         if json {
             try printJSON(output)
         } else {
-            print("Lloyd iteration, n=\(n) d=\(d) k=\(k), \(output.core), \(output.threads) workers")
+            print("Lloyd iteration, n=\(n) d=\(d) k=\(k), \(kernel.rawValue) kernel, OpenBLAS \(output.core), \(output.threads) workers")
             print(String(format: "%.2f ms/iteration, %.1f GFLOP/s on the %.2f GFLOP distance GEMM, X read at %.1f GB/s",
                          output.msPerIteration, output.gflops, gflop, output.gbPerSecondReadingX))
         }
