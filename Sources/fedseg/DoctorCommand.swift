@@ -1,4 +1,5 @@
 import ArgumentParser
+import FedSegClustering
 import FedSegCrypto
 import FedSegEmbedding
 import FedSegMath
@@ -26,6 +27,7 @@ struct DoctorCommand: ParsableCommand {
             fedsegVersion: FedSegVersion.current,
             libsodiumVersion: Sodium.version,
             blas: BLASKernel.report(),
+            kmeansKernel: NearestCentroidKernel.current,
             model: ModelCheck(files: model),
             stateDirectory: stateDir.map { StateDirectoryCheck(path: $0) }
         )
@@ -44,6 +46,8 @@ struct DoctorReport: Encodable {
     var fedsegVersion: String
     var libsodiumVersion: String
     var blas: BLASKernel.Report
+    /// The K-means assignment pass this CPU runs (`NearestCentroidKernel`).
+    var kmeansKernel: NearestCentroidKernel
     var model: ModelCheck
     var stateDirectory: StateDirectoryCheck?
 
@@ -74,7 +78,7 @@ struct DoctorReport: Encodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case fedsegVersion, libsodiumVersion, blas, model, stateDirectory, problems, warnings
+        case fedsegVersion, libsodiumVersion, blas, kmeansKernel, model, stateDirectory, problems, warnings
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -82,6 +86,7 @@ struct DoctorReport: Encodable {
         try container.encode(fedsegVersion, forKey: .fedsegVersion)
         try container.encode(libsodiumVersion, forKey: .libsodiumVersion)
         try container.encode(blas, forKey: .blas)
+        try container.encode(kmeansKernel, forKey: .kmeansKernel)
         try container.encode(model, forKey: .model)
         try container.encodeIfPresent(stateDirectory, forKey: .stateDirectory)
         try container.encode(problems, forKey: .problems)
@@ -97,6 +102,7 @@ struct DoctorReport: Encodable {
             ("openblas reason", blas.reason),
             ("openblas threads", "\(blas.threads) per call, \(blas.workers) parallel workers"),
             ("sgemm self-check", blas.selfCheckPassed ? "passed" : "FAILED"),
+            ("k-means kernel", kmeansKernel == .blas ? "blas (SGEMM per chunk: no AVX2 here)" : "\(kmeansKernel.rawValue) (fused assignment pass)"),
             ("model dir", model.directory),
             ("model weights", model.present ? (model.verified ? "present, sha256 verified" : "present, sha256 MISMATCH") : "missing"),
         ]

@@ -26,6 +26,9 @@ struct DoctorTests {
             #expect(BLASKernel.rank(ofCore: core) >= best.rank, "ended on \(core), CPU supports \(best.core)")
         }
         #expect(report["libsodium_version"] as? String != nil)
+        let cpu = CPUFeatures.current()
+        let expected = cpu.avx512f ? "avx512" : cpu.avx2 && cpu.fma ? "avx2" : "blas"
+        #expect(report["kmeans_kernel"] as? String == expected)
     }
 
     @Test("starting on Prescott, FedSeg re-executes onto the requested core after checking the CPU")
