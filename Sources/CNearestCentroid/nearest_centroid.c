@@ -87,22 +87,24 @@ typedef double v8d __attribute__((ext_vector_type(8)));
 void fedseg_nearest_centroid_pass(fedseg_nearest_level level, const float *x, size_t rows, size_t d,
                                   const float *packed, const float *packed_norms, size_t blocks,
                                   int32_t *labels, float *best, float *row_norms,
-                                  double *sums, float sum_threshold) {
+                                  double *sums, float sum_threshold,
+                                  const float *centroids, double centred_clip, double centred_clip_target) {
 #if FEDSEG_X86
     switch (level) {
     case FEDSEG_NEAREST_AVX512:
-        pass_avx512(x, rows, d, packed, packed_norms, blocks, labels, best, row_norms, sums, sum_threshold);
+        pass_avx512(x, rows, d, packed, packed_norms, blocks, labels, best, row_norms, sums, sum_threshold, centroids, centred_clip, centred_clip_target);
         return;
     case FEDSEG_NEAREST_AVX2:
-        pass_avx2(x, rows, d, packed, packed_norms, blocks, labels, best, row_norms, sums, sum_threshold);
+        pass_avx2(x, rows, d, packed, packed_norms, blocks, labels, best, row_norms, sums, sum_threshold, centroids, centred_clip, centred_clip_target);
         return;
     case FEDSEG_NEAREST_AVX2_WIDE_TILE:
-        pass_avx2_wide(x, rows, d, packed, packed_norms, blocks, labels, best, row_norms, sums, sum_threshold);
+        pass_avx2_wide(x, rows, d, packed, packed_norms, blocks, labels, best, row_norms, sums, sum_threshold, centroids, centred_clip, centred_clip_target);
         return;
     }
 #endif
     // No kernel for this level on this architecture: FedSeg uses its GEMM path there instead.
     (void)level; (void)x; (void)rows; (void)d; (void)packed; (void)packed_norms; (void)blocks;
     (void)labels; (void)best; (void)row_norms; (void)sums; (void)sum_threshold;
+    (void)centroids; (void)centred_clip; (void)centred_clip_target;
     abort();
 }

@@ -201,11 +201,13 @@ private struct ChunkWork: @unchecked Sendable {
             let count = min(chunk, n - start)
             let summed: Bool
             if let packed {
+                let clip = clipNorm.map(Double.init) ?? 0
                 fedseg_nearest_centroid_pass(
                     packed.level, points + start * d, count, d, packed.values, packed.norms, packed.blocks,
-                    rowLabels, rowBest, rowNorms, centered ? nil : sums, summedByPass
+                    rowLabels, rowBest, rowNorms, sums, summedByPass,
+                    centered ? centroids : nil, clip, clip * (1 - Clipping.margin)
                 )
-                summed = !centered
+                summed = true
             } else {
                 nearestByGEMM(start: start, count: count, products: products! + w * chunk * k,
                               rowLabels: rowLabels, rowBest: rowBest)
@@ -221,6 +223,8 @@ private struct ChunkWork: @unchecked Sendable {
                 counts[best] += 1
                 let sum = sums + best * d
                 if centered {
+                    // The fused pass has added the row's clipped offset already.
+                    if summed { continue }
                     // The offset's norm in Double for every row: the Float distance above loses
                     // absolute precision ~1e-6, which a small centred bound cannot absorb.
                     let c = centroids + best * d

@@ -137,4 +137,57 @@ struct NearestCentroidKernelTests {
             }
         }
     }
+
+    @Test("centred offsets, clipped or not, agree with the per-row Double rule for every kernel", arguments: [Float(3.5), 5, 0])
+    func centredOffsets(clip: Float) {
+        let d = 40
+        let points = blobs(n: 700, d: d, k: 6, spread: 0.5, seed: 31).points
+        // Centroids among the points, so that offsets lie on both sides of the bounds.
+        let centroids = points.rows(0..<6)
+        let clipNorm: Float? = clip > 0 ? clip : nil
+        let labels = KMeans.assign(points, to: centroids, kernel: .blas)
+        var expected = [Double](repeating: 0, count: 6 * d)
+        var clipped = 0
+        for i in 0..<points.rows {
+            let j = Int(labels[i])
+            let offset = (0..<d).map { Double(points[i, $0]) - Double(centroids[j, $0]) }
+            let squared = offset.reduce(0) { $0 + $1 * $1 }
+            let factor = clipNorm.map { Clipping.factor(normSquared: squared, clipNorm: Double($0)) } ?? 1
+            if factor < 1 { clipped += 1 }
+            for t in 0..<d { expected[j * d + t] += factor * offset[t] }
+        }
+        if clipNorm != nil { #expect(clipped > 0 && clipped < points.rows, "the test must clip some rows and not others") }
+        for variant in Self.variants {
+            let statistics = NearestCentroidAssignment.run(
+                points: points, centroids: centroids, clipNorm: clipNorm, centered: true, labels: nil,
+                kernel: variant.kernel, avx512TileOnAVX2: variant.wideTile
+            )
+            for i in expected.indices {
+                #expect(abs(statistics.sums[i] - expected[i]) <= 1e-9 * max(1, abs(expected[i])), "\(variant.name): sum \(i)")
+            }
+        }
+    }
+
+    @Test("a centred row at or just over the bound adds an offset of norm at most C, in Double, for every kernel")
+    func centredContributionWithinBound() {
+        var rng = SeededRandom(seed: 78)
+        let d = 384
+        let centroid = (0..<d).map { _ in Float(rng.nextUniform() - 0.5) }
+        for variant in Self.variants {
+            var above = 0
+            for trial in 0..<200 {
+                let clip: Float = [1, 0.3, 2.5][trial % 3]
+                let direction = (0..<d).map { _ in rng.nextUniform() * 2 - 1 }
+                let length = direction.reduce(0) { $0 + $1 * $1 }.squareRoot()
+                let target = Double(clip) * (1 + rng.nextUniform() * 1e-4)
+                let row = (0..<d).map { Float(Double(centroid[$0]) + direction[$0] * target / length) }
+                let statistics = NearestCentroidAssignment.run(
+                    points: Matrix(rows: 1, cols: d, storage: row), centroids: Matrix(rows: 1, cols: d, storage: centroid),
+                    clipNorm: clip, centered: true, labels: nil, kernel: variant.kernel, avx512TileOnAVX2: variant.wideTile
+                )
+                if statistics.sums.reduce(0, { $0 + $1 * $1 }).squareRoot() > Double(clip) { above += 1 }
+            }
+            #expect(above == 0, "\(variant.name): \(above) of 200 centred contributions ended above C")
+        }
+    }
 }

@@ -29,6 +29,12 @@ struct KMeansSuite: ParsableCommand {
     @Option(name: .long, help: "Assignment kernel: blas, avx2 or avx512 (default: the widest this CPU runs).")
     var kernel: NearestCentroidKernel = .current
 
+    @Flag(name: .long, help: "Sum each point's offset from its centroid, as a client's private round does.")
+    var centered = false
+
+    @Option(name: .long, help: "Clip each summed vector (or offset) to this L2 norm, as a client's private round does.")
+    var clipNorm: Float?
+
     struct Output: Codable {
         var suite = "kmeans"
         var n: Int
@@ -36,6 +42,8 @@ struct KMeansSuite: ParsableCommand {
         var k: Int
         var core: String
         var kernel: NearestCentroidKernel
+        var centered: Bool
+        var clipNorm: Float?
         var threads: Int
         var msPerIteration: Double
         var gemmGflop: Double
@@ -67,19 +75,28 @@ struct KMeansSuite: ParsableCommand {
         var centroids = start
         let update = GlobalUpdate()
         let seconds = medianSeconds(budget: 3, minimumRuns: 10) {
-            let statistics = LocalStatistics.compute(points: points, centroids: centroids, kernel: kernel)
-            centroids = update.apply(previous: centroids, statistics: statistics).centroids
+            let statistics = LocalStatistics.compute(points: points, centroids: centroids, clipNorm: clipNorm, centered: centered, kernel: kernel)
+            // Centred sums are offsets: the step moves each centroid by their mean.
+            let next = update.apply(previous: centered ? Matrix(rows: k, cols: d) : centroids, statistics: statistics).centroids
+            if centered {
+                for j in 0..<k where statistics.counts[j] > 0 {
+                    for t in 0..<d { centroids[j, t] += next[j, t] }
+                }
+            } else {
+                centroids = next
+            }
         }
         let gflop = 2 * Double(n) * Double(k) * Double(d) / 1e9
         let output = Output(
-            n: n, d: d, k: k, core: BLASKernel.coreName, kernel: kernel, threads: Parallel.workerCount,
+            n: n, d: d, k: k, core: BLASKernel.coreName, kernel: kernel, centered: centered, clipNorm: clipNorm, threads: Parallel.workerCount,
             msPerIteration: seconds * 1000, gemmGflop: gflop, gflops: gflop / seconds,
             gbPerSecondReadingX: Double(n * d * 4) / seconds / 1e9
         )
         if json {
             try printJSON(output)
         } else {
-            print("Lloyd iteration, n=\(n) d=\(d) k=\(k), \(kernel.rawValue) kernel, OpenBLAS \(output.core), \(output.threads) workers")
+            let mode = (centered ? ", centred" : "") + (clipNorm.map { ", clip \($0)" } ?? "")
+            print("Lloyd iteration, n=\(n) d=\(d) k=\(k)\(mode), \(kernel.rawValue) kernel, OpenBLAS \(output.core), \(output.threads) workers")
             print(String(format: "%.2f ms/iteration, %.1f GFLOP/s on the %.2f GFLOP distance GEMM, X read at %.1f GB/s",
                          output.msPerIteration, output.gflops, gflop, output.gbPerSecondReadingX))
         }

@@ -34,12 +34,17 @@ void fedseg_pack_centroids(const float *centroids, size_t k, size_t d, const flo
                            float *packed, float *packed_norms);
 
 // For rows 0..<rows of x (row stride d): labels[r] = argmin_j (norm_j - 2 x_r . c_j), ties to the
-// lowest j; best[r] = that minimum; row_norms[r] = |x_r|^2 (Float). When sums is not NULL, each
-// row with |x_r|^2 <= sum_threshold is added, in Double, to sums[labels[r] * d ...]; rows above it
-// are left to the caller (the exact clipping rule). The caller checks that the CPU runs `level`.
+// lowest j; best[r] = that minimum; row_norms[r] = |x_r|^2 (Float). When sums is not NULL:
+// - centroids NULL: each row with |x_r|^2 <= sum_threshold is added, in Double, to
+//   sums[labels[r] * d ...]; rows above it are left to the caller (the exact clipping rule);
+// - centroids given (k x d row-major, the same as packed): every row's offset x_r - c_label is
+//   added, in Double, scaled by FedSeg's clipping rule when centred_clip > 0 (factor
+//   centred_clip_target / |offset| where |offset|^2 > centred_clip^2, the norm in Double).
+// The caller checks that the CPU runs `level`.
 void fedseg_nearest_centroid_pass(fedseg_nearest_level level, const float *x, size_t rows, size_t d,
                                   const float *packed, const float *packed_norms, size_t blocks,
                                   int32_t *labels, float *best, float *row_norms,
-                                  double *sums, float sum_threshold);
+                                  double *sums, float sum_threshold,
+                                  const float *centroids, double centred_clip, double centred_clip_target);
 
 #endif
