@@ -1,5 +1,6 @@
 import Dispatch
 import FedSegMath
+import Foundation
 internal import CNearestCentroid
 
 /// How the assignment pass computes its distances (`NearestCentroidAssignment`).
@@ -28,8 +29,21 @@ public enum NearestCentroidKernel: String, Sendable, CaseIterable, Codable {
 
     private static let host = CPUFeatures.current()
 
+    /// The environment variable that overrides the choice: `blas`, `avx2` or `avx512`. A kernel
+    /// this CPU cannot run, or an unknown name, is ignored (`fedseg doctor` says so).
+    public static let environmentVariable = "FEDSEG_KMEANS_KERNEL"
+
+    /// The kernel a process with this environment uses on this CPU.
+    public static func chosen(for cpu: CPUFeatures, environment: [String: String]) -> NearestCentroidKernel {
+        if let name = environment[environmentVariable], let requested = NearestCentroidKernel(rawValue: name.lowercased()),
+           requested.runs(on: cpu) {
+            return requested
+        }
+        return best(for: cpu)
+    }
+
     /// The kernel this process uses.
-    public static let current = best(for: host)
+    public static let current = chosen(for: host, environment: ProcessInfo.processInfo.environment)
 
     /// Whether this CPU runs the kernel.
     public var runsHere: Bool { runs(on: Self.host) }

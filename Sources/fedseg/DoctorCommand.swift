@@ -74,6 +74,10 @@ struct DoctorReport: Encodable {
         if let state = stateDirectory, !state.exists {
             result.append("state directory \(state.path) does not exist")
         }
+        let variable = NearestCentroidKernel.environmentVariable
+        if let requested = ProcessInfo.processInfo.environment[variable], requested.lowercased() != kmeansKernel.rawValue {
+            result.append("\(variable)=\(requested) ignored: use blas, avx2 or avx512, one this CPU runs (it runs \(NearestCentroidKernel.allCases.filter(\.runsHere).map(\.rawValue).joined(separator: ", ")))")
+        }
         return result
     }
 

@@ -34,6 +34,17 @@ struct NearestCentroidKernelTests {
         #expect(NearestCentroidKernel.best(for: avx2) == .blas)
     }
 
+    @Test("FEDSEG_KMEANS_KERNEL overrides the choice with a kernel the CPU runs, and only then")
+    func environmentOverride() {
+        let avx2 = CPUFeatures(sse2: true, avx: true, fma: true, avx2: true, avx512f: false, avx512dq: false, avx512bw: false, avx512vl: false)
+        let variable = NearestCentroidKernel.environmentVariable
+        #expect(NearestCentroidKernel.chosen(for: avx2, environment: [:]) == .avx2)
+        #expect(NearestCentroidKernel.chosen(for: avx2, environment: [variable: "BLAS"]) == .blas)
+        #expect(NearestCentroidKernel.chosen(for: avx2, environment: [variable: "avx512"]) == .avx2)
+        #expect(NearestCentroidKernel.chosen(for: avx2, environment: [variable: "fast"]) == .avx2)
+        #expect(NearestCentroidKernel.chosen(for: .none, environment: [variable: "avx2"]) == .blas)
+    }
+
     /// Shapes around the kernels' edges: k across the 16-centroid blocks and their pairs, d across
     /// the vector widths, n across the row tiles (6 and 8) and the 1,024-row chunks.
     @Test(

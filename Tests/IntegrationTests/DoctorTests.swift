@@ -6,6 +6,7 @@ import Testing
 /// The environment variables that steer kernel selection, cleared so each test sets its own.
 private let blasVariables = [
     "OPENBLAS_CORETYPE", "FEDSEG_BLAS_KERNEL", "FEDSEG_BLAS_SELECTED", "FEDSEG_BLAS_DETECTED", "FEDSEG_BLAS_FALLBACK",
+    "FEDSEG_KMEANS_KERNEL",
 ]
 
 private func doctor(_ environment: [String: String], arguments: [String] = []) throws -> [String: Any] {
@@ -44,6 +45,19 @@ struct DoctorTests {
             #expect(blas["core"] as? String == "Prescott")
         }
         #expect(blas["self_check_passed"] as? Bool == true)
+    }
+
+    @Test("FEDSEG_KMEANS_KERNEL picks the K-means kernel; one this CPU cannot run is ignored with a warning")
+    func kmeansKernelOverride() throws {
+        let chosen = try doctor(["FEDSEG_KMEANS_KERNEL": "blas"])
+        #expect(chosen["kmeans_kernel"] as? String == "blas")
+        #expect((chosen["warnings"] as? [String])?.contains { $0.contains("FEDSEG_KMEANS_KERNEL") } == false)
+        let unknown = try doctor(["FEDSEG_KMEANS_KERNEL": "sse9"])
+        let cpu = CPUFeatures.current()
+        let best = cpu.avx512f ? "avx512" : cpu.avx2 && cpu.fma ? "avx2" : "blas"
+        #expect(unknown["kmeans_kernel"] as? String == best)
+        let warnings = try #require(unknown["warnings"] as? [String])
+        #expect(warnings.contains { $0.contains("FEDSEG_KMEANS_KERNEL=sse9 ignored") }, "\(warnings)")
     }
 
     @Test("an explicit OPENBLAS_CORETYPE is left alone")
