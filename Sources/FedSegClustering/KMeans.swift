@@ -129,7 +129,6 @@ public enum KMeans {
 
     /// Nearest-centroid labels, ties to the lowest index.
     public static func assign(_ points: Matrix, to centroids: Matrix, kernel: NearestCentroidKernel = .current) -> [Int32] {
-        precondition(kernel.runsHere, "the \(kernel) assignment kernel does not run on this CPU")
         var labels = [Int32](repeating: 0, count: points.rows)
         _ = labels.withUnsafeMutableBufferPointer {
             NearestCentroidAssignment.run(points: points, centroids: centroids, clipNorm: nil, labels: $0, kernel: kernel)

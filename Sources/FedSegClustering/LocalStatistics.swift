@@ -51,8 +51,7 @@ public struct LocalStatistics: Sendable, Equatable {
         points: Matrix, centroids: Matrix, clipNorm: Float? = nil, centered: Bool = false,
         kernel: NearestCentroidKernel = .current
     ) -> LocalStatistics {
-        precondition(kernel.runsHere, "the \(kernel) assignment kernel does not run on this CPU")
-        return NearestCentroidAssignment.run(
+        NearestCentroidAssignment.run(
             points: points, centroids: centroids, clipNorm: clipNorm, centered: centered, labels: nil, kernel: kernel
         )
     }

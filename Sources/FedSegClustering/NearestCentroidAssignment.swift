@@ -79,6 +79,7 @@ enum NearestCentroidAssignment {
         precondition(points.cols == centroids.cols, "points have dimension \(points.cols), centroids \(centroids.cols)")
         precondition(centroids.rows > 0, "at least one centroid is needed")
         precondition(centroids.rows <= Int(Int32.max), "too many centroids")
+        precondition(kernel.runsHere, "the \(kernel) assignment kernel does not run on this CPU")
         if let labels { precondition(labels.count == points.rows, "labels buffer has the wrong length") }
         if let clipNorm { precondition(clipNorm > 0 && clipNorm.isFinite, "clip norm must be positive and finite") }
         let n = points.rows
@@ -89,50 +90,43 @@ enum NearestCentroidAssignment {
 
         let workers = max(1, min(Parallel.workerCount, (n + chunkRows - 1) / chunkRows))
         let chunk = min(chunkRows, n)
+        let centroidNorms = centroids.squaredRowNorms()
         // `avx512TileOnAVX2` (tests only): AVX-512's tile logic, compiled for AVX2, where no AVX-512 CPU is at hand.
         let level = avx512TileOnAVX2 && kernel == .avx2 ? FEDSEG_NEAREST_AVX2_WIDE_TILE : kernel.fusedLevel
-        let packed = level.map { PackedCentroids(centroids, level: $0) }
-        defer { packed?.deallocate() }
-        let centroidNorms = centroids.squaredRowNorms()
-        var products = [Float](repeating: 0, count: packed == nil ? chunk * k * workers : 0)
-        var rowLabels = [Int32](repeating: 0, count: chunk * workers)
-        var rowBest = [Float](repeating: 0, count: chunk * workers)
-        var rowNorms = [Float](repeating: 0, count: chunk * workers)
-        // One accumulator per worker, merged at the end, so workers never share a cache line.
-        var workerSums = [Double](repeating: 0, count: workers * k * d)
-        var workerCounts = [Int](repeating: 0, count: workers * k)
-        var workerInertia = [Double](repeating: 0, count: workers)
+        let packed = level.map { PackedCentroids(centroids, norms: centroidNorms, level: $0) }
+        // Per-worker scratch and accumulators (merged at the end, so workers never share a cache line).
+        let products = zeroed(Float.self, packed == nil ? chunk * k * workers : 0)
+        let rowLabels = zeroed(Int32.self, chunk * workers)
+        let rowBest = zeroed(Float.self, chunk * workers)
+        let rowNorms = zeroed(Float.self, chunk * workers)
+        let workerSums = zeroed(Double.self, workers * k * d)
+        let workerCounts = zeroed(Int.self, workers * k)
+        let workerInertia = zeroed(Double.self, workers)
+        defer {
+            packed?.deallocate()
+            products.deallocate()
+            rowLabels.deallocate()
+            rowBest.deallocate()
+            rowNorms.deallocate()
+            workerSums.deallocate()
+            workerCounts.deallocate()
+            workerInertia.deallocate()
+        }
 
         points.storage.withUnsafeBufferPointer { x in
             centroids.storage.withUnsafeBufferPointer { c in
-              centroidNorms.withUnsafeBufferPointer { cNorms in
-               products.withUnsafeMutableBufferPointer { products in
-                rowLabels.withUnsafeMutableBufferPointer { rowLabels in
-                    rowBest.withUnsafeMutableBufferPointer { rowBest in
-                        rowNorms.withUnsafeMutableBufferPointer { rowNorms in
-                            workerSums.withUnsafeMutableBufferPointer { sums in
-                                workerCounts.withUnsafeMutableBufferPointer { counts in
-                                    workerInertia.withUnsafeMutableBufferPointer { inertia in
-                                        let work = ChunkWork(
-                                            points: x.baseAddress!, centroids: c.baseAddress!, centroidNorms: cNorms.baseAddress!,
-                                            packed: packed, products: products.baseAddress,
-                                            rowLabels: rowLabels.baseAddress!, rowBest: rowBest.baseAddress!,
-                                            rowNorms: rowNorms.baseAddress!, sums: sums.baseAddress!,
-                                            counts: counts.baseAddress!, inertia: inertia.baseAddress!,
-                                            labels: labels?.baseAddress, d: d, k: k, clipNorm: clipNorm,
-                                            centered: centered, chunk: chunk
-                                        )
-                                        DispatchQueue.concurrentPerform(iterations: workers) { w in
-                                            work.run(worker: w, of: workers, n: n)
-                                        }
-                                    }
-                                }
-                            }
-                        }
+                centroidNorms.withUnsafeBufferPointer { cNorms in
+                    let work = ChunkWork(
+                        points: x.baseAddress!, centroids: c.baseAddress!, centroidNorms: cNorms.baseAddress!,
+                        packed: packed, products: products.baseAddress!, rowLabels: rowLabels.baseAddress!,
+                        rowBest: rowBest.baseAddress!, rowNorms: rowNorms.baseAddress!, sums: workerSums.baseAddress!,
+                        counts: workerCounts.baseAddress!, inertia: workerInertia.baseAddress!,
+                        labels: labels?.baseAddress, d: d, k: k, clipNorm: clipNorm, centered: centered, chunk: chunk
+                    )
+                    DispatchQueue.concurrentPerform(iterations: workers) { w in
+                        work.run(worker: w, of: workers, n: n)
                     }
                 }
-               }
-              }
             }
         }
         for w in 0..<workers {
@@ -141,6 +135,13 @@ enum NearestCentroidAssignment {
             statistics.inertia += workerInertia[w]
         }
         return statistics
+    }
+
+    /// A zero-filled buffer of `count` (at least one, so every base address exists).
+    private static func zeroed<T: Numeric>(_: T.Type, _ count: Int) -> UnsafeMutableBufferPointer<T> {
+        let buffer = UnsafeMutableBufferPointer<T>.allocate(capacity: max(1, count))
+        buffer.initialize(repeating: 0)
+        return buffer
     }
 }
 
@@ -152,7 +153,7 @@ private struct PackedCentroids: @unchecked Sendable {
     let norms: UnsafeMutablePointer<Float>
     let blocks: Int
 
-    init(_ centroids: Matrix, level: fedseg_nearest_level) {
+    init(_ centroids: Matrix, norms centroidNorms: [Float], level: fedseg_nearest_level) {
         self.level = level
         let k = centroids.rows
         let d = centroids.cols
@@ -161,7 +162,6 @@ private struct PackedCentroids: @unchecked Sendable {
         values = UnsafeMutableRawPointer.allocate(byteCount: max(1, lanes * d) * 4, alignment: 64)
             .bindMemory(to: Float.self, capacity: max(1, lanes * d))
         norms = UnsafeMutableRawPointer.allocate(byteCount: lanes * 4, alignment: 64).bindMemory(to: Float.self, capacity: lanes)
-        let centroidNorms = centroids.squaredRowNorms()
         centroids.storage.withUnsafeBufferPointer { c in
             centroidNorms.withUnsafeBufferPointer { cn in
                 fedseg_pack_centroids(c.baseAddress!, k, d, cn.baseAddress!, values, norms)
@@ -184,8 +184,8 @@ private struct ChunkWork: @unchecked Sendable {
     let centroidNorms: UnsafePointer<Float>
     /// The fused pass's centroids, or nil for the GEMM path.
     let packed: PackedCentroids?
-    /// The GEMM path's chunk × k products, one block per worker.
-    let products: UnsafeMutablePointer<Float>?
+    /// The GEMM path's chunk × k products, one block per worker (unused by the fused pass).
+    let products: UnsafeMutablePointer<Float>
     let rowLabels: UnsafeMutablePointer<Int32>
     let rowBest: UnsafeMutablePointer<Float>
     let rowNorms: UnsafeMutablePointer<Float>
@@ -209,13 +209,13 @@ private struct ChunkWork: @unchecked Sendable {
         // Rows at or under this squared norm need no clipping and are summed by the pass itself;
         // the others (near or over the bound) get the exact rule here, norm in Double (`Clipping`).
         let summedByPass: Float = clipNorm.map { $0 * $0 * 0.999 } ?? .infinity
+        let clip = clipNorm.map(Double.init) ?? 0
         var localInertia = 0.0
         var start = w * chunk
         while start < n {
             let count = min(chunk, n - start)
             let summed: Bool
             if let packed {
-                let clip = clipNorm.map(Double.init) ?? 0
                 fedseg_nearest_centroid_pass(
                     packed.level, points + start * d, count, d, packed.values, packed.norms, packed.blocks,
                     rowLabels, rowBest, rowNorms, sums, summedByPass,
@@ -223,7 +223,7 @@ private struct ChunkWork: @unchecked Sendable {
                 )
                 summed = true
             } else {
-                nearestByGEMM(start: start, count: count, products: products! + w * chunk * k,
+                nearestByGEMM(start: start, count: count, products: products + w * chunk * k,
                               rowLabels: rowLabels, rowBest: rowBest)
                 summed = false
             }
@@ -235,10 +235,11 @@ private struct ChunkWork: @unchecked Sendable {
                 localInertia += Double(max(0, normSquared + rowBest[r]))
                 labels?[i] = Int32(best)
                 counts[best] += 1
+                // The fused pass has added every centred row and every uncentred row within its
+                // threshold; the GEMM path adds none.
+                if summed && (centered || normSquared <= summedByPass) { continue }
                 let sum = sums + best * d
                 if centered {
-                    // The fused pass has added the row's clipped offset already.
-                    if summed { continue }
                     // The offset's norm in Double for every row: the Float distance above loses
                     // absolute precision ~1e-6, which a small centred bound cannot absorb.
                     let c = centroids + best * d
@@ -252,14 +253,12 @@ private struct ChunkWork: @unchecked Sendable {
                         s = Clipping.factor(normSquared: exact, clipNorm: Double(clipNorm))
                     }
                     for t in 0..<d { sum[t] += s * (Double(x[t]) - Double(c[t])) }
-                } else if !summed || !(normSquared <= summedByPass) {
-                    if let clipNorm, !(normSquared <= summedByPass) {
-                        // Near or over the bound: the exact rule, norm in Double (`Clipping`).
-                        let s = Clipping.factor(normSquared: Clipping.normSquared(x, count: d), clipNorm: Double(clipNorm))
-                        for t in 0..<d { sum[t] += s * Double(x[t]) }
-                    } else {
-                        for t in 0..<d { sum[t] += Double(x[t]) }
-                    }
+                } else if let clipNorm, !(normSquared <= summedByPass) {
+                    // Near or over the bound: the exact rule, norm in Double (`Clipping`).
+                    let s = Clipping.factor(normSquared: Clipping.normSquared(x, count: d), clipNorm: Double(clipNorm))
+                    for t in 0..<d { sum[t] += s * Double(x[t]) }
+                } else {
+                    for t in 0..<d { sum[t] += Double(x[t]) }
                 }
             }
             start += workers * chunk

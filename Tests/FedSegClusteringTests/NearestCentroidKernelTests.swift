@@ -11,8 +11,25 @@ struct NearestCentroidKernelTests {
     /// The kernels, and on an AVX2 CPU also AVX-512's tile logic compiled for AVX2: the AVX-512
     /// kernel is the same source with that tile shape, so this checks it where no AVX-512 CPU is
     /// at hand (CI's machines vary).
-    static let variants: [(name: String, kernel: NearestCentroidKernel, wideTile: Bool)] =
-        kernels.map { ($0.rawValue, $0, false) } + (NearestCentroidKernel.avx2.runsHere ? [("avx512 tile on avx2", .avx2, true)] : [])
+    static let variants: [Variant] =
+        kernels.map { Variant(kernel: $0, wideTile: false) } + (NearestCentroidKernel.avx2.runsHere ? [Variant(kernel: .avx2, wideTile: true)] : [])
+
+    struct Variant {
+        let kernel: NearestCentroidKernel
+        let wideTile: Bool
+
+        var name: String { wideTile ? "avx512 tile on avx2" : kernel.rawValue }
+
+        func statistics(
+            _ points: Matrix, _ centroids: Matrix, clipNorm: Float? = nil, centered: Bool = false,
+            labels: UnsafeMutableBufferPointer<Int32>? = nil
+        ) -> LocalStatistics {
+            NearestCentroidAssignment.run(
+                points: points, centroids: centroids, clipNorm: clipNorm, centered: centered, labels: labels,
+                kernel: kernel, avx512TileOnAVX2: wideTile
+            )
+        }
+    }
 
     @Test("the kernels checked include the GEMM path and the one this process uses")
     func coverage() {
@@ -76,17 +93,13 @@ struct NearestCentroidKernelTests {
             for j in 0..<shape.k where j != best { margin[i] = min(margin[i], distances[j] - distances[best]) }
         }
         for variant in Self.variants {
-            let kernel = variant.name
             var labels = [Int32](repeating: -1, count: shape.n)
             let statistics = labels.withUnsafeMutableBufferPointer {
-                NearestCentroidAssignment.run(
-                    points: points, centroids: centroids, clipNorm: nil, labels: $0, kernel: variant.kernel,
-                    avx512TileOnAVX2: variant.wideTile
-                )
+                variant.statistics(points, centroids, labels: $0)
             }
             for i in 0..<shape.n where labels[i] != reference[i] {
                 // Only a near-tie, which Float products may resolve either way, may differ.
-                #expect(margin[i] < 1e-4, "\(kernel): row \(i) labelled \(labels[i]), reference \(reference[i]), margin \(margin[i])")
+                #expect(margin[i] < 1e-4, "\(variant.name): row \(i) labelled \(labels[i]), reference \(reference[i]), margin \(margin[i])")
             }
             var counts = [Int](repeating: 0, count: shape.k)
             var sums = [Double](repeating: 0, count: shape.k * shape.d)
@@ -95,11 +108,11 @@ struct NearestCentroidKernelTests {
                 counts[j] += 1
                 for t in 0..<shape.d { sums[j * shape.d + t] += Double(points[i, t]) }
             }
-            #expect(statistics.counts == counts, "\(kernel)")
+            #expect(statistics.counts == counts, "\(variant.name)")
             for i in sums.indices {
-                #expect(abs(statistics.sums[i] - sums[i]) <= 1e-9 * max(1, abs(sums[i])), "\(kernel): sum \(i)")
+                #expect(abs(statistics.sums[i] - sums[i]) <= 1e-9 * max(1, abs(sums[i])), "\(variant.name): sum \(i)")
             }
-            #expect(abs(statistics.inertia - inertia) <= 1e-4 * max(1, inertia), "\(kernel): inertia \(statistics.inertia) against \(inertia)")
+            #expect(abs(statistics.inertia - inertia) <= 1e-4 * max(1, inertia), "\(variant.name): inertia \(statistics.inertia) against \(inertia)")
         }
     }
 
@@ -115,9 +128,7 @@ struct NearestCentroidKernelTests {
         for variant in Self.variants {
             var labels = [Int32](repeating: -1, count: points.rows)
             _ = labels.withUnsafeMutableBufferPointer {
-                NearestCentroidAssignment.run(
-                    points: points, centroids: centroids, clipNorm: nil, labels: $0, kernel: variant.kernel, avx512TileOnAVX2: variant.wideTile
-                )
+                variant.statistics(points, centroids, labels: $0)
             }
             #expect(labels == [5, 30, 5, 0], "\(variant.name)")
         }
@@ -138,13 +149,10 @@ struct NearestCentroidKernelTests {
             for t in 0..<40 { expected[Int(labels[i]) * 40 + t] += s * row[t] }
         }
         for variant in Self.variants {
-            let kernel = variant.name
-            let statistics = NearestCentroidAssignment.run(
-                points: points, centroids: centroids, clipNorm: clip, labels: nil, kernel: variant.kernel, avx512TileOnAVX2: variant.wideTile
-            )
-            #expect(statistics.counts == reference.counts, "\(kernel)")
+            let statistics = variant.statistics(points, centroids, clipNorm: clip)
+            #expect(statistics.counts == reference.counts, "\(variant.name)")
             for i in expected.indices {
-                #expect(abs(statistics.sums[i] - expected[i]) <= 1e-5 * max(1, abs(expected[i])), "\(kernel): sum \(i)")
+                #expect(abs(statistics.sums[i] - expected[i]) <= 1e-5 * max(1, abs(expected[i])), "\(variant.name): sum \(i)")
             }
         }
     }
@@ -169,10 +177,7 @@ struct NearestCentroidKernelTests {
         }
         if clipNorm != nil { #expect(clipped > 0 && clipped < points.rows, "the test must clip some rows and not others") }
         for variant in Self.variants {
-            let statistics = NearestCentroidAssignment.run(
-                points: points, centroids: centroids, clipNorm: clipNorm, centered: true, labels: nil,
-                kernel: variant.kernel, avx512TileOnAVX2: variant.wideTile
-            )
+            let statistics = variant.statistics(points, centroids, clipNorm: clipNorm, centered: true)
             for i in expected.indices {
                 #expect(abs(statistics.sums[i] - expected[i]) <= 1e-9 * max(1, abs(expected[i])), "\(variant.name): sum \(i)")
             }
@@ -192,9 +197,8 @@ struct NearestCentroidKernelTests {
                 let length = direction.reduce(0) { $0 + $1 * $1 }.squareRoot()
                 let target = Double(clip) * (1 + rng.nextUniform() * 1e-4)
                 let row = (0..<d).map { Float(Double(centroid[$0]) + direction[$0] * target / length) }
-                let statistics = NearestCentroidAssignment.run(
-                    points: Matrix(rows: 1, cols: d, storage: row), centroids: Matrix(rows: 1, cols: d, storage: centroid),
-                    clipNorm: clip, centered: true, labels: nil, kernel: variant.kernel, avx512TileOnAVX2: variant.wideTile
+                let statistics = variant.statistics(
+                    Matrix(rows: 1, cols: d, storage: row), Matrix(rows: 1, cols: d, storage: centroid), clipNorm: clip, centered: true
                 )
                 if statistics.sums.reduce(0, { $0 + $1 * $1 }).squareRoot() > Double(clip) { above += 1 }
             }
