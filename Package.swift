@@ -88,6 +88,8 @@ let package = Package(
 
         // The fused K-means assignment pass (AVX2 / AVX-512 chosen at run time, FedSegClustering).
         .target(name: "CNearestCentroid"),
+        // The intake's packed-varint decoder (BMI2 chosen at run time, FedSegProtocol).
+        .target(name: "CPackedVarint"),
 
         .target(name: "FedSegMath", dependencies: ["COpenBLAS", "CSodium"], swiftSettings: swiftSettings),
         .target(name: "FedSegEmbedding", dependencies: ["FedSegMath"], swiftSettings: swiftSettings),
@@ -104,7 +106,7 @@ let package = Package(
         ),
         .target(
             name: "FedSegProtocol",
-            dependencies: ["FedSegMath", "FedSegCrypto", swiftProtobuf, grdb],
+            dependencies: ["FedSegMath", "FedSegCrypto", "CPackedVarint", swiftProtobuf, grdb],
             swiftSettings: swiftSettings
         ),
         .target(

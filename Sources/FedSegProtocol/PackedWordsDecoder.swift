@@ -1,4 +1,29 @@
+import CPackedVarint
 import SwiftProtobuf
+
+/// How `PackedWordsDecoder` turns a packed body's varints into words (`CPackedVarint`). Both
+/// first map the bytes that end a varint, 64 at a time, then read each varint from where it
+/// starts, so that no load waits on the previous word's length.
+public enum PackedVarintKernel: String, Sendable, CaseIterable {
+    /// Masks and shifts: any CPU.
+    case portable
+    /// BMI2's PEXT gathers a varint's 7-bit groups in one instruction: x86-64 with BMI2 where
+    /// PEXT is fast (Intel since Haswell, AMD since Zen 3).
+    case bmi2
+
+    /// The best this CPU runs, asked once.
+    public static let current: PackedVarintKernel = fedseg_varint_best_kernel() == FEDSEG_VARINT_BMI2 ? .bmi2 : .portable
+
+    /// Whether this CPU runs the kernel (BMI2 on an AMD CPU before Zen 3 runs, slowly).
+    public var runsHere: Bool { fedseg_varint_kernel_runs(cValue) != 0 }
+
+    var cValue: fedseg_varint_kernel {
+        switch self {
+        case .portable: FEDSEG_VARINT_PORTABLE
+        case .bmi2: FEDSEG_VARINT_BMI2
+        }
+    }
+}
 
 /// The intake's fast path for the messages it takes most of: `ClientUpdate`,
 /// `RecommendationUpdate` and `StartHistogram` are each a `run_id` (field 1, string), a `round`
@@ -6,9 +31,9 @@ import SwiftProtobuf
 ///
 /// Why: SwiftProtobuf decodes a packed field one varint at a time through its generic decoder,
 /// about 9 ns a word, which made decoding an update (k = 16, d = 384: 6,160 words) take 2.5 times
-/// as long as authenticating and decrypting it. Here words of up to 8 bytes are read two at a time
-/// from one unaligned load, each a mask and three shifts with no branch on its length, into an
-/// array sized once.
+/// as long as authenticating and decrypting it. Here the words field goes to `CPackedVarint`
+/// (`PackedVarintKernel`) into an array sized once; a body with a varint of 9 or 10 bytes (a word
+/// of magnitude 2^55 or more, which no plan's grid produces) is read one varint at a time.
 ///
 /// It only answers for bytes in exactly that shape: any other field or wire type, an unpacked
 /// words field, invalid UTF-8, a truncated or over-long varint returns nil, and the caller decodes
@@ -75,67 +100,44 @@ public enum PackedWordsDecoder {
         return nil
     }
 
-    /// The 7-bit groups of a varint's bytes (at most 8, continuation bits included), joined.
-    @inline(__always)
-    static func compact(_ bytes: UInt64) -> UInt64 {
-        var x = bytes & 0x7f7f_7f7f_7f7f_7f7f
-        x = ((x & 0x7f00_7f00_7f00_7f00) >> 1) | (x & 0x007f_007f_007f_007f)
-        x = ((x & 0x3fff_0000_3fff_0000) >> 2) | (x & 0x0000_3fff_0000_3fff)
-        return ((x & 0x0fff_ffff_0000_0000) >> 4) | (x & 0x0000_0000_0fff_ffff)
-    }
-
     @inline(__always)
     static func zigzag(_ x: UInt64) -> Int64 { Int64(bitPattern: x >> 1) ^ (0 &- Int64(bitPattern: x & 1)) }
 
-    /// A packed sint64 body: every word, or nil when the body is not a whole number of varints.
-    static func packedSInt64(_ body: UnsafeRawBufferPointer) -> [Int64]? {
-        let count = body.count
-        guard count > 0 else { return [] }
-        let base = body.baseAddress!
+    /// A packed sint64 body (a words field's contents): every word, or nil when the body is not a
+    /// whole number of varints.
+    public static func packedSInt64(_ body: UnsafeRawBufferPointer, kernel: PackedVarintKernel = .current) -> [Int64]? {
+        guard body.count > 0 else { return [] }
         // Each varint ends at the one byte of it with the top bit clear: the count, exactly, when
         // the last byte ends one.
-        guard base.load(fromByteOffset: count - 1, as: UInt8.self) & 0x80 == 0 else { return nil }
-        var terminators = 0
-        var i = 0
-        while i + 8 <= count {
-            terminators += (~base.loadUnaligned(fromByteOffset: i, as: UInt64.self) & 0x8080_8080_8080_8080).nonzeroBitCount
-            i += 8
+        guard body[body.count - 1] & 0x80 == 0 else { return nil }
+        let terminators = fedseg_varint_count(body.baseAddress!.assumingMemoryBound(to: UInt8.self), body.count)
+        return kernelWords(body, count: terminators, kernel: kernel) ?? longVarints(body, count: terminators)
+    }
+
+    /// The kernel's reading of a body of `terminators` varints, nil when one is longer than 8 bytes.
+    static func kernelWords(_ body: UnsafeRawBufferPointer, count terminators: Int, kernel: PackedVarintKernel) -> [Int64]? {
+        guard let base = body.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return [] }
+        var decoded = 0
+        let words = [Int64](unsafeUninitializedCapacity: terminators) { out, initialized in
+            decoded = fedseg_decode_packed_sint64(kernel.cValue, base, body.count, out.baseAddress, terminators)
+            initialized = max(decoded, 0)
         }
-        while i < count {
-            if base.load(fromByteOffset: i, as: UInt8.self) & 0x80 == 0 { terminators += 1 }
-            i += 1
-        }
+        return decoded >= 0 ? words : nil
+    }
+
+    /// The general reading, for bodies with varints of 9 or 10 bytes: nil when one is longer.
+    static func longVarints(_ body: UnsafeRawBufferPointer, count terminators: Int) -> [Int64]? {
+        let base = body.baseAddress!
         var malformed = false
         let words = [Int64](unsafeUninitializedCapacity: terminators) { out, initialized in
-            let words = out.baseAddress!
             var position = 0
             var n = 0
-            // One load for the (usually) two words that end within the next 8 bytes: where the
-            // next load starts depends on this one, and that chain, not the arithmetic, is what
-            // bounds the loop.
-            while position + 8 <= count {
-                let word = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: position, as: UInt64.self))
-                let stops = ~word & 0x8080_8080_8080_8080
-                guard stops != 0 else { break }  // 9 or 10 bytes: the loop below
-                let first = UInt64(stops.trailingZeroBitCount + 1)  // 8 × its length
-                words[n] = zigzag(compact(word & (UInt64.max >> (64 &- first))))
-                let rest = stops & (stops &- 1)
-                if rest != 0 {
-                    let second = UInt64(rest.trailingZeroBitCount + 1)
-                    words[n + 1] = zigzag(compact((word & (UInt64.max >> (64 &- second))) >> first))
-                    n += 2
-                    position += Int(second >> 3)
-                } else {
-                    n += 1
-                    position += Int(first >> 3)
-                }
-            }
-            while position < count {
-                guard let x = varint(base, &position, count) else {
+            while position < body.count {
+                guard let x = varint(base, &position, body.count) else {
                     malformed = true
                     break
                 }
-                words[n] = zigzag(x)
+                out[n] = zigzag(x)
                 n += 1
             }
             initialized = n

@@ -3,6 +3,7 @@ import FedSegClustering
 import FedSegCrypto
 import FedSegEmbedding
 import FedSegMath
+import FedSegProtocol
 import Foundation
 
 struct DoctorCommand: ParsableCommand {
@@ -28,6 +29,7 @@ struct DoctorCommand: ParsableCommand {
             libsodiumVersion: Sodium.version,
             blas: BLASKernel.report(),
             kmeansKernel: NearestCentroidKernel.current,
+            varintKernel: PackedVarintKernel.current,
             model: ModelCheck(files: model),
             stateDirectory: stateDir.map { StateDirectoryCheck(path: $0) }
         )
@@ -48,6 +50,8 @@ struct DoctorReport: Encodable {
     var blas: BLASKernel.Report
     /// The K-means assignment pass this CPU runs (`NearestCentroidKernel`).
     var kmeansKernel: NearestCentroidKernel
+    /// How the coordinator's intake reads an update's packed words (`PackedVarintKernel`).
+    var varintKernel: PackedVarintKernel
     var model: ModelCheck
     var stateDirectory: StateDirectoryCheck?
 
@@ -82,7 +86,7 @@ struct DoctorReport: Encodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case fedsegVersion, libsodiumVersion, blas, kmeansKernel, model, stateDirectory, problems, warnings
+        case fedsegVersion, libsodiumVersion, blas, kmeansKernel, varintKernel, model, stateDirectory, problems, warnings
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -91,6 +95,7 @@ struct DoctorReport: Encodable {
         try container.encode(libsodiumVersion, forKey: .libsodiumVersion)
         try container.encode(blas, forKey: .blas)
         try container.encode(kmeansKernel, forKey: .kmeansKernel)
+        try container.encode(varintKernel.rawValue, forKey: .varintKernel)
         try container.encode(model, forKey: .model)
         try container.encodeIfPresent(stateDirectory, forKey: .stateDirectory)
         try container.encode(problems, forKey: .problems)
@@ -107,6 +112,7 @@ struct DoctorReport: Encodable {
             ("openblas threads", "\(blas.threads) per call, \(blas.workers) parallel workers"),
             ("sgemm self-check", blas.selfCheckPassed ? "passed" : "FAILED"),
             ("k-means kernel", kmeansKernel == .blas ? "blas (SGEMM per chunk: no AVX2 here)" : "\(kmeansKernel.rawValue) (fused assignment pass)"),
+            ("varint kernel", varintKernel == .bmi2 ? "bmi2 (PEXT)" : "portable (no BMI2 here, or PEXT microcoded: AMD before Zen 3)"),
             ("model dir", model.directory),
             ("model weights", model.present ? (model.verified ? "present, sha256 verified" : "present, sha256 MISMATCH") : "missing"),
         ]

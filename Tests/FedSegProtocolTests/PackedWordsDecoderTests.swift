@@ -1,5 +1,5 @@
 import FedSegMath
-import FedSegProtocol
+@testable import FedSegProtocol
 import Foundation
 import SwiftProtobuf
 import Testing
@@ -110,5 +110,80 @@ struct PackedWordsDecoderTests {
         }
         // The comparison means something only if the fast path answered often.
         #expect(fastAnswered > 300, "\(fastAnswered)")
+    }
+
+    /// Protocol Buffers' encoding of a packed sint64 body, written here independently of both
+    /// decoders.
+    static func encode(_ words: [Int64]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for word in words {
+            var z = UInt64(bitPattern: (word << 1) ^ (word >> 63))
+            while z >= 0x80 {
+                bytes.append(UInt8(z & 0x7f) | 0x80)
+                z >>= 7
+            }
+            bytes.append(UInt8(z))
+        }
+        return bytes
+    }
+
+    /// A word whose varint is `length` bytes (1 to 10), of either sign.
+    static func word(encodedLength length: Int, rng: inout SeededRandom) -> Int64 {
+        // Zigzag values of exactly `length` 7-bit groups: 2^(7(length−1)) ≤ z < 2^(7·length).
+        let low = length == 1 ? UInt64(0) : UInt64(1) << (7 * (length - 1))
+        let high = length >= 10 ? UInt64.max : (UInt64(1) << (7 * length)) - 1
+        let z = low + rng.next() % (high - low == UInt64.max ? UInt64.max : high - low + 1)
+        return Int64(bitPattern: z >> 1) ^ (0 &- Int64(bitPattern: z & 1))
+    }
+
+    static var kernels: [PackedVarintKernel] { PackedVarintKernel.allCases.filter(\.runsHere) }
+
+    static func decoded(_ bytes: [UInt8], kernel: PackedVarintKernel) -> [Int64]? {
+        bytes.withUnsafeBytes { PackedWordsDecoder.packedSInt64($0, kernel: kernel) }
+    }
+
+    /// The kernel alone, without the general path behind it: nil where it declines.
+    static func kernelOnly(_ words: [Int64], kernel: PackedVarintKernel) -> [Int64]? {
+        Self.encode(words).withUnsafeBytes { PackedWordsDecoder.kernelWords($0, count: words.count, kernel: kernel) }
+    }
+
+    @Test("every kernel this CPU runs reads words of every varint length at every offset of the 64-byte blocks and the body's tail")
+    func kernelsAgree() throws {
+        // The portable kernel runs everywhere; on x86-64 with BMI2 the other one too.
+        #expect(Self.kernels.contains(.portable))
+        #expect(Self.kernels.contains(PackedVarintKernel.current))
+        var rng = SeededRandom(seed: 23)
+        for kernel in Self.kernels {
+            // One-byte words: bodies of every length from 1 to 200 end at every tail position.
+            for count in 0...200 {
+                let words = (0..<count).map { _ in Self.word(encodedLength: 1, rng: &rng) }
+                #expect(Self.decoded(Self.encode(words), kernel: kernel) == words, "\(kernel), \(count) one-byte words")
+                #expect(Self.kernelOnly(words, kernel: kernel) == words, "\(kernel) alone, \(count) one-byte words")
+            }
+            // Mixed lengths of 1 to 8 bytes (the kernels' own path), then with 9- and 10-byte
+            // words among them (the general path), over many block boundaries.
+            for maximum in [2, 3, 8, 10] {
+                for count in [1, 5, 21, 22, 23, 64, 65, 300, 6_160] {
+                    let words = (0..<count).map { _ in Self.word(encodedLength: 1 + Int(rng.next() % UInt64(maximum)), rng: &rng) }
+                    #expect(Self.decoded(Self.encode(words), kernel: kernel) == words, "\(kernel), \(count) words of up to \(maximum) bytes")
+                    if maximum <= 8 { #expect(Self.kernelOnly(words, kernel: kernel) == words, "\(kernel) alone, \(count) words of up to \(maximum) bytes") }
+                }
+            }
+            // An 8-byte varint (the longest the kernels read) and a 9-byte one at every position
+            // around the first block boundary.
+            for length in [8, 9] {
+                for position in 50...70 {
+                    var words = (0..<position).map { _ in Self.word(encodedLength: 1, rng: &rng) }
+                    words.append(Self.word(encodedLength: length, rng: &rng))
+                    words += (0..<20).map { _ in Self.word(encodedLength: 2, rng: &rng) }
+                    #expect(Self.decoded(Self.encode(words), kernel: kernel) == words, "\(kernel), a \(length)-byte word after \(position) bytes")
+                    // The kernel reads the 8-byte word itself and declines the 9-byte one.
+                    #expect(Self.kernelOnly(words, kernel: kernel) == (length == 8 ? words : nil), "\(kernel) alone, a \(length)-byte word after \(position) bytes")
+                }
+            }
+            // Not a sequence of varints: a last byte that does not end one, a varint of 11 bytes.
+            #expect(Self.decoded([0x01, 0x82], kernel: kernel) == nil)
+            #expect(Self.decoded(Self.encode([1, 2]) + [UInt8](repeating: 0xFF, count: 10) + [0x01] + Self.encode([3]), kernel: kernel) == nil)
+        }
     }
 }
