@@ -1,26 +1,26 @@
 import CPackedVarint
 import SwiftProtobuf
 
-/// How `PackedWordsDecoder` turns a packed body's varints into words (`CPackedVarint`). Both
-/// first map the bytes that end a varint, 64 at a time, then read each varint from where it
-/// starts, so that no load waits on the previous word's length.
+/// How `PackedWordsDecoder` turns a packed body's varints into words (`CPackedVarint`).
 public enum PackedVarintKernel: String, Sendable, CaseIterable {
-    /// Masks and shifts: any CPU.
+    /// A map of the bytes that end a varint, 64 at a time, then each varint read from where it
+    /// starts with masks and shifts, so that no load waits on the previous word's length: any CPU.
     case portable
-    /// BMI2's PEXT gathers a varint's 7-bit groups in one instruction: x86-64 with BMI2 where
-    /// PEXT is fast (Intel since Haswell, AMD since Zen 3).
-    case bmi2
+    /// SSE4.1 and SSSE3, after Masked VByte (Plaisance, Kurz and Lemire, 2015): up to four varints
+    /// of at most 4 bytes gathered per 16-byte load by one byte shuffle from a table of 4,096,
+    /// their 7-bit groups joined in 32-bit lanes. Longer varints are read one at a time.
+    case sse41
 
     /// The best this CPU runs, asked once.
-    public static let current: PackedVarintKernel = fedseg_varint_best_kernel() == FEDSEG_VARINT_BMI2 ? .bmi2 : .portable
+    public static let current: PackedVarintKernel = fedseg_varint_best_kernel() == FEDSEG_VARINT_SSE41 ? .sse41 : .portable
 
-    /// Whether this CPU runs the kernel (BMI2 on an AMD CPU before Zen 3 runs, slowly).
+    /// Whether this CPU runs the kernel.
     public var runsHere: Bool { fedseg_varint_kernel_runs(cValue) != 0 }
 
     var cValue: fedseg_varint_kernel {
         switch self {
         case .portable: FEDSEG_VARINT_PORTABLE
-        case .bmi2: FEDSEG_VARINT_BMI2
+        case .sse41: FEDSEG_VARINT_SSE41
         }
     }
 }
@@ -33,7 +33,7 @@ public enum PackedVarintKernel: String, Sendable, CaseIterable {
 /// about 9 ns a word, which made decoding an update (k = 16, d = 384: 6,160 words) take 2.5 times
 /// as long as authenticating and decrypting it. Here the words field goes to `CPackedVarint`
 /// (`PackedVarintKernel`) into an array sized once; a body with a varint of 9 or 10 bytes (a word
-/// of magnitude 2^55 or more, which no plan's grid produces) is read one varint at a time.
+/// of magnitude 2^55 or more, which no plan's grid produces) is read one varint at a time here.
 ///
 /// It only answers for bytes in exactly that shape: any other field or wire type, an unpacked
 /// words field, invalid UTF-8, a truncated or over-long varint returns nil, and the caller decodes

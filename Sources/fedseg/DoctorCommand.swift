@@ -112,7 +112,7 @@ struct DoctorReport: Encodable {
             ("openblas threads", "\(blas.threads) per call, \(blas.workers) parallel workers"),
             ("sgemm self-check", blas.selfCheckPassed ? "passed" : "FAILED"),
             ("k-means kernel", kmeansKernel == .blas ? "blas (SGEMM per chunk: no AVX2 here)" : "\(kmeansKernel.rawValue) (fused assignment pass)"),
-            ("varint kernel", varintKernel == .bmi2 ? "bmi2 (PEXT)" : "portable (no BMI2 here, or PEXT microcoded: AMD before Zen 3)"),
+            ("varint kernel", varintKernel == .sse41 ? "sse41 (byte shuffles, four words per load)" : "portable (no SSE4.1 here)"),
             ("model dir", model.directory),
             ("model weights", model.present ? (model.verified ? "present, sha256 verified" : "present, sha256 MISMATCH") : "missing"),
         ]

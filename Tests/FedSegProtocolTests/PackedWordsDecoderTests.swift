@@ -149,7 +149,7 @@ struct PackedWordsDecoderTests {
 
     @Test("every kernel this CPU runs reads words of every varint length at every offset of the 64-byte blocks and the body's tail")
     func kernelsAgree() throws {
-        // The portable kernel runs everywhere; on x86-64 with BMI2 the other one too.
+        // The portable kernel runs everywhere; on x86-64 with SSE4.1 the other one too.
         #expect(Self.kernels.contains(.portable))
         #expect(Self.kernels.contains(PackedVarintKernel.current))
         var rng = SeededRandom(seed: 23)

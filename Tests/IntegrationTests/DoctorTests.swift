@@ -30,14 +30,10 @@ struct DoctorTests {
         let cpu = CPUFeatures.current()
         let expected = cpu.avx512f ? "avx512" : cpu.avx2 && cpu.fma ? "avx2" : "blas"
         #expect(report["kmeans_kernel"] as? String == expected)
-        // BMI2 where the CPU has it, unless it is an AMD before Zen 3 (family 19h), whose PEXT is microcoded.
-        // Read from /proc/cpuinfo, not from the CPUID the kernel choice asks.
+        // SSE4.1 where /proc/cpuinfo says the CPU has it (and SSSE3), not the CPUID the choice asks.
         let cpuinfo = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
         let flags = Set(Self.field("flags", cpuinfo)?.split(separator: " ").map(String.init) ?? [])
-        let family = Self.field("cpu family", cpuinfo).flatMap { Int($0) } ?? 0
-        let slowPEXT = (cpuinfo.contains("AuthenticAMD") || cpuinfo.contains("HygonGenuine")) && family < 0x19
-        let bmi2 = flags.isSuperset(of: ["bmi1", "bmi2", "popcnt"])
-        #expect(report["varint_kernel"] as? String == (bmi2 && !slowPEXT ? "bmi2" : "portable"))
+        #expect(report["varint_kernel"] as? String == (flags.isSuperset(of: ["sse4_1", "ssse3"]) ? "sse41" : "portable"))
     }
 
     /// The value of the first `name : value` line of /proc/cpuinfo named `name`.

@@ -55,9 +55,12 @@ struct CoordinatorSuite: AsyncParsableCommand {
         var intakeLatencyMicroseconds: Double
         /// `intakeCPUMicroseconds` ÷ `aeadOpenMicroseconds`.
         var intakeOverAEAD: Double
-        /// Through the HTTP API on loopback.
+        /// Through the HTTP API on loopback, posted by async-http-client (the nodes' transport).
         var updatesPerSecond: Double
         var roundSeconds: Double
+        /// The same, round 3, posted by `LeanHTTPLoad` (one event-loop thread, prepared
+        /// requests): the coordinator's capacity with less of the two cores spent on the client.
+        var updatesPerSecondLeanClient: Double
     }
 
     func run() async throws {
@@ -70,8 +73,10 @@ struct CoordinatorSuite: AsyncParsableCommand {
                      output.decryptMicroseconds, output.validateMicroseconds, output.recordMicroseconds, output.aggregateMicroseconds))
         print(String(format: "whole intake, %d in flight in process: %.1f µs wall and %.1f µs CPU per update (%.1fx the AEAD floor), %.0f µs per call",
                      concurrency, output.intakeMicroseconds, output.intakeCPUMicroseconds, output.intakeOverAEAD, output.intakeLatencyMicroseconds))
-        print(String(format: "HTTP on loopback (%d concurrent): %.0f updates/s accepted; round of %d clients open → committed in %.3f s",
+        print(String(format: "HTTP on loopback (%d concurrent): %.0f updates/s accepted from async-http-client; round of %d clients open → committed in %.3f s",
                      concurrency, output.updatesPerSecond, clients, output.roundSeconds))
+        print(String(format: "HTTP on loopback (%d connections), from a lean client (one NIO thread, prepared requests): %.0f updates/s accepted",
+                     concurrency, output.updatesPerSecondLeanClient))
     }
 
     /// The figures, without printing (the `scale` suite folds them into its table).
@@ -97,7 +102,7 @@ struct CoordinatorSuite: AsyncParsableCommand {
         var parameters = RunParameters(k: k, epsilon: 100, delta: 1e-6)
         parameters.embedderID = "hashing-v1-d\(d)-s0"
         parameters.dimension = d
-        parameters.rounds = 2
+        parameters.rounds = 3
         parameters.initialization = .random
         parameters.clusteringShare = 1
         parameters.minParticipants = clients
@@ -237,6 +242,13 @@ struct CoordinatorSuite: AsyncParsableCommand {
         while await coordinator.snapshot()?.round == second.round { try await Task.sleep(for: .milliseconds(1)) }
         let roundTime = clock.now - start
         try await http.shutdown()
+
+        // Part 3: round 3 over HTTP on loopback from the lean load generator.
+        let third = try require(await coordinator.snapshot())
+        precondition(third.round != second.round, "round 2 committed")
+        let thirdSealed = try envelopes(for: third.plan)
+        let lean = try await LeanHTTPLoad.post(port: port, path: "/v1/rounds/\(third.round)/updates", bodies: thirdSealed, connections: concurrency)
+        precondition(lean.statuses == [202: clients], "round 3's answers: \(lean.statuses)")
         await group.triggerGracefulShutdown()
         _ = try? await server.value
 
@@ -246,7 +258,8 @@ struct CoordinatorSuite: AsyncParsableCommand {
             firstDecryptMicroseconds: median(firstDecrypt), decryptMicroseconds: median(decrypt),
             validateMicroseconds: median(validate), recordMicroseconds: median(record), aggregateMicroseconds: median(aggregate),
             intakeMicroseconds: intakeWall, intakeCPUMicroseconds: intakeCPU, intakeLatencyMicroseconds: median(intake),
-            intakeOverAEAD: intakeCPU / median(aead), updatesPerSecond: Double(clients) / (micros(posted) / 1e6), roundSeconds: micros(roundTime) / 1e6
+            intakeOverAEAD: intakeCPU / median(aead), updatesPerSecond: Double(clients) / (micros(posted) / 1e6), roundSeconds: micros(roundTime) / 1e6,
+            updatesPerSecondLeanClient: Double(clients) / lean.seconds
         )
         return output
     }

@@ -49,6 +49,8 @@ struct ScaleSuite: AsyncParsableCommand {
         var intakeCPUMicroseconds: Double
         var intakeOverAEAD: Double
         var updatesPerSecondHTTP: Double
+        /// The same from `LeanHTTPLoad` instead of async-http-client.
+        var updatesPerSecondHTTPLeanClient: Double
 
         enum CodingKeys: String, CodingKey {
             case aeadOpenMicroseconds = "aead_open_us"
@@ -56,6 +58,7 @@ struct ScaleSuite: AsyncParsableCommand {
             case intakeCPUMicroseconds = "intake_cpu_us"
             case intakeOverAEAD = "intake_over_aead"
             case updatesPerSecondHTTP = "updates_per_second_http"
+            case updatesPerSecondHTTPLeanClient = "updates_per_second_http_lean_client"
         }
     }
 
@@ -122,7 +125,8 @@ struct ScaleSuite: AsyncParsableCommand {
             let figures = try await CoordinatorSuite.parse(["--clients", "1000", "--k", "16", "--d", "384"]).measure()
             output.intake = Intake(
                 aeadOpenMicroseconds: figures.aeadOpenMicroseconds, intakeMicroseconds: figures.intakeMicroseconds,
-                intakeCPUMicroseconds: figures.intakeCPUMicroseconds, intakeOverAEAD: figures.intakeOverAEAD, updatesPerSecondHTTP: figures.updatesPerSecond
+                intakeCPUMicroseconds: figures.intakeCPUMicroseconds, intakeOverAEAD: figures.intakeOverAEAD, updatesPerSecondHTTP: figures.updatesPerSecond,
+                updatesPerSecondHTTPLeanClient: figures.updatesPerSecondLeanClient
             )
         }
         if secaggClients > 0 {
@@ -145,7 +149,8 @@ struct ScaleSuite: AsyncParsableCommand {
         if let intake = output.intake {
             print(String(format: "intake CPU per update ÷ AEAD open (k 16, d 384)       %6.1fx            ≤ 3x   (%.1f µs ÷ %.1f µs)",
                          intake.intakeOverAEAD, intake.intakeCPUMicroseconds, intake.aeadOpenMicroseconds))
-            print(String(format: "updates accepted per second, HTTP on loopback        %6.0f            ≥ 5000", intake.updatesPerSecondHTTP))
+            print(String(format: "updates accepted per second, HTTP on loopback        %6.0f            ≥ 5000   (posted by async-http-client)", intake.updatesPerSecondHTTP))
+            print(String(format: "  the same, posted by a lean client (one NIO thread)  %6.0f            ≥ 5000", intake.updatesPerSecondHTTPLeanClient))
         }
         if let secagg = output.secagg {
             print(String(format: "SecAgg+ server work, %d clients, %d words, %.0f%%  %6.2f s (CPU %.2f)  ≤ 5 s  exact: %@; client CPU %.1f ms each",

@@ -6,14 +6,13 @@
 
 /// How a packed body's varints are turned into words.
 typedef enum {
-    /// Masks and shifts: any CPU.
+    /// A map of the bytes that end a varint, then masks and shifts per word: any CPU.
     FEDSEG_VARINT_PORTABLE = 0,
-    /// BMI2's PEXT and BZHI: x86-64 CPUs where PEXT is fast (Intel since Haswell, AMD since Zen 3).
-    FEDSEG_VARINT_BMI2 = 1,
+    /// SSE4.1 (with SSSE3's byte shuffle): up to four varints of at most 4 bytes per 16-byte load.
+    FEDSEG_VARINT_SSE41 = 1,
 } fedseg_varint_kernel;
 
-/// The kernel this CPU runs best: BMI2 where it has BMI2 and PEXT is not microcoded (AMD before
-/// family 19h, Zen 3, takes hundreds of cycles per PEXT), else portable.
+/// The kernel this CPU runs best: SSE4.1 on x86-64 CPUs that have it, else portable.
 fedseg_varint_kernel fedseg_varint_best_kernel(void);
 
 /// Whether this CPU can run `kernel`.
