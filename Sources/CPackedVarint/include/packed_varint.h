@@ -24,7 +24,8 @@ size_t fedseg_varint_count(const uint8_t *body, size_t count);
 /// Decodes a packed `sint64` body whose varints are each at most 8 bytes long into `out`, which
 /// has room for `capacity` words. Returns the number of words, or -1 when the body is not such a
 /// sequence (a varint longer than 8 bytes, a last byte that does not end one, more than `capacity`
-/// words): the caller then decodes it the general way.
+/// words): the caller then decodes it the general way. `kernel` must be one this CPU runs
+/// (`fedseg_varint_kernel_runs`).
 ptrdiff_t fedseg_decode_packed_sint64(fedseg_varint_kernel kernel, const uint8_t *body, size_t count, int64_t *out,
                                       size_t capacity);
 
