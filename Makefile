@@ -24,9 +24,10 @@ setup:
 build: setup
 	$(SWIFT) build
 
-# The tests also drive the dashboard in headless Chromium: setup --browser installs it.
+# The tests also drive the dashboard in headless Chromium (setup --browser installs it) and start
+# PostgreSQL servers of their own for the PostgreSQL store (setup --postgres installs Debian's).
 test:
-	@scripts/setup --browser
+	@scripts/setup --browser --postgres
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 

@@ -29,6 +29,7 @@ let hummingbirdTLS = Target.Dependency.product(name: "HummingbirdTLS", package: 
 let nioSSL = Target.Dependency.product(name: "NIOSSL", package: "swift-nio-ssl")
 let hummingbirdTesting = Target.Dependency.product(name: "HummingbirdTesting", package: "hummingbird")
 let mustache = Target.Dependency.product(name: "Mustache", package: "swift-mustache")
+let postgresNIO = Target.Dependency.product(name: "PostgresNIO", package: "postgres-nio")
 
 let package = Package(
     name: "FedSeg",
@@ -43,6 +44,9 @@ let package = Package(
         .library(name: "FedSegProtocol", targets: ["FedSegProtocol"]),
         .library(name: "FedSegRecommend", targets: ["FedSegRecommend"]),
         .library(name: "FedSegCoordinator", targets: ["FedSegCoordinator"]),
+        .library(name: "FedSegPostgres", targets: ["FedSegPostgres"]),
+        // Temporary PostgreSQL servers and the package's executables, for tests and Benchmarks/.
+        .library(name: "FedSegTestSupport", targets: ["FedSegTestSupport"]),
         .library(name: "FedSegClient", targets: ["FedSegClient"]),
         .library(name: "FedSegNode", targets: ["FedSegNode"]),
         .library(name: "FedSegSimulation", targets: ["FedSegSimulation"]),
@@ -67,6 +71,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.27.0"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.20.0"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.0.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.21.0"),
     ],
     targets: [
         // C layers. Only FedSegMath (BLAS, the OS CSPRNG and seeded stream) and FedSegCrypto (the rest of libsodium) import these.
@@ -88,8 +93,10 @@ let package = Package(
 
         // The fused K-means assignment pass (AVX2 / AVX-512 chosen at run time, FedSegClustering).
         .target(name: "CNearestCentroid"),
-        // The intake's packed-varint decoder (BMI2 chosen at run time, FedSegProtocol).
+        // The intake's packed-varint decoder (SSE4.1 or portable, chosen at run time, FedSegProtocol).
         .target(name: "CPackedVarint"),
+        // posix_spawn that closes every inherited descriptor (FedSegTestSupport's PostgreSQL server).
+        .target(name: "CProcessSpawn"),
 
         .target(name: "FedSegMath", dependencies: ["COpenBLAS", "CSodium"], swiftSettings: swiftSettings),
         .target(name: "FedSegEmbedding", dependencies: ["FedSegMath"], swiftSettings: swiftSettings),
@@ -148,10 +155,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The coordinator's state on PostgreSQL, for several coordinator processes (SQLite stays the default).
+        .target(
+            name: "FedSegPostgres",
+            dependencies: ["FedSegPrivacy", "FedSegProtocol", postgresNIO, logging, nioCore],
+            swiftSettings: swiftSettings
+        ),
         .target(name: "FedSegCommandLine", dependencies: ["FedSegProtocol", argumentParser, logging], swiftSettings: swiftSettings),
         .target(
             name: "FedSegTestSupport",
-            dependencies: [],
+            dependencies: ["CProcessSpawn"],
             swiftSettings: swiftSettings
         ),
 
@@ -181,7 +194,7 @@ let package = Package(
             name: "fedseg",
             dependencies: [
                 "FedSegMath", "FedSegCrypto", "FedSegEmbedding", "FedSegClustering", "FedSegPrivacy", "FedSegProtocol",
-                "FedSegCoordinator", "FedSegClient", "FedSegSimulation", "FedSegCommandLine", argumentParser, httpClient,
+                "FedSegCoordinator", "FedSegClient", "FedSegSimulation", "FedSegCommandLine", "FedSegPostgres", argumentParser, httpClient,
             ],
             swiftSettings: swiftSettings
         ),
@@ -252,13 +265,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "FedSegPostgresTests",
+            dependencies: ["FedSegPostgres", "FedSegPrivacy", "FedSegProtocol", "FedSegTestSupport", postgresNIO, grdb],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "FedSegTestSupportTests",
             dependencies: ["FedSegTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["FedSegMath", "FedSegPrivacy", "FedSegTestSupport", grdb],
+            dependencies: ["FedSegMath", "FedSegPrivacy", "FedSegPostgres", "FedSegTestSupport", grdb, postgresNIO],
             swiftSettings: swiftSettings
         ),
     ],

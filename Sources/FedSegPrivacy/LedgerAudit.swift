@@ -53,8 +53,16 @@ public struct LedgerAudit: Sendable, Codable {
     }
 
     public static func run(_ ledger: PrivacyLedger) throws -> LedgerAudit {
-        let records = try ledger.records()
-        let budgets = Dictionary(uniqueKeysWithValues: try ledger.budgets().map { ($0.population, $0) })
+        try run(records: ledger.records(), budgets: ledger.budgets(), budgetHistory: ledger.budgetHistory(), head: ledger.head())
+    }
+
+    /// The audit of a ledger as read from any store (SQLite's `PrivacyLedger`, FedSegPostgres's
+    /// `PostgresPrivacyLedger`): records and budget changes oldest first, and the head row.
+    public static func run(
+        records: [PrivacyLedger.Record], budgets budgetList: [PrivacyLedger.Budget], budgetHistory changes: [PrivacyLedger.BudgetChange],
+        head: (sequence: Int64, hash: String)?
+    ) throws -> LedgerAudit {
+        let budgets = Dictionary(uniqueKeysWithValues: budgetList.map { ($0.population, $0) })
         var problems: [Problem] = []
         var previousHash = PrivacyLedger.genesisHash
         // One accountant per population, composed record by record: the audit (which the daemon
@@ -100,7 +108,6 @@ public struct LedgerAudit: Sendable, Codable {
                 sequence: record.sequence, round: record.round, releaseID: record.releaseID, mode: record.mode, epsilon: epsilon
             ))
         }
-        let changes = try ledger.budgetHistory()
         var previousChange = PrivacyLedger.genesisHash
         var latest: [String: PrivacyLedger.BudgetChange] = [:]
         for (index, change) in changes.enumerated() {
@@ -119,7 +126,6 @@ public struct LedgerAudit: Sendable, Codable {
                 problems.append(Problem(sequence: nil, reason: "the budget of \(name) (ε = \(budget.epsilon), δ = \(budget.delta)) differs from its last record (ε = \(recorded.epsilon), δ = \(recorded.delta)): changed outside the ledger"))
             }
         }
-        let head = try ledger.head()
         if let last = records.last {
             if head?.sequence != last.sequence || head?.hash != last.hash {
                 problems.append(Problem(sequence: nil, reason: "ledger head (\(head.map { "\($0.sequence)" } ?? "none")) does not match the newest record (\(last.sequence)): records were deleted from the end"))

@@ -75,6 +75,27 @@ public final class PrivacyLedger: Sendable {
             case previousHash = "previous_hash"
         }
 
+        public init(
+            sequence: Int64, releaseID: String, round: Int64, population: String, mechanism: String, noiseMultiplier: Double,
+            samplingRate: Double, count: Int, mode: String, delta: Double, epsilonAfter: Double, createdAt: String,
+            previousHash: String, hash: String
+        ) {
+            self.sequence = sequence
+            self.releaseID = releaseID
+            self.round = round
+            self.population = population
+            self.mechanism = mechanism
+            self.noiseMultiplier = noiseMultiplier
+            self.samplingRate = samplingRate
+            self.count = count
+            self.mode = mode
+            self.delta = delta
+            self.epsilonAfter = epsilonAfter
+            self.createdAt = createdAt
+            self.previousHash = previousHash
+            self.hash = hash
+        }
+
         public var mechanismValue: Mechanism? {
             // The mode does not change the cost: a record's ε never depends on reading it.
             guard let kind = Mechanism.Kind(rawValue: mechanism) else { return nil }
@@ -128,6 +149,20 @@ public final class PrivacyLedger: Sendable {
             case previousHash = "previous_hash"
         }
 
+        public init(
+            sequence: Int64, population: String, epsilon: Double, delta: Double, reason: String, createdAt: String,
+            previousHash: String, hash: String
+        ) {
+            self.sequence = sequence
+            self.population = population
+            self.epsilon = epsilon
+            self.delta = delta
+            self.reason = reason
+            self.createdAt = createdAt
+            self.previousHash = previousHash
+            self.hash = hash
+        }
+
         public func computeHash() -> String {
             var text = "fedseg-budget-v1"
             for field in [
@@ -157,7 +192,7 @@ public final class PrivacyLedger: Sendable {
         }
     }
 
-    static let genesisHash = String(repeating: "0", count: 64)
+    public static let genesisHash = String(repeating: "0", count: 64)
 
     /// Opens (creating if needed) a ledger in an SQLite file, WAL mode.
     public convenience init(path: String) throws {
@@ -229,34 +264,87 @@ public final class PrivacyLedger: Sendable {
     /// once the population has been charged, since every recorded ε is at that δ. Setting the
     /// budget it already has records nothing.
     public func setBudget(_ budget: Budget, reason: String = "set") throws {
-        guard budget.epsilon > 0, budget.epsilon.isFinite, budget.delta > 0, budget.delta < 1 else {
-            throw Failure.invalid("a budget needs ε > 0 and δ in (0, 1)")
-        }
+        try Self.validate(budget)
         try database.write { db in try Self.setBudget(db, budget, reason: reason) }
     }
 
     /// The same inside a transaction the caller owns (a run and its budget are created together).
     public static func setBudget(_ db: Database, _ budget: Budget, reason: String) throws {
-        guard budget.epsilon > 0, budget.epsilon.isFinite, budget.delta > 0, budget.delta < 1 else {
-            throw Failure.invalid("a budget needs ε > 0 and δ in (0, 1)")
-        }
+        try validate(budget)
         let current = try Budget.fetchOne(db, key: budget.population)
-        guard current != budget else { return }
-        if let current, current.delta != budget.delta, try records(db, population: budget.population).isEmpty == false {
-            throw Failure.invalid("δ of \(budget.population) is fixed at \(current.delta) once releases are charged at it")
-        }
+        guard try mustRecord(budget, replacing: current, charged: { try !records(db, population: budget.population).isEmpty }) else { return }
         try budget.save(db)
         try recordBudget(db, budget, reason: reason, now: Date())
     }
 
     static func recordBudget(_ db: Database, _ budget: Budget, reason: String, now: Date) throws {
         let previous = try BudgetChange.order(Column("sequence").desc).fetchOne(db)
+        try budgetChange(after: previous, budget: budget, reason: reason, timestamp: timestamp(now)).insert(db)
+    }
+
+    // The rules every backend applies (SQLite here, PostgreSQL in FedSegPostgres): what a store
+    // reads and writes differs, what it accepts and the records it chains do not.
+
+    /// Refuses a budget no charge could be checked against.
+    public static func validate(_ budget: Budget) throws {
+        guard budget.epsilon > 0, budget.epsilon.isFinite, budget.delta > 0, budget.delta < 1 else {
+            throw Failure.invalid("a budget needs ε > 0 and δ in (0, 1)")
+        }
+    }
+
+    /// Whether setting `budget` over `current` is a change to record; throws when it would move
+    /// δ of a population already charged (every recorded ε is at that δ). `charged` is asked only
+    /// when δ changes.
+    public static func mustRecord(_ budget: Budget, replacing current: Budget?, charged: () throws -> Bool) throws -> Bool {
+        guard current != budget else { return false }
+        if let current, current.delta != budget.delta, try charged() {
+            throw Failure.invalid("δ of \(budget.population) is fixed at \(current.delta) once releases are charged at it")
+        }
+        return true
+    }
+
+    /// The budget-history record that follows `previous`, hashed.
+    public static func budgetChange(after previous: BudgetChange?, budget: Budget, reason: String, timestamp: String) -> BudgetChange {
         var change = BudgetChange(
             sequence: (previous?.sequence ?? 0) + 1, population: budget.population, epsilon: budget.epsilon, delta: budget.delta,
-            reason: reason, createdAt: Self.timestamp(now), previousHash: previous?.hash ?? genesisHash, hash: ""
+            reason: reason, createdAt: timestamp, previousHash: previous?.hash ?? genesisHash, hash: ""
         )
         change.hash = change.computeHash()
-        try change.insert(db)
+        return change
+    }
+
+    /// Refuses a charge whose mechanism or populations make no sense, before anything is read.
+    public static func validateCharge(_ mechanism: Mechanism, populations: [String]) throws {
+        guard mechanism.noiseMultiplier > 0, mechanism.noiseMultiplier.isFinite else {
+            throw Failure.invalid("noise multiplier must be positive and finite")
+        }
+        guard mechanism.samplingRate > 0, mechanism.samplingRate <= 1, mechanism.count >= 1 else {
+            throw Failure.invalid("sampling rate must be in (0, 1] and count at least 1")
+        }
+        guard !populations.isEmpty else { throw Failure.invalid("a charge needs at least one population") }
+    }
+
+    /// The charge record that follows `previous` for one population, hashed; throws
+    /// `budgetExceeded` when the population's recorded history plus `mechanism` would pass its budget.
+    public static func chargeRecord(
+        after previous: Record?, releaseID: String, round: Int64, population: String, mechanism: Mechanism,
+        budget: Budget, history: [Mechanism], timestamp: String
+    ) throws -> Record {
+        let before = try epsilon(of: history, delta: budget.delta)
+        let after = try epsilon(of: history + [mechanism], delta: budget.delta)
+        let alone = try epsilon(of: [mechanism], delta: budget.delta)
+        guard after <= budget.epsilon else {
+            throw Failure.budgetExceeded(population: population, budget: budget.epsilon, spent: before, requested: alone, wouldBe: after)
+        }
+        var record = Record(
+            sequence: (previous?.sequence ?? 0) + 1, releaseID: releaseID, round: round, population: population,
+            mechanism: mechanism.kind.rawValue, noiseMultiplier: mechanism.noiseMultiplier,
+            samplingRate: mechanism.samplingRate, count: mechanism.count, mode: mechanism.mode.rawValue,
+            delta: budget.delta, epsilonAfter: after, createdAt: timestamp,
+            previousHash: previous?.hash ?? genesisHash, hash: ""
+        )
+        record.hash = record.computeHash()
+        return record
     }
 
     /// Every budget setting, oldest first.
@@ -302,13 +390,7 @@ public final class PrivacyLedger: Sendable {
     public static func charge(
         _ db: Database, releaseID: String, round: Int64, mechanism: Mechanism, populations: [String], now: Date = Date()
     ) throws -> [Record] {
-        guard mechanism.noiseMultiplier > 0, mechanism.noiseMultiplier.isFinite else {
-            throw Failure.invalid("noise multiplier must be positive and finite")
-        }
-        guard mechanism.samplingRate > 0, mechanism.samplingRate <= 1, mechanism.count >= 1 else {
-            throw Failure.invalid("sampling rate must be in (0, 1] and count at least 1")
-        }
-        guard !populations.isEmpty else { throw Failure.invalid("a charge needs at least one population") }
+        try validateCharge(mechanism, populations: populations)
         let timestamp = Self.timestamp(now)
         var written: [Record] = []
         // Cached statements throughout: a node charges once per release and the coordinator once
@@ -324,20 +406,10 @@ public final class PrivacyLedger: Sendable {
             ) ?? 0
             if duplicates > 0 { throw Failure.duplicateRelease(releaseID) }
             let history = try Self.records(db, population: population).compactMap(\.mechanismValue)
-            let before = try Self.epsilon(of: history, delta: budget.delta)
-            let after = try Self.epsilon(of: history + [mechanism], delta: budget.delta)
-            let alone = try Self.epsilon(of: [mechanism], delta: budget.delta)
-            guard after <= budget.epsilon else {
-                throw Failure.budgetExceeded(population: population, budget: budget.epsilon, spent: before, requested: alone, wouldBe: after)
-            }
-            var record = Record(
-                sequence: (previous?.sequence ?? 0) + 1, releaseID: releaseID, round: round, population: population,
-                mechanism: mechanism.kind.rawValue, noiseMultiplier: mechanism.noiseMultiplier,
-                samplingRate: mechanism.samplingRate, count: mechanism.count, mode: mechanism.mode.rawValue,
-                delta: budget.delta, epsilonAfter: after, createdAt: timestamp,
-                previousHash: previous?.hash ?? Self.genesisHash, hash: ""
+            let record = try chargeRecord(
+                after: previous, releaseID: releaseID, round: round, population: population, mechanism: mechanism,
+                budget: budget, history: history, timestamp: timestamp
             )
-            record.hash = record.computeHash()
             try record.insert(db)
             try db.cachedStatement(
                 sql: "INSERT INTO privacy_ledger_head (id, sequence, hash) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET sequence = excluded.sequence, hash = excluded.hash"
@@ -351,7 +423,7 @@ public final class PrivacyLedger: Sendable {
     /// A record's time, as ISO 8601 in UTC to the second ("2026-12-02T04:45:54Z"), the form
     /// `ISO8601DateFormatter` writes; a format style rather than a new formatter per charge
     /// (65 µs each, 3% of a simulation's CPU).
-    static func timestamp(_ date: Date) -> String { date.formatted(Date.ISO8601FormatStyle()) }
+    public static func timestamp(_ date: Date) -> String { date.formatted(Date.ISO8601FormatStyle()) }
 
     /// The state directory's ledger file.
     public static let fileName = "fedseg.sqlite"

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FedSegClient
 import FedSegCoordinator
+import FedSegPostgres
 import FedSegPrivacy
 import FedSegProtocol
 import FedSegSimulation
@@ -137,11 +138,14 @@ struct PrivacyCommand: AsyncParsableCommand {
     struct Audit: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Verify a privacy ledger and show what each population has spent and has left.",
-            discussion: "A coordinator's or client's state directory, or a live coordinator through its admin API. Exit status 1 when any record fails verification."
+            discussion: "A coordinator's or client's state directory, a live coordinator through its admin API, or a PostgreSQL database that holds the ledger (--database postgres://USER@HOST:PORT/DATABASE). Exit status 1 when any record fails verification."
         )
 
         @Option(name: .long, help: "A coordinator's or a client's state directory.")
         var stateDir: String?
+
+        @Option(name: .long, help: "A PostgreSQL database holding the ledger: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (?host=/socket/dir for a Unix socket).")
+        var database: String?
 
         @OptionGroup var remote: CoordinatorOptions
 
@@ -152,7 +156,9 @@ struct PrivacyCommand: AsyncParsableCommand {
         var svg: String?
 
         func validate() throws {
-            guard (stateDir == nil) != (remote.coordinator == nil) else { throw ValidationError("give one of --state-dir and --coordinator") }
+            guard [stateDir, remote.coordinator, database].compactMap({ $0 }).count == 1 else {
+                throw ValidationError("give one of --state-dir, --coordinator and --database")
+            }
         }
 
         func run() async throws {
@@ -166,6 +172,16 @@ struct PrivacyCommand: AsyncParsableCommand {
                 }
                 path = found
                 audit = try LedgerAudit.run(PrivacyLedger(path: found))
+            } else if let database {
+                do {
+                    let location = try PostgresLocation(url: database)
+                    path = location.description
+                    let connection = try await PostgresStore.open(location, maximumConnections: 1)
+                    defer { connection.close() }
+                    audit = try await PostgresPrivacyLedger(existingIn: connection).audit()
+                } catch let error as PostgresStoreError {
+                    throw CommandFailure(error.description)
+                }
             } else {
                 path = remote.coordinator ?? ""
                 audit = try await remote.withAdmin { try await $0.ledger() }
