@@ -1,6 +1,6 @@
 # FedSeg: `make test` and `make demo` work on a fresh Debian machine; both install what is missing.
 SWIFT ?= swift
-BENCH_SUITES ?= gemm kmeans embed coordinator secagg scale compare
+BENCH_SUITES ?= gemm kmeans embed coordinator secagg scale compare durable
 
 DEMO_DIR ?= .demo
 export DEMO_DIR
@@ -63,7 +63,9 @@ openapi:
 	{ printf '// Generated from docs/openapi.json by `make openapi`: edit that file, then run it.\n\nenum OpenAPIDocument {\n    static let json = #"""\n'; \
 	  cat docs/openapi.json; printf '\n"""#\n}\n'; } > Sources/FedSegCoordinator/OpenAPIDocument.swift
 
-bench: setup
+# The durable suite starts a PostgreSQL server of its own: setup --postgres installs Debian's.
+bench:
+	@scripts/setup --postgres
 	@# A nested package keeps a stale list of the root package's files in its build plan: drop the
 	@# plan (seconds to redo), and rebuild clean only if it still trips.
 	cd Benchmarks && rm -f .build/*.yaml .build/*/description.json && \

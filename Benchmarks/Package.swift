@@ -30,6 +30,8 @@ let package = Package(
                 .product(name: "FedSegCrypto", package: "FedSeg"),
                 .product(name: "FedSegProtocol", package: "FedSeg"),
                 .product(name: "FedSegSecureAggregation", package: "FedSeg"),
+                .product(name: "FedSegPostgres", package: "FedSeg"),
+                .product(name: "FedSegTestSupport", package: "FedSeg"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

@@ -12,11 +12,13 @@ import PostgresNIO
 /// `UpdateIntake`'s: the same message twice is a `replay`, a second answer to a round is
 /// `alreadyAnswered`, within a batch and across processes.
 ///
-/// A batch is one serialisable transaction. Two processes that record answers of one client to
-/// one round at once conflict on the rows they read, and the server aborts one of them
-/// (`40001`), which runs again and then finds the other's record. Only a batch that carries a
-/// charge takes the ledger's lock, so batches without one (all but the round's first) run side by
-/// side in every process.
+/// The rules are unique constraints, not reads: the primary key refuses the same message twice,
+/// and a partial unique index on (client, round) over answer kinds refuses a second answer. A
+/// batch is one multi-row `INSERT … ON CONFLICT DO NOTHING` (READ COMMITTED): when two processes
+/// insert the same key at once the second waits for the first to commit and then skips the row,
+/// so processes never abort each other; what was skipped is then read back to say why. A batch
+/// that carries the round's charge runs serialisable under the ledger's lock instead, with the
+/// charge in the same transaction.
 public final class PostgresAcceptedMessages: Sendable {
     public let database: PostgresStore
 
@@ -60,9 +62,12 @@ public final class PostgresAcceptedMessages: Sendable {
             """
             CREATE TABLE accepted_messages (
                 position bigint GENERATED ALWAYS AS IDENTITY, client_id text NOT NULL, round bigint NOT NULL,
-                kind smallint NOT NULL, accepted_at double precision NOT NULL, envelope bytea,
+                kind smallint NOT NULL, answer boolean NOT NULL, accepted_at double precision NOT NULL, envelope bytea,
                 PRIMARY KEY (client_id, round, kind))
             """,
+            // Sealed envelopes do not compress: stored out of line without pglz's attempt.
+            "ALTER TABLE accepted_messages ALTER COLUMN envelope SET STORAGE EXTERNAL",
+            "CREATE UNIQUE INDEX accepted_messages_one_answer ON accepted_messages (client_id, round) WHERE answer",
             "CREATE INDEX accepted_messages_round ON accepted_messages (round, position)",
         ])
     ]
@@ -79,34 +84,73 @@ public final class PostgresAcceptedMessages: Sendable {
     /// nil for each recorded, and whether this call made the charge.
     public func accept(_ messages: [Message], charge: Charge?, now: Date = Date()) async throws -> (rejections: [UpdateIntake.Rejection?], charged: Bool) {
         let logger = database.logger
-        return try await database.transaction("recording accepted updates", locking: charge == nil ? nil : .ledger) { connection in
-            var rejections: [UpdateIntake.Rejection?] = []
-            rejections.reserveCapacity(messages.count)
-            for message in messages {
-                let round = Int64(bitPattern: message.round)
-                let kind = Int16(message.kind)
-                let answers = UpdateIntake.answerKinds.contains(message.kind) ? UpdateIntake.answerKinds.map(Int16.init) : [kind]
-                let earlier = try await PostgresPrivacyLedger.first(
-                    connection,
-                    "SELECT kind FROM accepted_messages WHERE client_id = \(message.clientID) AND round = \(round) AND kind = ANY(\(answers)) LIMIT 1",
-                    Int16.self, logger: logger
-                )
-                if let earlier {
-                    rejections.append(
-                        earlier == kind
-                            ? .replay(client: message.clientID, round: message.round)
-                            : .alreadyAnswered(client: message.clientID, round: message.round, earlier: UInt8(earlier))
-                    )
-                    continue
-                }
-                try await connection.query(
+        // Within the batch, the first message of a key wins, as if the batch were recorded in order.
+        var rejections = [UpdateIntake.Rejection?](repeating: nil, count: messages.count)
+        var firstKind: [String: UInt8] = [:]
+        var firstAnswer: [String: UInt8] = [:]
+        for (index, message) in messages.enumerated() {
+            let pair = "\(message.round) \(message.clientID)"
+            let isAnswer = UpdateIntake.answerKinds.contains(message.kind)
+            if firstKind["\(pair) \(message.kind)"] != nil {
+                rejections[index] = .replay(client: message.clientID, round: message.round)
+            } else if isAnswer, let earlier = firstAnswer[pair] {
+                rejections[index] = .alreadyAnswered(client: message.clientID, round: message.round, earlier: earlier)
+            } else {
+                firstKind["\(pair) \(message.kind)"] = message.kind
+                if isAnswer { firstAnswer[pair] = message.kind }
+            }
+        }
+        let candidates = messages.indices.filter { rejections[$0] == nil }
+        let inBatch = rejections
+        let isolation: PostgresStore.Isolation = charge == nil ? .readCommitted : .serializable
+        return try await database.transaction("recording accepted updates", isolation: isolation, locking: charge == nil ? nil : .ledger) { connection in
+            var rejections = inBatch
+            let clients = candidates.map { messages[$0].clientID }
+            let rounds = candidates.map { Int64(bitPattern: messages[$0].round) }
+            let kinds = candidates.map { Int16(messages[$0].kind) }
+            let answers = candidates.map { UpdateIntake.answerKinds.contains(messages[$0].kind) }
+            let times = [Double](repeating: now.timeIntervalSince1970, count: candidates.count)
+            let envelopes = candidates.map { ByteBuffer(bytes: messages[$0].envelope) }
+            let inserted = try await connection.query(
+                """
+                INSERT INTO accepted_messages (client_id, round, kind, answer, accepted_at, envelope)
+                SELECT * FROM unnest(\(clients)::text[], \(rounds)::bigint[], \(kinds)::smallint[], \(answers)::boolean[],
+                                     \(times)::double precision[], \(envelopes)::bytea[])
+                ON CONFLICT DO NOTHING
+                RETURNING client_id, round, kind
+                """,
+                logger: logger
+            )
+            var recorded: Set<String> = []
+            for try await (client, round, kind) in inserted.decode((String, Int64, Int16).self) { recorded.insert("\(round) \(client) \(kind)") }
+            let skipped = candidates.filter { !recorded.contains("\(Int64(bitPattern: messages[$0].round)) \(messages[$0].clientID) \(messages[$0].kind)") }
+            if !skipped.isEmpty {
+                // Recorded before (by this process or another): say which rule refused each.
+                let rows = try await connection.query(
                     """
-                    INSERT INTO accepted_messages (client_id, round, kind, accepted_at, envelope)
-                    VALUES (\(message.clientID), \(round), \(kind), \(now.timeIntervalSince1970), \(ByteBuffer(bytes: message.envelope)))
+                    SELECT client_id, round, kind, answer FROM accepted_messages
+                    WHERE (client_id, round) IN (SELECT * FROM unnest(\(skipped.map { messages[$0].clientID })::text[],
+                                                                      \(skipped.map { Int64(bitPattern: messages[$0].round) })::bigint[]))
                     """,
                     logger: logger
                 )
-                rejections.append(nil)
+                var kinds: [String: Set<Int16>] = [:]
+                var answers: [String: Int16] = [:]
+                for try await (client, round, kind, answer) in rows.decode((String, Int64, Int16, Bool).self) {
+                    kinds["\(round) \(client)", default: []].insert(kind)
+                    if answer { answers["\(round) \(client)"] = kind }
+                }
+                for index in skipped {
+                    let message = messages[index]
+                    let pair = "\(Int64(bitPattern: message.round)) \(message.clientID)"
+                    if kinds[pair]?.contains(Int16(message.kind)) == true {
+                        rejections[index] = .replay(client: message.clientID, round: message.round)
+                    } else if let earlier = answers[pair] {
+                        rejections[index] = .alreadyAnswered(client: message.clientID, round: message.round, earlier: UInt8(earlier))
+                    } else {
+                        throw PostgresStoreError.failed("recording accepted updates", why: "a message was neither recorded nor refused by a rule")
+                    }
+                }
             }
             guard let charge, zip(messages, rejections).contains(where: { $0.reveals && $1 == nil }) else { return (rejections, false) }
             let already = try await PostgresPrivacyLedger.first(

@@ -165,13 +165,14 @@ public final class PostgresStore: Sendable {
     /// `lock`, the transaction runs while this connection holds that advisory lock, taken before
     /// `BEGIN` so that the transaction's snapshot already sees the previous holder's commit.
     public func transaction<Result: Sendable>(
-        _ purpose: String, locking lock: Lock? = nil, attempts: Int = 20, _ body: @Sendable (PostgresConnection) async throws -> Result
+        _ purpose: String, isolation: Isolation = .serializable, locking lock: Lock? = nil, attempts: Int = 20,
+        _ body: @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         var attempt = 1
         while true {
             do {
                 return try await client.withConnection { connection in
-                    try await Self.serializable(connection, locking: lock, logger: logger, body)
+                    try await Self.run(connection, isolation: isolation, locking: lock, logger: logger, body)
                 }
             } catch let error as PSQLError where Self.isSerializationFailure(error) && attempt < attempts {
                 attempt += 1
@@ -183,12 +184,21 @@ public final class PostgresStore: Sendable {
         }
     }
 
-    static func serializable<Result: Sendable>(
-        _ connection: PostgresConnection, locking lock: Lock?, logger: Logger, _ body: @Sendable (PostgresConnection) async throws -> Result
+    /// How a transaction sees others. `readCommitted` suits writes whose every rule is a unique
+    /// constraint (a concurrent insert of the same key waits, then conflicts); rules that read
+    /// before they write (a budget check) need `serializable`.
+    public enum Isolation: String, Sendable {
+        case readCommitted = "READ COMMITTED"
+        case serializable = "SERIALIZABLE"
+    }
+
+    static func run<Result: Sendable>(
+        _ connection: PostgresConnection, isolation: Isolation, locking lock: Lock?, logger: Logger,
+        _ body: @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         if let lock { try await connection.query("SELECT pg_advisory_lock(\(lock.rawValue))", logger: logger) }
         do {
-            try await connection.query("BEGIN ISOLATION LEVEL SERIALIZABLE", logger: logger)
+            try await connection.query(PostgresQuery(unsafeSQL: "BEGIN ISOLATION LEVEL \(isolation.rawValue)"), logger: logger)
             let result: Result
             do {
                 result = try await body(connection)

@@ -56,7 +56,7 @@ struct AcceptedMessagesTests {
 
         // Every client's update reaches both processes (a retry after a lost answer), in batches of 4:
         // first with the round's charge (batches then queue on the ledger's lock), then in a round
-        // already charged, where batches run side by side and conflict.
+        // already charged, where batches run side by side and insert the same keys at once.
         let clients = (0..<32).map { "client-\($0)" }
         for (round, charge) in [(UInt64(7), Optional(charge)), (8, nil)] {
             let outcomes = try await withThrowingTaskGroup(of: (rejections: [UpdateIntake.Rejection?], charged: Bool).self) { group in

@@ -14,7 +14,7 @@ struct FedSegBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fedseg-bench",
         abstract: "FedSeg benchmark suites. Each prints a table, or one JSON object with --json.",
-        subcommands: [GEMMSuite.self, KMeansSuite.self, EmbedSuite.self, CoordinatorSuite.self, VarintSuite.self, SecAggSuite.self, CompareSuite.self, ScaleSuite.self]
+        subcommands: [GEMMSuite.self, KMeansSuite.self, EmbedSuite.self, CoordinatorSuite.self, VarintSuite.self, SecAggSuite.self, CompareSuite.self, ScaleSuite.self, DurableSuite.self]
     )
 }
 
