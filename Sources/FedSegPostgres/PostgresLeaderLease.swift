@@ -91,6 +91,10 @@ public final class PostgresLeaderLease: Sendable {
     /// holding it returns the same term.
     public func tryAcquire() async throws -> Term? {
         if let held = term.withLock({ $0 }) { return held }
+        // A connection the server ended does not answer: a lease that lost it is replaced, not reused.
+        guard !connection.isClosed else {
+            throw PostgresStoreError.failed("taking the leader lease", why: "the lease's connection was lost: open a new lease")
+        }
         do {
             let rows = try await connection.query("SELECT pg_try_advisory_lock(\(PostgresStore.Lock.leader.rawValue))", logger: logger)
             var taken = false

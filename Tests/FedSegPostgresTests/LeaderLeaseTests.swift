@@ -122,6 +122,11 @@ struct LeaderLeaseTests {
         }
         #expect(await !a.stillLeads())
         #expect(a.currentTerm == nil)
+        // The cut lease cannot be taken again on its dead connection; a new one waits its turn.
+        await #expect(throws: PostgresStoreError.self) { try await a.tryAcquire() }
+        let (_, again) = try await process(server, "coordinator-a")
+        #expect(try await again.tryAcquire() == nil)
+        await again.close()
         await a.close()
         await b.close()
     }
