@@ -43,8 +43,18 @@ public final class TemporaryPostgres: Sendable {
         }
     }
 
-    /// Creates a cluster with a trusted local user `user` and a database `database`, and starts it.
-    public static func start(user: String = "fedseg", database: String = "fedseg") throws -> TemporaryPostgres {
+    /// Creates a cluster with a trusted local user `user` and a database `database`, and starts it,
+    /// on a thread of its own: initdb and pg_ctl take a second or more, which would hold one of
+    /// the few threads Swift's concurrency runs every test on.
+    public static func start(user: String = "fedseg", database: String = "fedseg") async throws -> TemporaryPostgres {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(with: Result { try startBlocking(user: user, database: database) })
+            }
+        }
+    }
+
+    static func startBlocking(user: String, database: String) throws -> TemporaryPostgres {
         guard let bin = findBinDirectory() else {
             throw Failure(description: """
                 PostgreSQL's server programs (initdb, pg_ctl) were not found in /usr/lib/postgresql/*/bin, /usr/local/bin, \

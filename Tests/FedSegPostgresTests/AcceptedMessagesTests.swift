@@ -17,7 +17,7 @@ private func message(_ client: String, round: UInt64 = 7, kind: UInt8 = update, 
 struct AcceptedMessagesTests {
     @Test("the intake's replay rules, within a batch and across batches; envelopes read back in acceptance order and are dropped with their round")
     func replayRules() async throws {
-        let server = try TemporaryPostgres.start()
+        let server = try await TemporaryPostgres.start()
         defer { server.stop() }
         let database = try await PostgresStore.open(PostgresLocation(url: server.url))
         defer { database.close() }
@@ -42,7 +42,7 @@ struct AcceptedMessagesTests {
 
     @Test("two processes accepting the same clients' updates at once: each update recorded once, the round charged once")
     func twoProcesses() async throws {
-        let server = try TemporaryPostgres.start()
+        let server = try await TemporaryPostgres.start()
         defer { server.stop() }
         let one = try await PostgresStore.open(PostgresLocation(url: server.url))
         let two = try await PostgresStore.open(PostgresLocation(url: server.url))

@@ -27,7 +27,7 @@ private func acquire(_ lease: PostgresLeaderLease, within limit: Duration) async
 struct LeaderLeaseTests {
     @Test("one leader at a time; a released lease goes to the next process with a new term, and the old term's writes are refused")
     func oneLeaderAtATime() async throws {
-        let server = try TemporaryPostgres.start()
+        let server = try await TemporaryPostgres.start()
         defer { server.stop() }
         let (first, a) = try await process(server, "coordinator-a")
         let (second, b) = try await process(server, "coordinator-b")
@@ -58,7 +58,7 @@ struct LeaderLeaseTests {
 
     @Test("kill -9 of the process holding the lease frees it: another process takes it within seconds, with the next term")
     func takeoverAfterKill() async throws {
-        let server = try TemporaryPostgres.start()
+        let server = try await TemporaryPostgres.start()
         defer { server.stop() }
         let database = try await PostgresStore.open(PostgresLocation(url: server.url))
         defer { database.close() }
@@ -97,7 +97,7 @@ struct LeaderLeaseTests {
 
     @Test("a leader whose lease connection was cut is fenced: the next term begins and the cut leader's writes are refused")
     func cutLeaderIsFenced() async throws {
-        let server = try TemporaryPostgres.start()
+        let server = try await TemporaryPostgres.start()
         defer { server.stop() }
         let (first, a) = try await process(server, "coordinator-a")
         let (second, b) = try await process(server, "coordinator-b")

@@ -49,7 +49,7 @@ struct AuditCLITests {
 
     @Test("audits a ledger in PostgreSQL (--database): verified, then failed after tampering; a database without one is named")
     func postgres() async throws {
-        let server = try TemporaryPostgres.start()
+        let server = try await TemporaryPostgres.start()
         defer { server.stop() }
         let database = try await PostgresStore.open(PostgresLocation(url: server.url))
         defer { database.close() }

@@ -58,7 +58,7 @@ struct DurableSuite: AsyncParsableCommand {
             return
         }
         let sqlite = try await sqliteRun()
-        let server: TemporaryPostgres? = database == nil ? try TemporaryPostgres.start() : nil
+        let server: TemporaryPostgres? = database == nil ? try await TemporaryPostgres.start() : nil
         defer { server?.stop() }
         let url = database ?? server!.url
         // Creates the tables once, so the workers do not race to.
