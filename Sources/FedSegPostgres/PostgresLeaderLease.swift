@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOCore
 import PostgresNIO
 import Synchronization
 
@@ -77,6 +78,15 @@ public final class PostgresLeaderLease: Sendable {
         var backendPID: Int32 = 0
         for try await pid in try await connection.query("SELECT pg_backend_pid()", logger: logger).decode(Int32.self) { backendPID = pid }
         return PostgresLeaderLease(holder: holder, database: database, connection: connection, backendPID: backendPID, logger: logger)
+    }
+
+    /// A lease dropped without `close()` (an early return, a thrown error) still closes its
+    /// connection; the callback holds the connection until the close completes.
+    deinit {
+        let connection = connection
+        guard !connection.isClosed else { return }
+        let closing: EventLoopFuture<Void> = connection.close()
+        closing.whenComplete { _ in withExtendedLifetime(connection) {} }
     }
 
     init(holder: String, database: PostgresStore, connection: PostgresConnection, backendPID: Int32, logger: Logger) {
