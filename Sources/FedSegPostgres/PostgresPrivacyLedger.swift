@@ -174,14 +174,7 @@ public final class PostgresPrivacyLedger: Sendable {
     }
 
     public func budgets() async throws -> [PrivacyLedger.Budget] {
-        try await database.read("reading the ledger") { connection in
-            var budgets: [Budget] = []
-            let rows = try await connection.query("SELECT population, epsilon, delta FROM privacy_budget ORDER BY population", logger: database.logger)
-            for try await (population, epsilon, delta) in rows.decode((String, Double, Double).self) {
-                budgets.append(Budget(population: population, epsilon: epsilon, delta: delta))
-            }
-            return budgets
-        }
+        try await database.read("reading the ledger") { connection in try await Self.fetchBudgets(connection, logger: database.logger) }
     }
 
     /// Every budget setting, oldest first.
@@ -194,9 +187,7 @@ public final class PostgresPrivacyLedger: Sendable {
     }
 
     public func head() async throws -> (sequence: Int64, hash: String)? {
-        try await database.read("reading the ledger") { connection in
-            try await Self.first(connection, "SELECT sequence, hash FROM privacy_ledger_head WHERE id = 1", (Int64, String).self, logger: database.logger)
-        }
+        try await database.read("reading the ledger") { connection in try await Self.fetchHead(connection, logger: database.logger) }
     }
 
     /// ε spent by a population, recomputed from its recorded mechanisms.
@@ -214,22 +205,14 @@ public final class PostgresPrivacyLedger: Sendable {
     public func audit() async throws -> LedgerAudit {
         let logger = database.logger
         let (records, budgets, changes, head) = try await database.read("reading the ledger") { connection in
-            let records = try await Self.fetchRecords(connection, "ORDER BY sequence", logger: logger)
-            var budgets: [Budget] = []
-            let rows = try await connection.query("SELECT population, epsilon, delta FROM privacy_budget ORDER BY population", logger: logger)
-            for try await (population, epsilon, delta) in rows.decode((String, Double, Double).self) {
-                budgets.append(Budget(population: population, epsilon: epsilon, delta: delta))
-            }
-            let changes = try await Self.budgetChanges(connection, newestOnly: false, logger: logger)
-            let head = try await Self.first(connection, "SELECT sequence, hash FROM privacy_ledger_head WHERE id = 1", (Int64, String).self, logger: logger)
-            return (records, budgets, changes, head.map { Head(sequence: $0.0, hash: $0.1) })
+            (
+                try await Self.fetchRecords(connection, "ORDER BY sequence", logger: logger),
+                try await Self.fetchBudgets(connection, logger: logger),
+                try await Self.budgetChanges(connection, newestOnly: false, logger: logger),
+                try await Self.fetchHead(connection, logger: logger)
+            )
         }
-        return try LedgerAudit.run(records: records, budgets: budgets, budgetHistory: changes, head: head.map { ($0.sequence, $0.hash) })
-    }
-
-    struct Head: Sendable {
-        var sequence: Int64
-        var hash: String
+        return try LedgerAudit.run(records: records, budgets: budgets, budgetHistory: changes, head: head)
     }
 
     // MARK: Rows
@@ -246,6 +229,21 @@ public final class PostgresPrivacyLedger: Sendable {
     static func fetchBudget(_ connection: PostgresConnection, _ population: String, logger: Logger) async throws -> Budget? {
         try await first(connection, "SELECT epsilon, delta FROM privacy_budget WHERE population = \(population)", (Double, Double).self, logger: logger)
             .map { Budget(population: population, epsilon: $0.0, delta: $0.1) }
+    }
+
+    static func fetchBudgets(_ connection: PostgresConnection, logger: Logger) async throws -> [Budget] {
+        var budgets: [Budget] = []
+        let rows = try await connection.query("SELECT population, epsilon, delta FROM privacy_budget ORDER BY population", logger: logger)
+        for try await (population, epsilon, delta) in rows.decode((String, Double, Double).self) {
+            budgets.append(Budget(population: population, epsilon: epsilon, delta: delta))
+        }
+        return budgets
+    }
+
+    /// (sequence, hash) of the newest record as the head row has it.
+    static func fetchHead(_ connection: PostgresConnection, logger: Logger) async throws -> (sequence: Int64, hash: String)? {
+        try await first(connection, "SELECT sequence, hash FROM privacy_ledger_head WHERE id = 1", (Int64, String).self, logger: logger)
+            .map { (sequence: $0.0, hash: $0.1) }
     }
 
     static func records(_ connection: PostgresConnection, population: String, logger: Logger) async throws -> [Record] {
